@@ -1,0 +1,3 @@
+from sizzle.cli import app
+
+app()

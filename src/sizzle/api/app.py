@@ -1,0 +1,94 @@
+"""The app factory: routers, error mapping (once, here), and the background jobs' lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sizzle import __version__
+from sizzle.api.routers import auth, billing, catalog, health, sessions
+from sizzle.errors import SizzleError
+from sizzle.settings import Settings
+from sizzle.state import AppState
+
+log = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+def create_app(
+    settings: Settings | None = None, *, state: AppState | None = None, run_jobs: bool = True
+) -> FastAPI:
+    """A Sizzle app; `run_jobs=False` leaves the background jobs to the caller (tests, replicas)."""
+    state = state or AppState.build(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_jobs:
+            state.jobs.start()
+        try:
+            yield
+        finally:
+            await state.jobs.stop()
+            await state.db.dispose()
+
+    app = FastAPI(
+        title="Sizzle",
+        version=__version__,
+        description='Rent a GPU by the minute. Errors are `{"error": {"code", "message"}}`.',
+        lifespan=lifespan,
+    )
+    app.state.sizzle = state
+    for module in (health, auth, catalog, sessions, billing):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SizzleError)
+    async def _domain(_request: Request, exc: SizzleError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in err.get("loc", ())[1:]), "problem": err.get("msg")}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details)
+        return error_response(
+            422, "validation_error", summary or "invalid request", details=details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request.failed", path=request.url.path)
+        return error_response(500, "internal_error", "something went wrong on our side")

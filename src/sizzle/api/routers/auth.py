@@ -1,0 +1,52 @@
+"""Sign-up, sign-in and who am I."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, status
+
+from sizzle.api.deps import CurrentUser, StateDep, TxDep
+from sizzle.api.schemas import LoginIn, RegisterIn, RegisterOut, TokenOut, UserOut
+from sizzle.api.views import user_out
+from sizzle.security import create_access_token
+from sizzle.services import accounts
+from sizzle.state import AppState
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+def _token(state: AppState, user_id: str) -> TokenOut:
+    lifetime = timedelta(minutes=state.settings.access_token_minutes)
+    token = create_access_token(
+        user_id,
+        secret=state.settings.resolved_secret_key,
+        now=state.clock.now(),
+        lifetime=lifetime,
+    )
+    return TokenOut(access_token=token, expires_in=int(lifetime.total_seconds()))
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisterOut)
+async def register(body: RegisterIn, state: StateDep, tx: TxDep) -> RegisterOut:
+    user = await accounts.create_user(
+        tx,
+        email=body.email,
+        password=body.password,
+        name=body.name,
+        now=state.clock.now(),
+        free_minutes=state.settings.free_minutes,
+    )
+    token = _token(state, user.id)
+    return RegisterOut(**token.model_dump(), user=user_out(await accounts.summarize(tx, user)))
+
+
+@router.post("/login", response_model=TokenOut)
+async def login(body: LoginIn, state: StateDep, tx: TxDep) -> TokenOut:
+    user = await accounts.authenticate(tx, email=body.email, password=body.password)
+    return _token(state, user.id)
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser, tx: TxDep) -> UserOut:
+    return user_out(await accounts.summarize(tx, user))

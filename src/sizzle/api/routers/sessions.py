@@ -1,0 +1,81 @@
+"""GPU sessions: create, list, read, and the lifecycle actions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
+from sizzle.api.schemas import Page, SessionCreateIn, SessionOut
+from sizzle.api.views import session_out
+from sizzle.db.models import User
+from sizzle.services import sessions
+from sizzle.state import AppState
+
+router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+
+
+async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
+    async with state.db.transaction() as tx:
+        session = await sessions.get_session(tx, session_id, user_id=user.id)
+    return session_out(session, state.clock.now(), for_admin=user.is_admin)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
+async def create(body: SessionCreateIn, user: CurrentUser, state: StateDep) -> SessionOut:
+    session = await sessions.create_session(
+        state.db,
+        state.orchestrator,
+        user_id=user.id,
+        tier_name=body.tier,
+        model=body.model,
+        max_minutes=body.max_minutes,
+        now=state.clock.now(),
+    )
+    state.jobs.poke()
+    return session_out(session, state.clock.now(), for_admin=user.is_admin)
+
+
+@router.get("", response_model=Page[SessionOut])
+async def list_mine(
+    user: CurrentUser, state: StateDep, tx: TxDep, paging: PagingDep
+) -> Page[SessionOut]:
+    rows, total = await sessions.list_sessions(
+        tx, user_id=user.id, limit=paging.limit, offset=paging.offset
+    )
+    now = state.clock.now()
+    return Page(items=[session_out(s, now, for_admin=user.is_admin) for s in rows], total=total)
+
+
+@router.get("/{session_id}", response_model=SessionOut)
+async def read(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+    return await _read(state, session_id, user)
+
+
+@router.post("/{session_id}/start", response_model=SessionOut)
+async def start(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+    await sessions.start_session(state.db, session_id=session_id, user=user, now=state.clock.now())
+    return await _read(state, session_id, user)
+
+
+@router.post("/{session_id}/pause", response_model=SessionOut)
+async def pause(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+    await sessions.pause_session(
+        state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
+    )
+    return await _read(state, session_id, user)
+
+
+@router.post("/{session_id}/resume", response_model=SessionOut)
+async def resume(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+    await sessions.resume_session(
+        state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
+    )
+    return await _read(state, session_id, user)
+
+
+@router.post("/{session_id}/stop", response_model=SessionOut)
+async def stop(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+    await sessions.stop_session(
+        state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
+    )
+    return await _read(state, session_id, user)

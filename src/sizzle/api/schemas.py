@@ -1,0 +1,136 @@
+"""The public JSON shapes of /api/v1."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from sizzle.domain.money import micros_to_usd
+
+T = TypeVar("T")
+
+
+def usd(micros: int) -> str:
+    """Exact dollars as text, at least two decimals: 150000 -> '0.15', 123456 -> '0.123456'."""
+    value = micros_to_usd(micros)
+    return str(
+        value.quantize(Decimal("0.01"))
+        if value == value.quantize(Decimal("0.01"))
+        else value.normalize()
+    )
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr
+    password: str = Field(max_length=256)
+    name: str | None = Field(None, max_length=200)
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str | None
+    plan: str
+    is_admin: bool
+    free_minutes: int
+    balance_usd: str
+    created_at: datetime
+
+
+class RegisterOut(TokenOut):
+    user: UserOut
+
+
+class TierOut(BaseModel):
+    name: str
+    gpu_types: list[str]
+    min_gpus: int
+    max_gpus: int
+    min_vram_gb: int
+    price_per_minute_usd: str
+    price_per_hour_usd: str
+    good_for: str
+
+
+class AvailabilityOut(BaseModel):
+    tier: str
+    available: bool
+    from_price_per_minute_usd: str
+    offers: int
+
+
+class SessionCreateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tier: str = Field(max_length=32)
+    model: str | None = Field(None, max_length=200)
+    max_minutes: int | None = None
+
+
+class SessionOut(BaseModel):
+    id: str
+    status: str
+    tier: str
+    model: str | None
+    provider: str | None = Field(None, description="Admins only.")
+    gpu_type: str | None
+    gpu_count: int | None
+    price_per_minute_usd: str
+    max_minutes: int | None
+    active_seconds: float
+    charged_minutes: int
+    cost_usd: str
+    created_at: datetime
+    ready_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    error: str | None
+
+
+class BalanceOut(BaseModel):
+    balance_usd: str
+    balance_micros: int
+    free_minutes: int
+
+
+class TransactionOut(BaseModel):
+    id: int
+    kind: str
+    direction: str = Field(description="'in' adds to the user's balance, 'out' spends from it.")
+    amount: int = Field(description="Micro-dollars, or minutes when unit is 'minutes'.")
+    unit: str
+    amount_usd: str | None
+    session_id: str | None
+    minute: int | None
+    memo: str | None
+    created_at: datetime
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

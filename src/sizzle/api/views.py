@@ -1,0 +1,64 @@
+"""Domain objects to response schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sizzle.api.schemas import SessionOut, TransactionOut, UserOut, usd
+from sizzle.db.models import GpuSession, LedgerEntry
+from sizzle.services.accounts import UserSummary
+from sizzle.services.sessions import view
+
+
+def user_out(summary: UserSummary) -> UserOut:
+    user = summary.user
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        plan=user.plan,
+        is_admin=user.is_admin,
+        free_minutes=summary.balances.free_minutes,
+        balance_usd=usd(summary.balances.credit_micros),
+        created_at=user.created_at,
+    )
+
+
+def session_out(session: GpuSession, now: datetime, *, for_admin: bool) -> SessionOut:
+    seen = view(session, now)
+    return SessionOut(
+        id=session.id,
+        status=session.status,
+        tier=session.tier,
+        model=session.model,
+        provider=session.provider if for_admin else None,
+        gpu_type=session.gpu_type,
+        gpu_count=session.gpu_count,
+        price_per_minute_usd=usd(session.price_micros_per_minute),
+        max_minutes=session.max_minutes,
+        active_seconds=seen.active_ms / 1000,
+        charged_minutes=session.charged_minutes,
+        cost_usd=usd(seen.cost_micros),
+        created_at=session.created_at,
+        ready_at=session.ready_at,
+        started_at=session.started_at,
+        ended_at=session.ended_at,
+        end_reason=session.end_reason,
+        error=session.last_error,
+    )
+
+
+def transaction_out(entry: LedgerEntry, *, user_account_ids: set[int]) -> TransactionOut:
+    direction = "in" if entry.credit_account_id in user_account_ids else "out"
+    return TransactionOut(
+        id=entry.id,
+        kind=entry.kind,
+        direction=direction,
+        amount=entry.amount,
+        unit=entry.unit,
+        amount_usd=usd(entry.amount) if entry.unit == "usd_micros" else None,
+        session_id=entry.session_id,
+        minute=entry.minute,
+        memo=entry.memo,
+        created_at=entry.created_at,
+    )

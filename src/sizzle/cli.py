@@ -1,0 +1,171 @@
+"""The `sizzle` command: serve, worker, db upgrade, admin tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from decimal import InvalidOperation
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from sizzle.db.database import Database
+from sizzle.db.migrate import is_current, upgrade
+from sizzle.domain.money import usd_to_micros
+from sizzle.errors import SizzleError
+from sizzle.logging import configure_logging
+from sizzle.settings import Settings
+from sizzle.state import AppState, clock_for
+
+app = typer.Typer(help="Sizzle: rent a GPU by the minute.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operator tasks.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides SIZZLE_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides SIZZLE_PORT.")] = None,
+    jobs: Annotated[bool, typer.Option(help="Run the background jobs here too.")] = True,
+) -> None:
+    """Serve the API and run the background jobs (SQLite under ~/.sizzle by default)."""
+    import uvicorn
+
+    from sizzle.api.app import create_app
+
+    configure_logging()
+    settings = Settings()
+    db = Database(settings.resolved_database_url)
+    if settings.is_default_database:
+        asyncio.run(_upgrade_and_dispose(db))
+    elif not asyncio.run(_is_current_and_dispose(db)):
+        raise _fail("the database schema is not current: run `sizzle db upgrade` first")
+    state = AppState.build(settings)
+    console.print(
+        f"Sizzle on http://{host or settings.host}:{port or settings.port} "
+        f"(providers: {', '.join(state.providers)}; database: {state.db.dialect})"
+    )
+    uvicorn.run(
+        create_app(state=state, run_jobs=jobs),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the background jobs only (metering, provisioning, reaper), for scale-out."""
+    configure_logging()
+    state = AppState.build(Settings())
+
+    async def _run() -> None:
+        if not await is_current(state.db):
+            raise _fail("the database schema is not current: run `sizzle db upgrade` first")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        state.jobs.start()
+        await stop.wait()
+        await state.jobs.stop()
+        await state.db.dispose()
+
+    asyncio.run(_run())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = Settings()
+    asyncio.run(_upgrade_and_dispose(Database(settings.resolved_database_url)))
+    console.print("database is current")
+
+
+async def _upgrade_and_dispose(db: Database) -> None:
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+async def _is_current_and_dispose(db: Database) -> bool:
+    try:
+        return await is_current(db)
+    finally:
+        await db.dispose()
+
+
+@admin_app.command("create-user")
+def create_user(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    admin: Annotated[bool, typer.Option("--admin", help="An operator.")] = False,
+    plan: Annotated[str, typer.Option(help="free, starter, pro or enterprise.")] = "free",
+    name: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a user (with the sign-up free minutes)."""
+    from sizzle.services import accounts
+
+    settings = Settings()
+
+    async def _run() -> str:
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.transaction() as tx:
+                user = await accounts.create_user(
+                    tx,
+                    email=email,
+                    password=password,
+                    name=name,
+                    plan=plan,
+                    is_admin=admin,
+                    now=clock_for(settings).now(),
+                    free_minutes=settings.free_minutes,
+                )
+                return user.id
+        finally:
+            await db.dispose()
+
+    try:
+        user_id = asyncio.run(_run())
+    except SizzleError as exc:
+        raise _fail(exc.message) from exc
+    console.print(f"created {email} ({user_id}){' as admin' if admin else ''}, plan {plan}")
+
+
+@admin_app.command("grant-credits")
+def grant_credits(email: str, usd: str) -> None:
+    """Add USD credit to a user's balance (a ledger entry from the platform's grants)."""
+    from sizzle.services import accounts
+
+    try:
+        micros = usd_to_micros(usd)
+    except (InvalidOperation, ValueError) as exc:
+        raise _fail(f"{usd!r} is not an amount of dollars") from exc
+    settings = Settings()
+
+    async def _run() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.transaction() as tx:
+                user = await accounts.get_user_by_email(tx, email)
+                now = clock_for(settings).now()
+                await accounts.grant_credits(tx, user, micros, now=now, granted_by="cli")
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(_run())
+    except SizzleError as exc:
+        raise _fail(exc.message) from exc
+    console.print(f"granted ${usd} to {email}")

@@ -1,0 +1,40 @@
+"""Money arithmetic: integer micro-dollars, per-minute billing. No I/O, no floats."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+MICROS_PER_USD = 1_000_000
+MS_PER_MINUTE = 60_000
+
+
+def usd_to_micros(usd: str | int | Decimal) -> int:
+    """Exact conversion of a dollar amount given as text or Decimal, refusing sub-micro digits."""
+    value = Decimal(str(usd)) * MICROS_PER_USD
+    if value != value.to_integral_value():
+        raise ValueError(f"{usd} has more precision than a micro-dollar")
+    return int(value)
+
+
+def micros_to_usd(micros: int) -> Decimal:
+    """Micro-dollars as an exact Decimal of dollars."""
+    return Decimal(micros) / MICROS_PER_USD
+
+
+def micros_to_cents_str(micros: int) -> str:
+    """Display form: dollars rounded to cents, e.g. '0.30'."""
+    return str(micros_to_usd(micros).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def minutes_started(active_ms: int) -> int:
+    """Each started minute is billed: ceil(active_ms / 60 000)."""
+    if active_ms < 0:
+        raise ValueError("active time cannot be negative")
+    return -(-active_ms // MS_PER_MINUTE)
+
+
+def minutes_affordable(*, free_minutes: int, balance_micros: int, price_micros: int) -> int:
+    """How many whole minutes free minutes and credit can pay, free minutes first."""
+    if price_micros <= 0:
+        raise ValueError("a minute must cost something")
+    return max(free_minutes, 0) + max(balance_micros, 0) // price_micros

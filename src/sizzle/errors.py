@@ -1,0 +1,65 @@
+"""Domain errors: one hierarchy, each with a code and an HTTP status, mapped once in the app."""
+
+from __future__ import annotations
+
+
+class SizzleError(Exception):
+    """Base of every error Sizzle reports to a client."""
+
+    code = "error"
+    status_code = 400
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class BadRequest(SizzleError):
+    code = "bad_request"
+    status_code = 400
+
+
+class Unauthorized(SizzleError):
+    code = "unauthorized"
+    status_code = 401
+
+
+class InsufficientCredit(SizzleError):
+    code = "insufficient_credit"
+    status_code = 402
+
+
+class Forbidden(SizzleError):
+    code = "forbidden"
+    status_code = 403
+
+
+class NotFound(SizzleError):
+    code = "not_found"
+    status_code = 404
+
+
+class Conflict(SizzleError):
+    code = "conflict"
+    status_code = 409
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class ValidationFailed(SizzleError):
+    code = "validation_error"
+    status_code = 422
+
+
+class NoCapacity(SizzleError):
+    code = "no_capacity"
+    status_code = 503
+
+
+class ProviderUnavailable(SizzleError):
+    code = "provider_unavailable"
+    status_code = 503

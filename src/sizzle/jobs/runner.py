@@ -1,0 +1,102 @@
+"""Runs the background jobs on their intervals: in `sizzle serve` or in `sizzle worker`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from sizzle.clock import Clock
+from sizzle.db.database import Database
+from sizzle.jobs.metering import run_metering_pass
+from sizzle.jobs.provisioning import launch_pending, mark_ready
+from sizzle.jobs.reaper import reap
+from sizzle.providers.base import Provider
+from sizzle.services.orchestrator import Orchestrator
+from sizzle.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class JobRunner:
+    """Metering every `meter_interval_seconds`; provisioning and the reaper more often."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        clock: Clock,
+        providers: dict[str, Provider],
+        orchestrator: Orchestrator,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.providers = providers
+        self.orchestrator = orchestrator
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def poke(self) -> None:
+        """Something changed (a new session): look for work now rather than at the next tick."""
+        self._wake.set()
+
+    async def meter(self) -> None:
+        await run_metering_pass(self.db, self.providers, now=self.clock.now())
+
+    async def housekeep(self) -> None:
+        await launch_pending(self.db, self.orchestrator, now=self.clock.now())
+        await mark_ready(self.db, self.providers, now=self.clock.now())
+        await reap(self.db, self.providers, self.settings, now=self.clock.now())
+
+    async def run_once(self) -> None:
+        """Every job once, in order; what the tests call instead of waiting for the loops."""
+        await self.housekeep()
+        await self.meter()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(
+                self._loop("metering", self.meter, self.settings.meter_interval_seconds)
+            ),
+            asyncio.create_task(
+                self._loop(
+                    "housekeeping",
+                    self.housekeep,
+                    self.settings.jobs_interval_seconds,
+                    wakeable=True,
+                )
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _loop(
+        self,
+        name: str,
+        job: Callable[[], Awaitable[None]],
+        interval: float,
+        *,
+        wakeable: bool = False,
+    ) -> None:
+        while True:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed pass is logged and retried next tick
+                log.exception("job.failed", job=name)
+            if wakeable:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), interval)
+                except TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(interval)

@@ -1,0 +1,109 @@
+"""The one interface every provider plugin implements; the orchestrator knows nothing else."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from sizzle.clock import Clock
+from sizzle.db.database import Database
+from sizzle.domain.tiers import Tier
+from sizzle.settings import Settings
+
+INSTANCE_PREFIX = "sizzle-"
+
+
+def instance_name(session_id: str) -> str:
+    """What every instance Sizzle creates is named: `sizzle-<session id>`."""
+    return f"{INSTANCE_PREFIX}{session_id}"
+
+
+class InstanceState(StrEnum):
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One rentable GPU configuration at a provider, at its upstream price."""
+
+    provider: str
+    offer_id: str
+    gpu_type: str
+    gpu_count: int
+    vram_gb_per_gpu: int
+    upstream_micros_per_hour: int
+    reliability: float = 1.0
+
+
+@dataclass(frozen=True)
+class Instance:
+    external_id: str
+    name: str
+    state: InstanceState
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    healthy: bool
+    detail: str | None = None
+
+
+@dataclass
+class ProviderContext:
+    """What a plugin may use: settings, the clock, and (for the demo plugin) the database."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """A plugin that rents GPUs.
+
+    Contract: `offers` answers quickly (the orchestrator bounds it with a timeout);
+    `provision` creates an instance named `instance_name(session_id)` and returns its
+    provider-side id, or raises NoCapacity; `status` returns None once the instance is gone;
+    `terminate` is silent if the instance is already gone.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+
+    def __init__(self, context: ProviderContext) -> None:
+        self.context = context
+
+    @abstractmethod
+    async def health(self) -> ProviderHealth: ...
+
+    @abstractmethod
+    async def offers(self, tier: Tier) -> list[Offer]: ...
+
+    @abstractmethod
+    async def provision(self, offer: Offer, *, session_id: str, model: str | None) -> str: ...
+
+    @abstractmethod
+    async def status(self, external_id: str) -> Instance | None: ...
+
+    @abstractmethod
+    async def terminate(self, external_id: str) -> None: ...
+
+    @abstractmethod
+    async def list_instances(self) -> list[Instance]:
+        """Every instance of ours (named with the `sizzle-` prefix) the provider holds."""
+
+
+class SupportsPause(ABC):
+    """Optional ability: stop the GPU without losing the instance, and start it again."""
+
+    @abstractmethod
+    async def stop(self, external_id: str) -> None: ...
+
+    @abstractmethod
+    async def start(self, external_id: str) -> None: ...

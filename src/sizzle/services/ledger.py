@@ -1,0 +1,175 @@
+"""The double-entry ledger: accounts, immutable entries, cached balances kept in step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sizzle.db.models import LedgerAccount, LedgerEntry
+
+USD = "usd_micros"
+MINUTES = "minutes"
+
+GRANTS = "platform:grants"
+REVENUE = "platform:revenue"
+FREE_MINUTES_ISSUED = "platform:free_minutes_issued"
+FREE_MINUTES_SPENT = "platform:free_minutes_spent"
+
+
+def credit_account_name(user_id: str) -> str:
+    return f"user:{user_id}:credit"
+
+
+def free_minutes_account_name(user_id: str) -> str:
+    return f"user:{user_id}:free_minutes"
+
+
+@dataclass(frozen=True)
+class Balances:
+    free_minutes: int
+    credit_micros: int
+
+
+async def open_user_accounts(tx: AsyncSession, user_id: str) -> None:
+    """Create the user's credit and free-minute accounts, both at zero."""
+    tx.add_all(
+        [
+            LedgerAccount(
+                name=credit_account_name(user_id),
+                user_id=user_id,
+                kind="credit",
+                unit=USD,
+                balance=0,
+            ),
+            LedgerAccount(
+                name=free_minutes_account_name(user_id),
+                user_id=user_id,
+                kind="free_minutes",
+                unit=MINUTES,
+                balance=0,
+            ),
+        ]
+    )
+    await tx.flush()
+
+
+async def account_id(tx: AsyncSession, name: str) -> int:
+    found = await tx.scalar(select(LedgerAccount.id).where(LedgerAccount.name == name))
+    if found is None:
+        raise LookupError(f"no ledger account {name}")
+    return found
+
+
+async def post_entry(
+    tx: AsyncSession,
+    *,
+    key: str,
+    kind: str,
+    debit: str,
+    credit: str,
+    amount: int,
+    unit: str,
+    now: datetime,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    minute: int | None = None,
+    memo: str | None = None,
+) -> bool:
+    """Move `amount` from `debit` to `credit` once per `key`; False if the key was used before."""
+    if amount <= 0:
+        raise ValueError("ledger amounts are positive")
+    if await tx.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)):
+        return False
+    debit_id, credit_id = await account_id(tx, debit), await account_id(tx, credit)
+    tx.add(
+        LedgerEntry(
+            idempotency_key=key,
+            kind=kind,
+            debit_account_id=debit_id,
+            credit_account_id=credit_id,
+            amount=amount,
+            unit=unit,
+            user_id=user_id,
+            session_id=session_id,
+            minute=minute,
+            memo=memo,
+            created_at=now,
+        )
+    )
+    await tx.execute(
+        update(LedgerAccount)
+        .where(LedgerAccount.id == debit_id)
+        .values(balance=LedgerAccount.balance - amount)
+    )
+    await tx.execute(
+        update(LedgerAccount)
+        .where(LedgerAccount.id == credit_id)
+        .values(balance=LedgerAccount.balance + amount)
+    )
+    await tx.flush()
+    return True
+
+
+async def balances(tx: AsyncSession, user_id: str) -> Balances:
+    rows = await tx.execute(
+        select(LedgerAccount.kind, LedgerAccount.balance).where(LedgerAccount.user_id == user_id)
+    )
+    by_kind: dict[str, int] = {row[0]: row[1] for row in rows}
+    return Balances(
+        free_minutes=by_kind.get("free_minutes", 0), credit_micros=by_kind.get("credit", 0)
+    )
+
+
+async def grant_free_minutes(
+    tx: AsyncSession, user_id: str, minutes: int, *, key: str, now: datetime
+) -> None:
+    if minutes > 0:
+        await post_entry(
+            tx,
+            key=key,
+            kind="free_minutes_grant",
+            debit=FREE_MINUTES_ISSUED,
+            credit=free_minutes_account_name(user_id),
+            amount=minutes,
+            unit=MINUTES,
+            now=now,
+            user_id=user_id,
+            memo=f"{minutes} free minutes",
+        )
+
+
+async def grant_credits(
+    tx: AsyncSession, user_id: str, micros: int, *, key: str, now: datetime, memo: str
+) -> bool:
+    return await post_entry(
+        tx,
+        key=key,
+        kind="credit_grant",
+        debit=GRANTS,
+        credit=credit_account_name(user_id),
+        amount=micros,
+        unit=USD,
+        now=now,
+        user_id=user_id,
+        memo=memo,
+    )
+
+
+async def list_entries(
+    tx: AsyncSession, user_id: str, *, limit: int, offset: int
+) -> tuple[list[LedgerEntry], int]:
+    """The user's entries, newest first, and how many there are in all."""
+    total = await tx.scalar(
+        select(func.count()).select_from(LedgerEntry).where(LedgerEntry.user_id == user_id)
+    )
+    rows = await tx.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.user_id == user_id)
+        .order_by(LedgerEntry.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total or 0

@@ -1,0 +1,192 @@
+"""The metering pass: charge every due minute of every active session, set-based.
+
+One pass is a handful of SQL statements whatever the number of sessions: the due minutes
+are generated and paid for in SQL (free minutes first, then credit, in minute order per user),
+written to the ledger with the key `session:<id>:minute:<k>` (unique, so a minute can never be
+charged twice), and the cached balances and `charged_minutes` are moved in the same
+transaction. Sessions whose next minute cannot be paid are returned to the caller, which
+stops them at the end of their paid time.
+
+On PostgreSQL every pass, from any process, holds one transaction-level advisory lock while it
+spends money, so two passes never spend the same balance; the idempotency keys make a replayed
+pass harmless even so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sizzle.clock import to_ms
+from sizzle.db.models import UTCDateTime
+from sizzle.services import ledger
+
+METERING_LOCK_KEY = 7_301_994_002
+
+
+@dataclass(frozen=True)
+class MeterResult:
+    minutes_charged: int
+    starved_session_ids: list[str]
+
+
+_DUE_MINUTES = """
+WITH RECURSIVE due AS (
+    SELECT s.id AS session_id, s.user_id AS user_id, s.price_micros_per_minute AS price,
+           s.charged_minutes + 1 AS first_minute,
+           CASE WHEN s.max_minutes IS NOT NULL AND s.max_minutes < {started}
+                THEN s.max_minutes ELSE {started} END AS target
+    FROM gpu_sessions s
+    WHERE s.status = 'active' AND s.active_since_ms IS NOT NULL {only}
+),
+minutes (session_id, user_id, price, minute, target) AS (
+    SELECT session_id, user_id, price, first_minute, target FROM due WHERE target >= first_minute
+    UNION ALL
+    SELECT session_id, user_id, price, minute + 1, target FROM minutes WHERE minute < target
+),
+funded AS (
+    SELECT m.session_id, m.user_id, m.price, m.minute,
+           f.balance AS free_left, c.balance AS credit_left,
+           ROW_NUMBER() OVER (PARTITION BY m.user_id ORDER BY m.minute, m.session_id) AS n
+    FROM minutes m
+    JOIN ledger_accounts f ON f.user_id = m.user_id AND f.kind = 'free_minutes'
+    JOIN ledger_accounts c ON c.user_id = m.user_id AND c.kind = 'credit'
+),
+costed AS (
+    SELECT session_id, user_id, price, minute, n, free_left, credit_left,
+           SUM(CASE WHEN n > free_left THEN price ELSE 0 END) OVER (
+               PARTITION BY user_id ORDER BY minute, session_id ROWS UNBOUNDED PRECEDING
+           ) AS credit_needed
+    FROM funded
+)
+SELECT session_id, user_id, minute, price,
+       CASE WHEN n <= free_left THEN 'free'
+            WHEN credit_needed <= credit_left THEN 'credit' END AS pay_with
+FROM costed
+"""
+
+# ceil(active ms / 60 000), never below zero if the clock stepped back
+_STARTED_MINUTES = (
+    "((s.active_ms_before + CASE WHEN CAST(:now_ms AS BIGINT) > s.active_since_ms "
+    "THEN CAST(:now_ms AS BIGINT) - s.active_since_ms ELSE 0 END + 59999) / 60000)"
+)
+
+_WRITE_ENTRIES = """
+INSERT INTO ledger_entries (idempotency_key, kind, debit_account_id, credit_account_id,
+                            amount, unit, user_id, session_id, minute, created_at)
+SELECT 'session:' || mc.session_id || ':minute:' || CAST(mc.minute AS VARCHAR(12)),
+       'session_minute', a.id,
+       CASE WHEN mc.pay_with = 'free' THEN CAST(:free_spent_id AS BIGINT)
+            ELSE CAST(:revenue_id AS BIGINT) END,
+       CASE WHEN mc.pay_with = 'free' THEN 1 ELSE mc.price END,
+       CASE WHEN mc.pay_with = 'free' THEN 'minutes' ELSE 'usd_micros' END,
+       mc.user_id, mc.session_id, mc.minute, :now
+FROM meter_charges mc
+JOIN ledger_accounts a ON a.user_id = mc.user_id
+ AND a.kind = CASE WHEN mc.pay_with = 'free' THEN 'free_minutes' ELSE 'credit' END
+WHERE mc.pay_with IS NOT NULL
+"""
+
+_DEBIT_USERS = """
+UPDATE ledger_accounts SET balance = balance - d.amount
+FROM (
+    SELECT a.id AS account_id,
+           SUM(CASE WHEN mc.pay_with = 'free' THEN 1 ELSE mc.price END) AS amount
+    FROM meter_charges mc
+    JOIN ledger_accounts a ON a.user_id = mc.user_id
+     AND a.kind = CASE WHEN mc.pay_with = 'free' THEN 'free_minutes' ELSE 'credit' END
+    WHERE mc.pay_with IS NOT NULL
+    GROUP BY a.id
+) d
+WHERE ledger_accounts.id = d.account_id
+"""
+
+_CREDIT_PLATFORM = """
+UPDATE ledger_accounts SET balance = balance + COALESCE((
+    SELECT SUM(CASE WHEN mc.pay_with = 'free' THEN 1 ELSE mc.price END)
+    FROM meter_charges mc
+    WHERE mc.pay_with = CASE WHEN ledger_accounts.id = CAST(:free_spent_id AS BIGINT)
+                             THEN 'free' ELSE 'credit' END
+), 0)
+WHERE ledger_accounts.id IN (CAST(:free_spent_id AS BIGINT), CAST(:revenue_id AS BIGINT))
+"""
+
+_ADVANCE_SESSIONS = """
+UPDATE gpu_sessions SET charged_minutes = p.last_minute
+FROM (
+    SELECT session_id, MAX(minute) AS last_minute
+    FROM meter_charges WHERE pay_with IS NOT NULL GROUP BY session_id
+) p
+WHERE gpu_sessions.id = p.session_id
+"""
+
+
+async def charge_due_minutes(
+    tx: AsyncSession, *, now: datetime, session_ids: Sequence[str] | None = None
+) -> MeterResult:
+    """Charge every started, unpaid minute of active sessions (all, or those given)."""
+    if session_ids is not None and not session_ids:
+        return MeterResult(0, [])
+    await lock_billing(tx)
+    await _prepare_work_table(tx, dialect_of(tx))
+
+    only, params = "", {"now_ms": to_ms(now)}
+    if session_ids is not None:
+        only = "AND s.id IN :ids"
+    due = text(
+        "INSERT INTO meter_charges (session_id, user_id, minute, price, pay_with) "
+        + _DUE_MINUTES.format(started=_STARTED_MINUTES, only=only)
+    )
+    if session_ids is not None:
+        due = due.bindparams(bindparam("ids", value=list(session_ids), expanding=True))
+    await tx.execute(due, params)
+
+    platform = {
+        "free_spent_id": await ledger.account_id(tx, ledger.FREE_MINUTES_SPENT),
+        "revenue_id": await ledger.account_id(tx, ledger.REVENUE),
+    }
+    written = await tx.execute(
+        text(_WRITE_ENTRIES).bindparams(bindparam("now", type_=UTCDateTime)),
+        {**platform, "now": now},
+    )
+    await tx.execute(text(_DEBIT_USERS))
+    await tx.execute(text(_CREDIT_PLATFORM), platform)
+    await tx.execute(text(_ADVANCE_SESSIONS))
+    starved = await tx.scalars(
+        text("SELECT DISTINCT session_id FROM meter_charges WHERE pay_with IS NULL")
+    )
+    return MeterResult(
+        minutes_charged=max(getattr(written, "rowcount", 0), 0),
+        starved_session_ids=sorted(starved),
+    )
+
+
+def dialect_of(tx: AsyncSession) -> str:
+    return tx.get_bind().dialect.name
+
+
+async def lock_billing(tx: AsyncSession) -> None:
+    """Serialize money-moving work across processes (PostgreSQL; SQLite has one writer anyway).
+
+    Take it before any session row lock: metering takes this lock, then row locks, so every
+    other writer must too, or the two could wait on each other.
+    """
+    if dialect_of(tx) == "postgresql":
+        await tx.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": METERING_LOCK_KEY})
+
+
+async def _prepare_work_table(tx: AsyncSession, dialect: str) -> None:
+    """A per-connection scratch table for one pass's due minutes, emptied before each use."""
+    await tx.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS meter_charges ("
+            "session_id VARCHAR(32) NOT NULL, user_id VARCHAR(32) NOT NULL, "
+            "minute INTEGER NOT NULL, price BIGINT NOT NULL, pay_with VARCHAR(8))"
+        )
+    )
+    clear = "TRUNCATE meter_charges" if dialect == "postgresql" else "DELETE FROM meter_charges"
+    await tx.execute(text(clear))

@@ -1,0 +1,252 @@
+"""Session use cases: create, start, pause, resume, stop, and what a client sees of one."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sizzle.db.database import Database
+from sizzle.db.models import GpuSession, ProviderInstance, User
+from sizzle.domain.lifecycle import EndReason, SessionStatus
+from sizzle.domain.money import minutes_affordable
+from sizzle.domain.tiers import PLANS, TIERS, Tier
+from sizzle.errors import (
+    Conflict,
+    Forbidden,
+    InsufficientCredit,
+    InvalidTransition,
+    NoCapacity,
+    NotFound,
+    ValidationFailed,
+)
+from sizzle.providers.base import Provider, SupportsPause
+from sizzle.services import ledger
+from sizzle.services.lifecycle import active_ms, switch_status
+from sizzle.services.metering import lock_billing
+from sizzle.services.orchestrator import Orchestrator
+
+log = structlog.get_logger(__name__)
+
+S = SessionStatus
+LIVE_STATUSES = [s.value for s in SessionStatus if not s.is_terminal() and s is not S.STOPPING]
+MAX_MINUTES_LIMIT = 60 * 24 * 30
+
+
+@dataclass(frozen=True)
+class SessionView:
+    session: GpuSession
+    active_ms: int
+
+    @property
+    def cost_micros(self) -> int:
+        return self.session.charged_minutes * self.session.price_micros_per_minute
+
+
+def view(session: GpuSession, now: datetime) -> SessionView:
+    return SessionView(session=session, active_ms=active_ms(session, now))
+
+
+def find_tier(name: str) -> Tier:
+    tier = TIERS.get(name)
+    if tier is None:
+        raise ValidationFailed(
+            f"unknown tier {name!r}; tiers: {', '.join(TIERS)}", code="unknown_tier"
+        )
+    return tier
+
+
+async def create_session(
+    db: Database,
+    orchestrator: Orchestrator,
+    *,
+    user_id: str,
+    tier_name: str,
+    model: str | None,
+    max_minutes: int | None,
+    now: datetime,
+) -> GpuSession:
+    """A pending session, once the plan, the balance and live capacity all allow it."""
+    tier = find_tier(tier_name)
+    if max_minutes is not None and not 1 <= max_minutes <= MAX_MINUTES_LIMIT:
+        raise ValidationFailed(f"max_minutes must be between 1 and {MAX_MINUTES_LIMIT}")
+    offers = await orchestrator.offers_for(tier)  # provider calls stay outside transactions
+    async with db.transaction() as tx:
+        user = await tx.get(User, user_id)
+        if user is None:
+            raise NotFound("user not found")
+        plan = PLANS[user.plan]
+        if tier.name not in plan.allowed_tiers:
+            raise Forbidden(
+                f"the {plan.name} plan does not include the {tier.name} tier",
+                code="tier_not_in_plan",
+            )
+        running = await tx.scalar(
+            select(func.count())
+            .select_from(GpuSession)
+            .where(GpuSession.user_id == user.id, GpuSession.status.in_(LIVE_STATUSES))
+        )
+        if (running or 0) >= plan.max_concurrent_sessions:
+            raise Conflict(
+                f"the {plan.name} plan allows {plan.max_concurrent_sessions} session(s) at once; "
+                "stop one first",
+                code="too_many_sessions",
+            )
+        await _require_first_minute(tx, user.id, tier.price_micros_per_minute)
+        if not offers:
+            raise NoCapacity(f"no {tier.name} GPU is free right now; try another tier or later")
+        session = GpuSession(
+            id=uuid.uuid4().hex,
+            user_id=user.id,
+            tier=tier.name,
+            model=model,
+            status=S.PENDING.value,
+            price_micros_per_minute=tier.price_micros_per_minute,
+            max_minutes=max_minutes,
+            charged_minutes=0,
+            active_ms_before=0,
+            created_at=now,
+        )
+        tx.add(session)
+        await tx.flush()
+        log.info("session.created", session_id=session.id, user_id=user.id, tier=tier.name)
+        return session
+
+
+async def get_session(tx: AsyncSession, session_id: str, *, user_id: str | None) -> GpuSession:
+    """One session; another user's is as unknown as a missing one."""
+    session = await tx.get(GpuSession, session_id)
+    if session is None or (user_id is not None and session.user_id != user_id):
+        raise NotFound("session not found")
+    return session
+
+
+async def lock_session(tx: AsyncSession, session_id: str, *, user_id: str | None) -> GpuSession:
+    """The session, row-locked for a status change (after the billing lock, in that order)."""
+    await lock_billing(tx)
+    session = await tx.scalar(
+        select(GpuSession).where(GpuSession.id == session_id).with_for_update()
+    )
+    if session is None or (user_id is not None and session.user_id != user_id):
+        raise NotFound("session not found")
+    return session
+
+
+async def list_sessions(
+    tx: AsyncSession, *, user_id: str | None, limit: int, offset: int
+) -> tuple[list[GpuSession], int]:
+    query = select(GpuSession)
+    count = select(func.count()).select_from(GpuSession)
+    if user_id is not None:
+        query = query.where(GpuSession.user_id == user_id)
+        count = count.where(GpuSession.user_id == user_id)
+    rows = await tx.scalars(
+        query.order_by(GpuSession.created_at.desc(), GpuSession.id).limit(limit).offset(offset)
+    )
+    return list(rows), (await tx.scalar(count)) or 0
+
+
+async def start_session(db: Database, *, session_id: str, user: User, now: datetime) -> None:
+    """Begin billing a ready session."""
+    async with db.transaction() as tx:
+        session = await lock_session(tx, session_id, user_id=user.id)
+        _require_status(session, S.READY, "start")
+        await _require_first_minute(tx, session.user_id, session.price_micros_per_minute)
+        await switch_status(tx, session, S.ACTIVE, actor=f"user:{user.id}", now=now)
+
+
+async def pause_session(
+    db: Database, providers: dict[str, Provider], *, session_id: str, user: User, now: datetime
+) -> None:
+    """Stop billing and park the GPU; paused time is never billed."""
+    async with db.transaction() as tx:
+        session = await lock_session(tx, session_id, user_id=user.id)
+        _require_status(session, S.ACTIVE, "pause")
+        await switch_status(tx, session, S.PAUSED, actor=f"user:{user.id}", now=now)
+    provider = _provider_of(session, providers)
+    if isinstance(provider, SupportsPause) and session.instance_id:
+        await provider.stop(session.instance_id)
+
+
+async def resume_session(
+    db: Database, providers: dict[str, Provider], *, session_id: str, user: User, now: datetime
+) -> None:
+    async with db.transaction() as tx:
+        session = await lock_session(tx, session_id, user_id=user.id)
+        _require_status(session, S.PAUSED, "resume")
+        await _require_first_minute(tx, session.user_id, session.price_micros_per_minute)
+    provider = _provider_of(session, providers)
+    if isinstance(provider, SupportsPause) and session.instance_id:
+        await provider.start(session.instance_id)
+    async with db.transaction() as tx:
+        session = await lock_session(tx, session_id, user_id=user.id)
+        _require_status(session, S.PAUSED, "resume")
+        await switch_status(tx, session, S.ACTIVE, actor=f"user:{user.id}", now=now)
+
+
+async def stop_session(
+    db: Database, providers: dict[str, Provider], *, session_id: str, user: User, now: datetime
+) -> None:
+    """End the session: bill to now, then release the GPU."""
+    async with db.transaction() as tx:
+        session = await lock_session(tx, session_id, user_id=user.id)
+        if S(session.status) in (S.STOPPING, S.TERMINATED):
+            return  # stopping twice is not an error
+        await switch_status(
+            tx, session, S.STOPPING, actor=f"user:{user.id}", now=now, end_reason=EndReason.USER
+        )
+    await release_session(db, providers, session_id=session_id, now=now)
+
+
+async def release_session(
+    db: Database, providers: dict[str, Provider], *, session_id: str, now: datetime
+) -> None:
+    """Destroy a stopping session's instance, then mark it terminated."""
+    async with db.transaction() as tx:
+        session = await get_session(tx, session_id, user_id=None)
+    if S(session.status) is not S.STOPPING:
+        return
+    provider = _provider_of(session, providers)
+    if provider is not None and session.instance_id:
+        await provider.terminate(session.instance_id)
+    async with db.transaction() as tx:
+        session = await lock_session(tx, session_id, user_id=None)
+        if S(session.status) is not S.STOPPING:
+            return
+        instance = await tx.scalar(
+            select(ProviderInstance).where(
+                ProviderInstance.session_id == session.id, ProviderInstance.terminated_at.is_(None)
+            )
+        )
+        if instance is not None:
+            instance.terminated_at = now
+        await switch_status(
+            tx, session, S.TERMINATED, actor="system:release", now=now, reason="instance released"
+        )
+
+
+def _provider_of(session: GpuSession, providers: dict[str, Provider]) -> Provider | None:
+    return providers.get(session.provider) if session.provider else None
+
+
+def _require_status(session: GpuSession, expected: SessionStatus, action: str) -> None:
+    if session.status != expected.value:
+        raise InvalidTransition(
+            f"cannot {action} a session that is {session.status}; it must be {expected.value}"
+        )
+
+
+async def _require_first_minute(tx: AsyncSession, user_id: str, price: int) -> None:
+    funds = await ledger.balances(tx, user_id)
+    affordable = minutes_affordable(
+        free_minutes=funds.free_minutes, balance_micros=funds.credit_micros, price_micros=price
+    )
+    if affordable < 1:
+        raise InsufficientCredit(
+            "no free minutes or credit left for the first minute; add credit to continue",
+            code="insufficient_credit",
+        )

@@ -1,0 +1,85 @@
+"""Settings from the environment, every name prefixed `SIZZLE_`."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".sizzle"
+_PLACEHOLDER_SECRETS = {"changeme", "secret", "changethis", "sizzle"}
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one Sizzle process."""
+
+    model_config = SettingsConfigDict(env_prefix="SIZZLE_", extra="ignore")
+
+    home: Path = Field(DEFAULT_HOME, description="Folder for the SQLite file and the secret key.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means a SQLite file under the home folder."
+    )
+    secret_key: str = Field(
+        "", description="Signs access tokens; generated and kept in the home folder if empty."
+    )
+    host: str = Field("127.0.0.1", description="Address `sizzle serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `sizzle serve` listens on.")
+    providers: str = Field("demo", description="Comma list of provider plugins that are on.")
+    meter_interval_seconds: float = Field(15, gt=0, description="How often the metering pass runs.")
+    free_minutes: int = Field(5, ge=0, description="Free minutes granted at sign-up.")
+    demo_capacity: int = Field(
+        4, ge=0, description="How many demo GPUs of each tier exist at once."
+    )
+    demo_provision_seconds: float = Field(
+        3, ge=0, description="How long a demo GPU takes to become ready."
+    )
+    abandon_minutes: float = Field(
+        10, gt=0, description="A ready session not started within this is stopped."
+    )
+    max_pause_hours: float = Field(
+        24, gt=0, description="A pause longer than this ends the session."
+    )
+    access_token_minutes: int = Field(60 * 24, gt=0, description="Lifetime of a login token.")
+    jobs_interval_seconds: float = Field(
+        1, gt=0, description="How often provisioning and the reaper look for work."
+    )
+    test_clock_file: Path | None = Field(
+        None,
+        description="Tests only: read the current time (epoch seconds) from this file.",
+    )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _refuse_placeholder(cls, value: str) -> str:
+        if value and (value.lower() in _PLACEHOLDER_SECRETS or len(value) < 16):
+            raise ValueError("SIZZLE_SECRET_KEY must be a real secret of at least 16 characters")
+        return value
+
+    @property
+    def enabled_providers(self) -> list[str]:
+        return [name.strip() for name in self.providers.split(",") if name.strip()]
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'sizzle.db'}"
+
+    @property
+    def is_default_database(self) -> bool:
+        return not self.database_url
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The given key, or one generated on first run and kept beside the SQLite file."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.home / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(key)
+        return key

@@ -1,0 +1,41 @@
+"""Everything a request or a job needs, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sizzle.clock import Clock, FileClock, SystemClock
+from sizzle.db.database import Database
+from sizzle.jobs.runner import JobRunner
+from sizzle.providers.base import Provider, ProviderContext
+from sizzle.providers.registry import load_providers
+from sizzle.services.orchestrator import Orchestrator
+from sizzle.settings import Settings
+
+
+def clock_for(settings: Settings) -> Clock:
+    """The real clock, or the file clock a test points a server process at."""
+    return FileClock(settings.test_clock_file) if settings.test_clock_file else SystemClock()
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    clock: Clock
+    db: Database
+    providers: dict[str, Provider]
+    orchestrator: Orchestrator
+    jobs: JobRunner
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, clock: Clock | None = None, db: Database | None = None
+    ) -> AppState:
+        clock = clock or clock_for(settings)
+        db = db or Database(settings.resolved_database_url)
+        providers = load_providers(ProviderContext(settings=settings, clock=clock, db=db))
+        orchestrator = Orchestrator(providers)
+        jobs = JobRunner(
+            db=db, settings=settings, clock=clock, providers=providers, orchestrator=orchestrator
+        )
+        return cls(settings, clock, db, providers, orchestrator, jobs)

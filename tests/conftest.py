@@ -1,0 +1,121 @@
+"""Fixtures: a real database (SQLite file, or PostgreSQL from SIZZLE_TEST_DATABASE_URL),
+a fake clock, the app on an in-process transport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from sizzle.api.app import create_app
+from sizzle.clock import FakeClock
+from sizzle.db.database import Database
+from sizzle.db.migrate import upgrade
+from sizzle.settings import Settings
+from sizzle.state import AppState
+
+TEST_SECRET = "test-secret-key-that-is-long-enough"
+POSTGRES_URL = os.environ.get("SIZZLE_TEST_DATABASE_URL", "")
+
+
+def asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set SIZZLE_TEST_DATABASE_URL")
+    for item in items:
+        if "postgres_only" in item.keywords and not POSTGRES_URL:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Migrate once per test run: a SQLite file to copy, or the PostgreSQL test database."""
+    if POSTGRES_URL:
+        url = asyncpg_url(POSTGRES_URL)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('template') / 'template.db'}"
+
+    async def _migrate() -> None:
+        db = Database(url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(_migrate())
+    return url
+
+
+@pytest.fixture
+def database_url(migrated_template: str, tmp_path: Path) -> str:
+    if POSTGRES_URL:
+        return migrated_template
+    source = Path(migrated_template.removeprefix("sqlite+aiosqlite:///"))
+    target = tmp_path / "sizzle.db"
+    shutil.copyfile(source, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+async def _empty_postgres(db: Database) -> None:
+    async with db.transaction() as tx:
+        await tx.execute(
+            text(
+                "TRUNCATE ledger_entries, session_events, provider_instances, demo_instances, "
+                "gpu_sessions RESTART IDENTITY CASCADE"
+            )
+        )
+        await tx.execute(text("DELETE FROM ledger_accounts WHERE user_id IS NOT NULL"))
+        await tx.execute(text("DELETE FROM users"))
+        await tx.execute(text("UPDATE ledger_accounts SET balance = 0"))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    if database.is_postgres:
+        await _empty_postgres(database)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path,
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        providers="demo",
+        demo_provision_seconds=5,
+        demo_capacity=4,
+        free_minutes=5,
+    )
+
+
+@pytest.fixture
+def state(settings: Settings, clock: FakeClock, db: Database) -> AppState:
+    return AppState.build(settings, clock=clock, db=db)
+
+
+@pytest.fixture
+async def client(state: AppState) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(state=state, run_jobs=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sizzle.test") as http:
+        yield http
