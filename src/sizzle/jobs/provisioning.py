@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, ProviderInstance
@@ -19,7 +20,7 @@ from sizzle.errors import SizzleError
 from sizzle.providers.base import InstanceState, Provider, instance_name
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import lock_billing
-from sizzle.services.orchestrator import Orchestrator
+from sizzle.services.orchestrator import Launch, Orchestrator
 
 log = structlog.get_logger(__name__)
 
@@ -77,26 +78,38 @@ async def _launch(
     async with db.transaction() as tx:
         await lock_billing(tx)
         fresh = await tx.get(GpuSession, session.id, with_for_update=True)
-        assert fresh is not None  # noqa: S101 - sessions are never deleted
-        fresh.provider = offer.provider
-        fresh.instance_id = launch.external_id
-        fresh.gpu_type = offer.gpu_type
-        fresh.gpu_count = offer.gpu_count
-        fresh.upstream_micros_per_hour = offer.upstream_micros_per_hour
-        tx.add(
-            ProviderInstance(
-                session_id=fresh.id,
-                provider=offer.provider,
-                external_id=launch.external_id,
-                name=instance_name(fresh.id),
-                gpu_type=offer.gpu_type,
-                gpu_count=offer.gpu_count,
-                upstream_micros_per_hour=offer.upstream_micros_per_hour,
-                created_at=now,
-            )
-        )
+        # Stopped while the launch was in flight: nobody would pay for this instance.
+        discarded = fresh is None or fresh.status != S.PROVISIONING.value
+        if fresh is not None and not discarded:
+            _record_launch(tx, fresh, launch, now=now)
+    if discarded:
+        await orchestrator.providers[offer.provider].terminate(launch.external_id)
+        log.info("launch.discarded", session_id=session.id, provider=offer.provider)
+        return
     log.info(
         "session.launched", session_id=session.id, provider=offer.provider, offer=offer.offer_id
+    )
+
+
+def _record_launch(tx: AsyncSession, session: GpuSession, launch: Launch, *, now: datetime) -> None:
+    """The GPU the session got, its upstream price, and the instance that now exists."""
+    offer = launch.offer
+    session.provider = offer.provider
+    session.instance_id = launch.external_id
+    session.gpu_type = offer.gpu_type
+    session.gpu_count = offer.gpu_count
+    session.upstream_micros_per_hour = offer.upstream_micros_per_hour
+    tx.add(
+        ProviderInstance(
+            session_id=session.id,
+            provider=offer.provider,
+            external_id=launch.external_id,
+            name=instance_name(session.id),
+            gpu_type=offer.gpu_type,
+            gpu_count=offer.gpu_count,
+            upstream_micros_per_hour=offer.upstream_micros_per_hour,
+            created_at=now,
+        )
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
+from sizzle.clock import to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
 from sizzle.domain.lifecycle import EndReason, SessionStatus
@@ -33,23 +34,35 @@ def _overdue_reason(session: GpuSession, now: datetime, settings: Settings) -> E
     return None
 
 
+def _overdue_query(now: datetime, settings: Settings) -> Select[str]:
+    """Sessions that may be past a limit; `_overdue_reason` has the last word on each."""
+    now_ms = to_ms(now)
+    active_ms_now = GpuSession.active_ms_before + (now_ms - GpuSession.active_since_ms)
+    return select(GpuSession.id).where(
+        or_(
+            and_(
+                GpuSession.status == S.READY.value,
+                GpuSession.ready_at <= now - timedelta(minutes=settings.abandon_minutes),
+            ),
+            and_(
+                GpuSession.status == S.PAUSED.value,
+                GpuSession.paused_at <= now - timedelta(hours=settings.max_pause_hours),
+            ),
+            and_(
+                GpuSession.status == S.ACTIVE.value,
+                GpuSession.max_minutes.is_not(None),
+                active_ms_now >= GpuSession.max_minutes * MS_PER_MINUTE,
+            ),
+        )
+    )
+
+
 async def reap(
     db: Database, providers: dict[str, Provider], settings: Settings, *, now: datetime
 ) -> int:
     """Stop every session past a limit; returns how many were stopped."""
     async with db.transaction() as tx:
-        candidates = list(
-            await tx.scalars(
-                select(GpuSession.id).where(
-                    or_(
-                        GpuSession.status.in_([S.READY.value, S.PAUSED.value]),
-                        and_(
-                            GpuSession.status == S.ACTIVE.value, GpuSession.max_minutes.is_not(None)
-                        ),
-                    )
-                )
-            )
-        )
+        candidates = list(await tx.scalars(_overdue_query(now, settings)))
     stopped: list[str] = []
     for session_id in candidates:
         async with db.transaction() as tx:
