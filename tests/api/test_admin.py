@@ -1,0 +1,66 @@
+"""Operator endpoints: admins only; they see which provider runs each session."""
+
+from __future__ import annotations
+
+import httpx
+
+from sizzle.db.database import Database
+from sizzle.services import accounts
+from sizzle.state import AppState
+from tests.helpers import PASSWORD, sign_up
+
+
+async def admin_headers(client: httpx.AsyncClient, state: AppState, db: Database) -> dict[str, str]:
+    async with db.transaction() as tx:
+        await accounts.create_user(
+            tx,
+            email="ops@example.com",
+            password=PASSWORD,
+            is_admin=True,
+            now=state.clock.now(),
+            free_minutes=0,
+        )
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": "ops@example.com", "password": PASSWORD}
+    )
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def test_users_may_not_see_operator_views(client: httpx.AsyncClient) -> None:
+    auth = await sign_up(client)
+    for path in ("/api/v1/admin/sessions", "/api/v1/admin/providers"):
+        response = await client.get(path, headers=auth)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+
+
+async def test_admin_sees_every_session_with_its_provider(
+    client: httpx.AsyncClient, state: AppState, db: Database
+) -> None:
+    user = await sign_up(client)
+    await client.post("/api/v1/sessions", json={"tier": "starter"}, headers=user)
+    await state.jobs.housekeep()
+    assert (await client.get("/api/v1/sessions", headers=user)).json()["items"][0][
+        "provider"
+    ] is None
+    page = (
+        await client.get("/api/v1/admin/sessions", headers=await admin_headers(client, state, db))
+    ).json()
+    assert page["total"] == 1
+    assert page["items"][0]["provider"] == "demo"
+
+
+async def test_admin_sees_provider_health(
+    client: httpx.AsyncClient, state: AppState, db: Database
+) -> None:
+    response = await client.get(
+        "/api/v1/admin/providers", headers=await admin_headers(client, state, db)
+    )
+    assert response.json() == [
+        {
+            "name": "demo",
+            "label": "Demo (simulated GPUs, no real hardware)",
+            "healthy": True,
+            "detail": "simulated",
+        }
+    ]
