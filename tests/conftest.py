@@ -18,6 +18,7 @@ from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.db.migrate import upgrade
+from sizzle.logging import configure_logging
 from sizzle.settings import Settings
 from sizzle.state import AppState
 
@@ -30,6 +31,10 @@ def asyncpg_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_logging("WARNING")  # plain JSON lines; no slow pretty tracebacks in test logs
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -3,18 +3,189 @@
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
+from typing import Any
 
 import httpx
+
+from sizzle.clock import FakeClock
+from sizzle.db.database import Database
+from sizzle.db.models import User
+from sizzle.domain.money import usd_to_micros
+from sizzle.services import accounts
+from sizzle.state import AppState
 
 _emails = itertools.count(1)
 PASSWORD = "correct horse battery"
 
 
+def fresh_email() -> str:
+    return f"user{next(_emails)}@example.com"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def sign_up(client: httpx.AsyncClient, *, email: str | None = None) -> dict[str, str]:
     """Register a fresh user; the Authorization header for them."""
-    email = email or f"user{next(_emails)}@example.com"
+    email = email or fresh_email()
     response = await client.post(
         "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
     )
     assert response.status_code == 201, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    return bearer(response.json()["access_token"])
+
+
+async def log_in(
+    client: httpx.AsyncClient, *, email: str, password: str = PASSWORD
+) -> dict[str, str]:
+    """Sign in through the API; the Authorization header."""
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return bearer(response.json()["access_token"])
+
+
+async def make_user(
+    db: Database,
+    *,
+    now: datetime,
+    email: str | None = None,
+    plan: str = "free",
+    free_minutes: int = 5,
+    credit_usd: str = "0",
+    is_admin: bool = False,
+) -> User:
+    """A user made straight in the database, with the free minutes and credit asked for."""
+    async with db.transaction() as tx:
+        user = await accounts.create_user(
+            tx,
+            email=email or fresh_email(),
+            password=PASSWORD,
+            now=now,
+            free_minutes=free_minutes,
+            plan=plan,
+            is_admin=is_admin,
+        )
+        if usd_to_micros(credit_usd):
+            await accounts.grant_credits(
+                tx, user, usd_to_micros(credit_usd), now=now, granted_by="tests"
+            )
+    return user
+
+
+async def signed_in_user(
+    client: httpx.AsyncClient,
+    db: Database,
+    *,
+    clock: FakeClock,
+    plan: str = "free",
+    free_minutes: int = 5,
+    credit_usd: str = "0",
+    is_admin: bool = False,
+) -> dict[str, str]:
+    """`make_user`, then sign in through the API; the Authorization header."""
+    user = await make_user(
+        db,
+        now=clock.now(),
+        plan=plan,
+        free_minutes=free_minutes,
+        credit_usd=credit_usd,
+        is_admin=is_admin,
+    )
+    return await log_in(client, email=user.email)
+
+
+async def grant(db: Database, *, email: str, usd: str, now: datetime) -> None:
+    async with db.transaction() as tx:
+        user = await accounts.get_user_by_email(tx, email)
+        await accounts.grant_credits(tx, user, usd_to_micros(usd), now=now, granted_by="tests")
+
+
+async def me(client: httpx.AsyncClient, *, auth: dict[str, str]) -> dict[str, Any]:
+    response = await client.get("/api/v1/auth/me", headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def create_session(
+    client: httpx.AsyncClient, *, auth: dict[str, str], tier: str = "starter", **fields: Any
+) -> dict[str, Any]:
+    """POST /sessions, expecting 201; the session JSON."""
+    response = await client.post("/api/v1/sessions", json={"tier": tier, **fields}, headers=auth)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def get_session(
+    client: httpx.AsyncClient, *, auth: dict[str, str], session_id: str
+) -> dict[str, Any]:
+    response = await client.get(f"/api/v1/sessions/{session_id}", headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def act(
+    client: httpx.AsyncClient, *, auth: dict[str, str], session_id: str, action: str
+) -> httpx.Response:
+    """POST /sessions/{id}/{action}: start, pause, resume or stop."""
+    return await client.post(f"/api/v1/sessions/{session_id}/{action}", headers=auth)
+
+
+async def launch_ready_session(
+    client: httpx.AsyncClient,
+    state: AppState,
+    clock: FakeClock,
+    *,
+    auth: dict[str, str],
+    tier: str = "starter",
+    max_minutes: int | None = None,
+) -> str:
+    """Create a session and run the jobs until its GPU is ready; its id."""
+    fields = {} if max_minutes is None else {"max_minutes": max_minutes}
+    session_id = (await create_session(client, auth=auth, tier=tier, **fields))["id"]
+    await state.jobs.run_once()
+    clock.advance(state.settings.demo_provision_seconds)
+    await state.jobs.run_once()
+    assert (await get_session(client, auth=auth, session_id=session_id))["status"] == "ready"
+    return session_id
+
+
+async def launch_active_session(
+    client: httpx.AsyncClient,
+    state: AppState,
+    clock: FakeClock,
+    *,
+    auth: dict[str, str],
+    tier: str = "starter",
+    max_minutes: int | None = None,
+) -> str:
+    """A ready session, started: billing runs from the clock's current time."""
+    session_id = await launch_ready_session(
+        client, state, clock, auth=auth, tier=tier, max_minutes=max_minutes
+    )
+    started = await act(client, auth=auth, session_id=session_id, action="start")
+    assert started.status_code == 200, started.text
+    assert started.json()["status"] == "active"
+    return session_id
+
+
+async def run_for(state: AppState, clock: FakeClock, *, seconds: int, step: int = 5) -> None:
+    """Move the clock `seconds` forward in steps, metering after each one."""
+    for _ in range(seconds // step):
+        clock.advance(step)
+        await state.jobs.meter()
+    if seconds % step:
+        clock.advance(seconds % step)
+        await state.jobs.meter()
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is `{"error": {"code", "message"}}` with `status`; the error object."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error

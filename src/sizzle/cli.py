@@ -150,7 +150,8 @@ def grant_credits(email: str, usd: str) -> None:
 
     try:
         micros = usd_to_micros(usd)
-    except (InvalidOperation, ValueError) as exc:
+    # ArithmeticError: decimal's Overflow ("1e999999999") and int("Infinity")'s OverflowError
+    except (InvalidOperation, ValueError, ArithmeticError) as exc:
         raise _fail(f"{usd!r} is not an amount of dollars") from exc
     settings = Settings()
 

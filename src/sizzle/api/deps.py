@@ -65,11 +65,15 @@ async def get_admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin_user)]
 
 
+MAX_OFFSET = 1_000_000_000
+
+
 class Paging:
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=500, description="At most 500.")] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        # Bounded so that a huge offset is a 422, not an integer overflow in the database.
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="At most 10^9.")] = 0,
     ) -> None:
         self.limit = limit
         self.offset = offset

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictInt
 
 from sizzle.domain.money import micros_to_usd
 
 T = TypeVar("T")
+
+
+def refuse_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL characters: refuse them as bad input, not a 500."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Every client-given string that reaches the database is a CleanStr (or a path param like it).
+CleanStr = Annotated[str, AfterValidator(refuse_nul)]
 
 
 def usd(micros: int) -> str:
@@ -32,12 +43,12 @@ class RegisterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: EmailStr
     password: str = Field(max_length=256)
-    name: str | None = Field(None, max_length=200)
+    name: CleanStr | None = Field(None, max_length=200)
 
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: str = Field(max_length=320)
+    email: CleanStr = Field(max_length=320)
     password: str = Field(max_length=256)
 
 
@@ -82,9 +93,10 @@ class AvailabilityOut(BaseModel):
 
 class SessionCreateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tier: str = Field(max_length=32)
-    model: str | None = Field(None, max_length=200)
-    max_minutes: int | None = None
+    tier: CleanStr = Field(max_length=32)
+    model: CleanStr | None = Field(None, max_length=200)
+    # Strict: JSON true or 2.0 is not a number of minutes (lax mode would read them as 1, 2).
+    max_minutes: StrictInt | None = None
 
 
 class SessionOut(BaseModel):

@@ -17,6 +17,7 @@ from sizzle.security import hash_password, verify_password
 from sizzle.services import ledger
 
 MIN_PASSWORD_LENGTH = 8
+MAX_GRANT_MICROS = 1_000_000 * 1_000_000  # one million dollars
 _COMMON_PASSWORDS = frozenset(
     {
         "password",
@@ -134,6 +135,9 @@ async def grant_credits(
     """Add credit to a user: a ledger entry like any other, from the platform's grants account."""
     if micros <= 0:
         raise ValidationFailed("a grant must be a positive amount")
+    if micros > MAX_GRANT_MICROS:
+        # Far past any real top-up; also keeps balances inside the ledger's 64-bit integers.
+        raise ValidationFailed("a single grant may be at most $1,000,000")
     await ledger.grant_credits(
         tx,
         user.id,

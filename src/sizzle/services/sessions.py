@@ -194,8 +194,8 @@ async def stop_session(
     """End the session: bill to now, then release the GPU."""
     async with db.transaction() as tx:
         session = await lock_session(tx, session_id, user_id=user.id)
-        if S(session.status) in (S.STOPPING, S.TERMINATED):
-            return  # stopping twice is not an error
+        if S(session.status) in (S.STOPPING, S.TERMINATED, S.FAILED):
+            return  # stopping twice, or stopping a session that already ended, is not an error
         await switch_status(
             tx, session, S.STOPPING, actor=f"user:{user.id}", now=now, end_reason=EndReason.USER
         )

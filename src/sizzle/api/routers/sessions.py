@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+from pydantic import AfterValidator
 
 from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
-from sizzle.api.schemas import Page, SessionCreateIn, SessionOut
+from sizzle.api.schemas import Page, SessionCreateIn, SessionOut, refuse_nul
 from sizzle.api.views import session_out
 from sizzle.db.models import User
 from sizzle.services import sessions
 from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
+SessionId = Annotated[str, Path(), AfterValidator(refuse_nul)]
 
 
 async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
@@ -47,18 +51,18 @@ async def list_mine(
 
 
 @router.get("/{session_id}", response_model=SessionOut)
-async def read(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+async def read(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
     return await _read(state, session_id, user)
 
 
 @router.post("/{session_id}/start", response_model=SessionOut)
-async def start(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+async def start(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
     await sessions.start_session(state.db, session_id=session_id, user=user, now=state.clock.now())
     return await _read(state, session_id, user)
 
 
 @router.post("/{session_id}/pause", response_model=SessionOut)
-async def pause(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+async def pause(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
     await sessions.pause_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
@@ -66,7 +70,7 @@ async def pause(session_id: str, user: CurrentUser, state: StateDep) -> SessionO
 
 
 @router.post("/{session_id}/resume", response_model=SessionOut)
-async def resume(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+async def resume(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
     await sessions.resume_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
@@ -74,7 +78,7 @@ async def resume(session_id: str, user: CurrentUser, state: StateDep) -> Session
 
 
 @router.post("/{session_id}/stop", response_model=SessionOut)
-async def stop(session_id: str, user: CurrentUser, state: StateDep) -> SessionOut:
+async def stop(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
     await sessions.stop_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
