@@ -19,11 +19,8 @@ class SessionStatus(StrEnum):
         return self in (SessionStatus.TERMINATED, SessionStatus.FAILED)
 
     def is_live(self) -> bool:
-        """Counts toward the plan's concurrent sessions and may hold a GPU."""
-        return not self.is_terminal()
-
-    def is_billable(self) -> bool:
-        return self is SessionStatus.ACTIVE
+        """Counts toward the plan's sessions at once: neither ended nor on its way out."""
+        return not self.is_terminal() and self is not SessionStatus.STOPPING
 
 
 class EndReason(StrEnum):
@@ -54,7 +51,3 @@ def can_transition(current: SessionStatus, target: SessionStatus) -> bool:
     """Whether the table allows moving a session from `current` to `target`."""
     return target in TRANSITIONS[current]
 
-
-def sources_of(target: SessionStatus) -> frozenset[SessionStatus]:
-    """Every status a session may reach `target` from."""
-    return frozenset(src for src, targets in TRANSITIONS.items() if target in targets)

@@ -33,7 +33,7 @@ from sizzle.services.orchestrator import Orchestrator
 log = structlog.get_logger(__name__)
 
 S = SessionStatus
-LIVE_STATUSES = [s.value for s in SessionStatus if not s.is_terminal() and s is not S.STOPPING]
+LIVE_STATUSES = [status.value for status in SessionStatus if status.is_live()]
 MAX_MINUTES_LIMIT = 60 * 24 * 30
 
 
