@@ -50,4 +50,3 @@ TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
 def can_transition(current: SessionStatus, target: SessionStatus) -> bool:
     """Whether the table allows moving a session from `current` to `target`."""
     return target in TRANSITIONS[current]
-

@@ -149,7 +149,7 @@ async def charge_due_minutes(
     if session_ids is not None:
         due = due.bindparams(bindparam("ids", value=list(session_ids), expanding=True))
     await tx.execute(due, params)
-    if dialect == "postgresql":
+    if dialect == "postgresql" and session_ids is None:
         # Temp tables are never auto-analyzed; without this the planner guesses a few hundred rows.
         await tx.execute(text("ANALYZE meter_charges"))
 
