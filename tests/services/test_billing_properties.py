@@ -1,0 +1,605 @@
+"""The money rules under random histories: a hypothesis state machine over sessions, jobs,
+clock moves, credit grants and server crashes, checked against its own model of active time.
+
+The machine is synchronous and owns one event loop; every example gets a fresh database
+(a copy of the migrated SQLite template, or the emptied PostgreSQL test database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import select
+
+from sizzle.clock import FakeClock
+from sizzle.db.database import Database
+from sizzle.db.models import GpuSession, LedgerAccount, LedgerEntry, SessionEvent, User
+from sizzle.domain.lifecycle import SessionStatus, can_transition
+from sizzle.domain.money import MS_PER_MINUTE, minutes_affordable, minutes_started
+from sizzle.domain.tiers import PLANS, TIERS
+from sizzle.errors import (
+    Conflict,
+    Forbidden,
+    InsufficientCredit,
+    InvalidTransition,
+    NoCapacity,
+    SizzleError,
+)
+from sizzle.services import accounts, ledger, sessions
+from sizzle.services.lifecycle import active_ms
+from sizzle.settings import Settings
+from sizzle.state import AppState
+from tests.conftest import POSTGRES_URL, TEST_SECRET, _empty_postgres
+
+S = SessionStatus
+T = TypeVar("T")
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PROVISION_SECONDS = 5
+ABANDON_MINUTES = 10
+
+# Small amounts next to the tier prices ($0.15 / $0.45 / $1.50 / $4.00 a minute), so credit
+# runs out mid-session often and the insufficient-credit path is walked.
+CREDIT_AMOUNTS = [1, 149_999, 150_000, 450_000, 1_000_000, 3_000_000]
+CLOCK_MOVES_MS = st.one_of(
+    st.integers(min_value=0, max_value=400).map(lambda s: s * 1000),
+    st.integers(min_value=0, max_value=6).map(lambda k: k * MS_PER_MINUTE),
+    st.integers(min_value=0, max_value=400_000),
+)
+# Mostly pick a session the action fits; sometimes any, to walk the refusals too.
+PICKS = st.tuples(st.sampled_from([True, True, True, False]), st.integers(0, 1_000))
+
+
+class SequentialIds:
+    """uuid4 stand-in: ids (and so the meter's order of sessions) repeat when an example is
+    replayed, which hypothesis needs to shrink a failure."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self._numbers = itertools.count(1)
+
+    def __call__(self) -> uuid.UUID:
+        return uuid.UUID(int=next(self._numbers))
+
+
+@dataclass
+class ModelSession:
+    """What the test expects of one session, kept independently of the database."""
+
+    id: str
+    user_id: str
+    price: int
+    status: SessionStatus
+    before_ms: int = 0
+    since_ms: int | None = None
+
+    def active_ms(self, now_ms: int) -> int:
+        running = 0 if self.since_ms is None else now_ms - self.since_ms
+        return self.before_ms + running
+
+
+class BillingMachine(RuleBasedStateMachine):
+    def __init__(self, template_url: str, ids: SequentialIds) -> None:
+        super().__init__()
+        ids.restart()
+        self.loop = asyncio.new_event_loop()
+        self.clock = FakeClock(START)
+        self.now_ms = 0  # the model's time: ms since START, moved only with the clock
+        self.workdir: Path | None = None
+        if POSTGRES_URL:
+            self.url = template_url
+        else:
+            self.workdir = Path(tempfile.mkdtemp(prefix="sizzle-billing-"))
+            template = Path(template_url.removeprefix("sqlite+aiosqlite:///"))
+            shutil.copyfile(template, self.workdir / "sizzle.db")
+            self.url = f"sqlite+aiosqlite:///{self.workdir / 'sizzle.db'}"
+        self.state: AppState | None = None
+        self.settings: Settings | None = None
+        self.users: list[User] = []
+        self.sessions: dict[str, ModelSession] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    @property
+    def app(self) -> AppState:
+        assert self.state is not None
+        return self.state
+
+    def advance(self, ms: int) -> None:
+        self.clock.advance(ms / 1000)
+        self.now_ms += ms
+
+    def balances(self, user_id: str) -> ledger.Balances:
+        async def read() -> ledger.Balances:
+            async with self.app.db.transaction() as tx:
+                return await ledger.balances(tx, user_id)
+
+        return self.run(read())
+
+    def load(self, session_id: str) -> GpuSession:
+        async def read() -> GpuSession:
+            async with self.app.db.transaction() as tx:
+                found = await tx.get(GpuSession, session_id)
+                assert found is not None
+                return found
+
+        return self.run(read())
+
+    def load_all(self) -> list[GpuSession]:
+        async def read() -> list[GpuSession]:
+            async with self.app.db.transaction() as tx:
+                return list(await tx.scalars(select(GpuSession)))
+
+        return self.run(read())
+
+    def pick(self, choice: tuple[bool, int], *fitting: SessionStatus) -> ModelSession:
+        prefer_fitting, index = choice
+        candidates = list(self.sessions.values())
+        if prefer_fitting:
+            candidates = [m for m in candidates if m.status in fitting] or candidates
+        return candidates[index % len(candidates)]
+
+    def can_pay_first_minute(self, user_id: str, price: int) -> bool:
+        funds = self.balances(user_id)
+        return (
+            minutes_affordable(
+                free_minutes=funds.free_minutes,
+                balance_micros=funds.credit_micros,
+                price_micros=price,
+            )
+            >= 1
+        )
+
+    def user(self, user_id: str) -> User:
+        return next(u for u in self.users if u.id == user_id)
+
+    def leave_active(self, model: ModelSession, stored: GpuSession) -> bool:
+        """Freeze the model's active time as the session left `active`; True if cut short.
+
+        Every started minute was charged, or the time was cut back to the last paid minute.
+        """
+        spent = model.active_ms(self.now_ms)
+        paid_ms = stored.charged_minutes * MS_PER_MINUTE
+        cut_short = paid_ms < spent
+        if not cut_short:
+            assert stored.charged_minutes == minutes_started(spent)
+        model.before_ms = min(spent, paid_ms)
+        model.since_ms = None
+        return cut_short
+
+    def assert_broke(self, user_id: str, *, price: int) -> None:
+        """The user could not pay one more minute of `price`: no free minutes, too little credit."""
+        funds = self.balances(user_id)
+        assert funds.free_minutes == 0, funds
+        assert funds.credit_micros < price, funds
+
+    def expect(self, action: Coroutine[Any, Any, None], error: type[SizzleError] | None) -> bool:
+        """Run `action`; it must fail with exactly `error`, or succeed when that is None."""
+        try:
+            self.run(action)
+        except SizzleError as exc:
+            assert error is not None, f"unexpected {exc!r}"
+            assert type(exc) is error, f"expected {error.__name__}, got {exc!r}"
+            return False
+        assert error is None, f"expected {error.__name__}"
+        return True
+
+    # -- setup ------------------------------------------------------------------------------
+
+    @initialize(
+        free_minutes=st.integers(min_value=0, max_value=3),
+        users=st.lists(
+            st.tuples(st.sampled_from(["free", "pro"]), st.sampled_from([0, *CREDIT_AMOUNTS])),
+            min_size=1,
+            max_size=2,
+        ),
+    )
+    def sign_up(self, free_minutes: int, users: list[tuple[str, int]]) -> None:
+        self.settings = settings = Settings(
+            home=self.workdir or Path(tempfile.gettempdir()),
+            database_url=self.url,
+            secret_key=TEST_SECRET,
+            providers="demo",
+            demo_provision_seconds=PROVISION_SECONDS,
+            demo_capacity=2,  # small, so launches also fail for want of a GPU
+            abandon_minutes=ABANDON_MINUTES,
+            free_minutes=free_minutes,
+        )
+
+        async def setup() -> None:
+            db = Database(self.url)
+            if db.is_postgres:
+                await _empty_postgres(db)
+            self.state = AppState.build(settings, clock=self.clock, db=db)
+            for number, (plan, credit) in enumerate(users):
+                async with db.transaction() as tx:
+                    user = await accounts.create_user(
+                        tx,
+                        email=f"user{number}@example.com",
+                        password="correct horse battery",
+                        now=self.clock.now(),
+                        free_minutes=settings.free_minutes,
+                        plan=plan,
+                    )
+                    if credit:
+                        await accounts.grant_credits(
+                            tx, user, credit, now=self.clock.now(), granted_by="test"
+                        )
+                self.users.append(user)
+
+        self.run(setup())
+
+    def teardown(self) -> None:
+        try:
+            if self.state is not None:
+                self.run(self.state.db.dispose())
+        finally:
+            self.loop.close()
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- rules ------------------------------------------------------------------------------
+
+    @rule(user_index=st.integers(0, 1), tier=st.sampled_from(sorted(TIERS)))
+    def create_session(self, user_index: int, tier: str) -> None:
+        self.create(self.users[user_index % len(self.users)], tier)
+
+    @rule()
+    def run_provisioning(self) -> None:
+        """Launch pending sessions, wait out the demo's provisioning time, mark them ready."""
+        self.run(self.app.jobs.housekeep())
+        self.advance(PROVISION_SECONDS * 1000 + 1000)
+        self.run(self.app.jobs.housekeep())
+        self.sync_after_housekeeping()
+
+    @rule(user_index=st.integers(0, 1), tier=st.sampled_from(sorted(TIERS)))
+    def rent_a_gpu(self, user_index: int, tier: str) -> None:
+        """What a user does in one go: ask for a session, wait until ready, start it."""
+        model = self.create(self.users[user_index % len(self.users)], tier)
+        self.run_provisioning()
+        if model is not None and model.status is S.READY:
+            self.start_session(model)
+
+    def create(self, user: User, tier: str) -> ModelSession | None:
+        plan, price = PLANS[user.plan], TIERS[tier].price_micros_per_minute
+        live = sum(1 for m in self.sessions.values() if m.user_id == user.id and m.status.is_live())
+        expected: type[SizzleError] | None = None
+        if tier not in plan.allowed_tiers:
+            expected = Forbidden
+        elif live >= plan.max_concurrent_sessions:
+            expected = Conflict
+        elif not self.can_pay_first_minute(user.id, price):
+            expected = InsufficientCredit
+        try:
+            created = self.run(
+                sessions.create_session(
+                    self.app.db,
+                    self.app.orchestrator,
+                    user_id=user.id,
+                    tier_name=tier,
+                    model=None,
+                    max_minutes=None,
+                    now=self.clock.now(),
+                )
+            )
+        except SizzleError as exc:
+            # capacity is the demo provider's business; every other refusal is predicted
+            assert type(exc) is (expected or NoCapacity), f"expected {expected}, got {exc!r}"
+            return None
+        assert expected is None, f"expected {expected.__name__}"
+        assert created.status == S.PENDING.value
+        model = ModelSession(created.id, user.id, price, S.PENDING)
+        self.sessions[created.id] = model
+        return model
+
+    @precondition(lambda self: self.sessions)
+    @rule(choice=PICKS)
+    def start(self, choice: tuple[bool, int]) -> None:
+        self.start_session(self.pick(choice, S.READY))
+
+    def start_session(self, model: ModelSession) -> None:
+        user = self.user(model.user_id)
+        expected: type[SizzleError] | None = None
+        if model.status is not S.READY:
+            expected = InvalidTransition
+        elif not self.can_pay_first_minute(user.id, model.price):
+            expected = InsufficientCredit
+        action = sessions.start_session(
+            self.app.db, session_id=model.id, user=user, now=self.clock.now()
+        )
+        if self.expect(action, expected):
+            model.status, model.since_ms = S.ACTIVE, self.now_ms
+        assert self.load(model.id).status == model.status.value
+
+    @precondition(lambda self: self.sessions)
+    @rule(choice=PICKS)
+    def pause(self, choice: tuple[bool, int]) -> None:
+        model = self.pick(choice, S.ACTIVE)
+        expected = None if model.status is S.ACTIVE else InvalidTransition
+        action = sessions.pause_session(
+            self.app.db,
+            self.app.providers,
+            session_id=model.id,
+            user=self.user(model.user_id),
+            now=self.clock.now(),
+        )
+        if self.expect(action, expected):
+            stored = self.load(model.id)
+            assert stored.status == S.PAUSED.value
+            if self.leave_active(model, stored):
+                self.assert_broke(model.user_id, price=model.price)
+            model.status = S.PAUSED
+
+    @precondition(lambda self: self.sessions)
+    @rule(choice=PICKS)
+    def resume(self, choice: tuple[bool, int]) -> None:
+        model = self.pick(choice, S.PAUSED)
+        expected: type[SizzleError] | None = None
+        if model.status is not S.PAUSED:
+            expected = InvalidTransition
+        elif not self.can_pay_first_minute(model.user_id, model.price):
+            expected = InsufficientCredit
+        action = sessions.resume_session(
+            self.app.db,
+            self.app.providers,
+            session_id=model.id,
+            user=self.user(model.user_id),
+            now=self.clock.now(),
+        )
+        if self.expect(action, expected):
+            model.status, model.since_ms = S.ACTIVE, self.now_ms
+        assert self.load(model.id).status == model.status.value
+
+    @precondition(lambda self: self.sessions)
+    @rule(choice=PICKS)
+    def stop(self, choice: tuple[bool, int]) -> None:
+        model = self.pick(choice, S.ACTIVE, S.PAUSED, S.READY, S.PENDING, S.PROVISIONING)
+        action = sessions.stop_session(
+            self.app.db,
+            self.app.providers,
+            session_id=model.id,
+            user=self.user(model.user_id),
+            now=self.clock.now(),
+        )
+        assert self.expect(action, None)
+        stored = self.load(model.id)
+        if model.status.is_terminal():
+            assert stored.status == model.status.value  # stopping an ended session changes nothing
+            return
+        assert stored.status == S.TERMINATED.value
+        assert stored.end_reason == "user"
+        if model.status is S.ACTIVE and self.leave_active(model, stored):
+            self.assert_broke(model.user_id, price=model.price)
+        model.status = S.TERMINATED
+
+    @rule()
+    def meter(self) -> None:
+        self.metering_pass()
+
+    @rule(
+        seconds=st.integers(min_value=0, max_value=400),
+        interval=st.sampled_from([15, 60]),
+    )
+    def run_for_a_while(self, seconds: int, interval: int) -> None:
+        """Time passes with the metering job running on its interval, as under `sizzle serve`."""
+        for _ in range(seconds // interval):
+            self.advance(interval * 1000)
+            self.metering_pass()
+
+    def metering_pass(self) -> None:
+        self.run(self.app.jobs.meter())
+        starved: dict[str, list[int]] = defaultdict(list)
+        for model in self.sessions.values():
+            if model.status is not S.ACTIVE:
+                continue
+            stored = self.load(model.id)
+            if stored.status == S.ACTIVE.value:
+                assert stored.charged_minutes == minutes_started(model.active_ms(self.now_ms))
+                continue
+            assert stored.status == S.TERMINATED.value
+            assert stored.end_reason == "insufficient_credits"
+            assert self.leave_active(model, stored), "stopped although every minute was paid"
+            model.status = S.TERMINATED
+            starved[model.user_id].append(model.price)
+        for user_id, prices in starved.items():
+            self.assert_broke(user_id, price=max(prices))
+        self.assert_charged_minutes_follow_active_time()
+
+    @rule(ms=CLOCK_MOVES_MS)
+    def move_clock(self, ms: int) -> None:
+        self.advance(ms)
+
+    @rule(user_index=st.integers(0, 1), micros=st.sampled_from(CREDIT_AMOUNTS))
+    def grant_credits(self, user_index: int, micros: int) -> None:
+        user = self.users[user_index % len(self.users)]
+        before = self.balances(user.id)
+
+        async def grant() -> None:
+            async with self.app.db.transaction() as tx:
+                await accounts.grant_credits(
+                    tx, user, micros, now=self.clock.now(), granted_by="test"
+                )
+
+        self.run(grant())
+        assert self.balances(user.id).credit_micros == before.credit_micros + micros
+
+    @rule(downtime_ms=CLOCK_MOVES_MS)
+    def crash_and_restart(self, downtime_ms: int) -> None:
+        """The process dies and a new one starts on the same database; GPUs keep running."""
+        self.run(self.app.db.dispose())
+        self.state = None
+        self.advance(downtime_ms)
+        assert self.settings is not None
+        self.state = AppState.build(self.settings, clock=self.clock, db=Database(self.url))
+
+    # -- syncing after jobs that change statuses on their own ---------------------------------
+
+    def sync_after_housekeeping(self) -> None:
+        """Provisioning and the reaper moved some sessions; check each move, then follow it."""
+        now = self.clock.now()
+        for stored in self.load_all():
+            model = self.sessions[stored.id]
+            status = S(stored.status)
+            if model.status in (S.PENDING, S.PROVISIONING):
+                assert status in (S.PROVISIONING, S.READY, S.FAILED, S.TERMINATED), status
+            elif model.status is S.READY and status is S.TERMINATED:
+                assert stored.end_reason == "abandoned"
+            else:
+                assert status is model.status, (model.status, status)
+            if status is S.READY:
+                assert stored.ready_at is not None
+                assert now - stored.ready_at < timedelta(minutes=ABANDON_MINUTES)
+            if status is S.TERMINATED and model.status is not S.TERMINATED:
+                assert stored.ready_at is not None
+                assert now - stored.ready_at >= timedelta(minutes=ABANDON_MINUTES)
+            model.status = status
+
+    # -- invariants -------------------------------------------------------------------------
+
+    def assert_charged_minutes_follow_active_time(self) -> None:
+        now = self.clock.now()
+        for stored in self.load_all():
+            model = self.sessions[stored.id]
+            assert active_ms(stored, now) == model.active_ms(self.now_ms), stored.id
+            assert stored.charged_minutes == minutes_started(active_ms(stored, now)), stored.id
+
+    @invariant()
+    def active_time_is_what_the_model_expects(self) -> None:
+        """Only active time counts: paused, waiting and ended time never do."""
+        if self.state is None:
+            return
+        now = self.clock.now()
+        for stored in self.load_all():
+            model = self.sessions[stored.id]
+            assert stored.status == model.status.value
+            assert active_ms(stored, now) == model.active_ms(self.now_ms), stored.id
+            spent = minutes_started(active_ms(stored, now))
+            if model.status is S.ACTIVE:
+                assert stored.charged_minutes <= spent  # never charged ahead of started time
+            else:
+                assert stored.charged_minutes == spent
+
+    @invariant()
+    def every_status_change_is_recorded_and_allowed(self) -> None:
+        if self.state is None:
+            return
+
+        async def read() -> dict[str, list[SessionEvent]]:
+            async with self.app.db.transaction() as tx:
+                events = await tx.scalars(select(SessionEvent).order_by(SessionEvent.id))
+                chains: dict[str, list[SessionEvent]] = defaultdict(list)
+                for event in events:
+                    chains[event.session_id].append(event)
+                return chains
+
+        chains = self.run(read())
+        for model in self.sessions.values():
+            status = S.PENDING
+            for change in chains.get(model.id, []):
+                assert change.from_status == status.value
+                assert can_transition(status, S(change.to_status))
+                status = S(change.to_status)
+            assert status is model.status
+
+    @invariant()
+    def ledger_is_balanced_and_never_negative(self) -> None:
+        if self.state is None:
+            return
+
+        async def read() -> tuple[list[LedgerAccount], list[LedgerEntry]]:
+            async with self.app.db.transaction() as tx:
+                accounts_ = list(await tx.scalars(select(LedgerAccount)))
+                entries = list(await tx.scalars(select(LedgerEntry)))
+                return accounts_, entries
+
+        all_accounts, entries = self.run(read())
+        by_unit: dict[str, int] = defaultdict(int)
+        moved: dict[int, int] = defaultdict(int)
+        for entry in entries:
+            assert entry.amount > 0
+            moved[entry.credit_account_id] += entry.amount
+            moved[entry.debit_account_id] -= entry.amount
+        units = {account.id: account.unit for account in all_accounts}
+        for entry in entries:  # both sides of an entry are in the entry's unit
+            assert units[entry.debit_account_id] == units[entry.credit_account_id] == entry.unit
+        for account in all_accounts:
+            by_unit[account.unit] += account.balance
+            assert account.balance == moved[account.id], account.name  # cache == sum of entries
+            if account.user_id is not None:
+                assert account.balance >= 0, account.name
+        assert all(total == 0 for total in by_unit.values()), dict(by_unit)
+
+    @invariant()
+    def each_minute_is_charged_once_at_the_session_price(self) -> None:
+        if self.state is None:
+            return
+
+        async def read() -> list[LedgerEntry]:
+            async with self.app.db.transaction() as tx:
+                return list(
+                    await tx.scalars(
+                        select(LedgerEntry).where(LedgerEntry.kind == "session_minute")
+                    )
+                )
+
+        minutes: dict[str, list[int]] = defaultdict(list)
+        paid_with_credit: set[str] = set()
+        for entry in self.run(read()):
+            assert entry.session_id is not None and entry.minute is not None
+            model = self.sessions[entry.session_id]
+            assert entry.user_id == model.user_id
+            minutes[entry.session_id].append(entry.minute)
+            if entry.unit == ledger.USD:
+                assert entry.amount == model.price
+                paid_with_credit.add(model.user_id)
+            else:
+                assert (entry.unit, entry.amount) == (ledger.MINUTES, 1)
+        charged = {stored.id: stored.charged_minutes for stored in self.load_all()}
+        for session_id, charged_minutes in charged.items():
+            assert sorted(minutes.get(session_id, [])) == list(range(1, charged_minutes + 1))
+        for user_id in paid_with_credit:  # free minutes are spent before credit
+            assert self.balances(user_id).free_minutes == 0
+
+
+def test_money_rules_hold_over_random_histories(
+    migrated_template: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # argon2 costs a quarter second a user; password hashing plays no part in billing
+    monkeypatch.setattr(accounts, "hash_password", lambda password: "not-a-real-hash")
+    ids = SequentialIds()
+    monkeypatch.setattr(uuid, "uuid4", ids)
+    run_state_machine_as_test(
+        lambda: BillingMachine(migrated_template, ids),
+        settings=hypothesis_settings(
+            max_examples=30,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        ),
+    )
