@@ -150,3 +150,15 @@ async def test_the_reaper_leaves_sessions_without_limits_alone(
     await state.jobs.housekeep()
     body = await get_session(client, auth=auth, session_id=session_id)
     assert (body["status"], body["charged_minutes"]) == ("active", 180)
+
+
+async def test_the_metering_pass_itself_ends_a_session_at_max_minutes(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock
+) -> None:
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth, max_minutes=2)
+    clock.advance(150)
+    await state.jobs.meter()  # no reaper run: the pass stops it, billed to exactly 2 minutes
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["status"], body["end_reason"]) == ("terminated", "max_minutes")
+    assert (body["charged_minutes"], body["active_seconds"]) == (2, 120)

@@ -1,4 +1,4 @@
-"""The metering job: one set-based pass, then stop the sessions that ran out of money."""
+"""The metering job: one set-based pass, then end the sessions that ran out of money or time."""
 
 from __future__ import annotations
 
@@ -6,45 +6,61 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.providers.base import Provider
-from sizzle.services.lifecycle import switch_status
+from sizzle.services.lifecycle import reached_max_minutes, switch_status
 from sizzle.services.metering import MeterResult, charge_due_minutes
 from sizzle.services.sessions import release_session
 
 log = structlog.get_logger(__name__)
+ACTOR = "system:metering"
 
 
 async def run_metering_pass(
     db: Database, providers: dict[str, Provider], *, now: datetime
 ) -> MeterResult:
-    """Charge every due minute; a session whose next minute cannot be paid ends at its paid time."""
+    """Charge every due minute. A session whose next minute cannot be paid ends at its paid
+    time; one that reached its `max_minutes` ends there (both billed exactly to that point)."""
     async with db.transaction() as tx:
         result = await charge_due_minutes(tx, now=now)
-        if result.starved_session_ids:
-            starved = await tx.scalars(
-                select(GpuSession)
-                .where(GpuSession.id.in_(result.starved_session_ids))
-                .with_for_update()
-            )
-            for session in starved:
-                await tx.refresh(session)
-                await switch_status(
-                    tx,
-                    session,
-                    SessionStatus.STOPPING,
-                    actor="system:metering",
-                    now=now,
-                    end_reason=EndReason.INSUFFICIENT_CREDITS,
-                    already_metered=True,
-                )
-    if result.minutes_charged:
-        log.info(
-            "metering.pass", minutes=result.minutes_charged, starved=len(result.starved_session_ids)
+        ended = await _end_sessions(
+            tx, result.starved_session_ids, EndReason.INSUFFICIENT_CREDITS, now=now
         )
-    for session_id in result.starved_session_ids:
+        at_limit = list(await tx.scalars(select(GpuSession.id).where(reached_max_minutes(now))))
+        ended += await _end_sessions(tx, at_limit, EndReason.MAX_MINUTES, now=now)
+    if result.minutes_charged or ended:
+        log.info("metering.pass", minutes=result.minutes_charged, ended=len(ended))
+    for session_id in ended:
         await release_session(db, providers, session_id=session_id, now=now)
     return result
+
+
+async def _end_sessions(
+    tx: AsyncSession, session_ids: list[str], reason: EndReason, *, now: datetime
+) -> list[str]:
+    """Move the (already metered) sessions to stopping; the ids of those moved."""
+    if not session_ids:
+        return []
+    sessions = await tx.scalars(
+        select(GpuSession)
+        .where(GpuSession.id.in_(session_ids), GpuSession.status == SessionStatus.ACTIVE.value)
+        .with_for_update()
+    )
+    ended = []
+    for session in sessions:
+        await tx.refresh(session)
+        await switch_status(
+            tx,
+            session,
+            SessionStatus.STOPPING,
+            actor=ACTOR,
+            now=now,
+            end_reason=reason,
+            already_metered=True,
+        )
+        ended.append(session.id)
+    return ended

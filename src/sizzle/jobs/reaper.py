@@ -6,13 +6,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, or_, select
 
-from sizzle.clock import to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.money import MS_PER_MINUTE
 from sizzle.providers.base import Provider
-from sizzle.services.lifecycle import active_ms, switch_status
+from sizzle.services.lifecycle import active_ms, reached_max_minutes, switch_status
 from sizzle.services.sessions import lock_session, release_session
 from sizzle.settings import Settings
 
@@ -36,8 +35,6 @@ def _overdue_reason(session: GpuSession, now: datetime, settings: Settings) -> E
 
 def _overdue_query(now: datetime, settings: Settings) -> Select[str]:
     """Sessions that may be past a limit; `_overdue_reason` has the last word on each."""
-    now_ms = to_ms(now)
-    active_ms_now = GpuSession.active_ms_before + (now_ms - GpuSession.active_since_ms)
     return select(GpuSession.id).where(
         or_(
             and_(
@@ -48,11 +45,7 @@ def _overdue_query(now: datetime, settings: Settings) -> Select[str]:
                 GpuSession.status == S.PAUSED.value,
                 GpuSession.paused_at <= now - timedelta(hours=settings.max_pause_hours),
             ),
-            and_(
-                GpuSession.status == S.ACTIVE.value,
-                GpuSession.max_minutes.is_not(None),
-                active_ms_now >= GpuSession.max_minutes * MS_PER_MINUTE,
-            ),
+            reached_max_minutes(now),
         )
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.clock import to_ms
@@ -25,6 +26,16 @@ def active_ms(session: GpuSession, now: datetime) -> int:
     if session.active_since_ms is not None:
         current = max(to_ms(now) - session.active_since_ms, 0)
     return session.active_ms_before + current
+
+
+def reached_max_minutes(now: datetime) -> ColumnElement[bool]:
+    """SQL: an active session whose billable time has reached its `max_minutes`."""
+    active_ms_now = GpuSession.active_ms_before + (to_ms(now) - GpuSession.active_since_ms)
+    return and_(
+        GpuSession.status == S.ACTIVE.value,
+        GpuSession.max_minutes.is_not(None),
+        active_ms_now >= GpuSession.max_minutes * MS_PER_MINUTE,
+    )
 
 
 async def switch_status(
