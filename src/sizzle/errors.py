@@ -63,3 +63,15 @@ class NoCapacity(SizzleError):
 class ProviderUnavailable(SizzleError):
     code = "provider_unavailable"
     status_code = 503
+
+
+class BadCredentials(ProviderUnavailable):
+    """The provider refused our API key: the provider is switched off until fixed."""
+
+    code = "provider_bad_credentials"
+
+
+class ProviderBadRequest(ProviderUnavailable):
+    """The provider refused what we sent: a bug or a changed API, not worth retrying."""
+
+    code = "provider_bad_request"

@@ -46,6 +46,26 @@ class Settings(BaseSettings):
     jobs_interval_seconds: float = Field(
         1, gt=0, description="How often provisioning and the reaper look for work."
     )
+    vast_api_key: str = Field("", description="Vast.ai API key; the vast plugin needs it.")
+    vast_api_url: str = Field(
+        "https://console.vast.ai/api/v0", description="Vast.ai API base (tests point it elsewhere)."
+    )
+    runpod_api_key: str = Field("", description="RunPod API key; the runpod plugin needs it.")
+    runpod_api_url: str = Field(
+        "https://api.runpod.io", description="RunPod API base; GraphQL is served at /graphql."
+    )
+    lambda_api_key: str = Field("", description="Lambda Cloud API key; the lambda plugin needs it.")
+    lambda_api_url: str = Field(
+        "https://cloud.lambdalabs.com/api/v1", description="Lambda Cloud API base."
+    )
+    ollama_nodes: str = Field(
+        "[]",
+        description="JSON list of the operator's Ollama nodes: "
+        "{name, url, gpu, gpu_count, vram_gb, price_per_hour_usd}.",
+    )
+    provider_timeout_seconds: float = Field(
+        10, gt=0, description="Timeout of one call to a provider's API."
+    )
     test_clock_file: Path | None = Field(
         None,
         description="Tests only: read the current time (epoch seconds) from this file.",
