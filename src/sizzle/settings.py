@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 
@@ -66,6 +68,15 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(
         10, gt=0, description="Timeout of one call to a provider's API."
     )
+    provider_cost_multipliers: str = Field(
+        "{}",
+        description="JSON map provider -> factor applied to its upstream price when ranking "
+        'offers, e.g. {"vast": 1.2} to prefer others unless Vast is 20% cheaper.',
+    )
+    max_offers_tried: int = Field(10, ge=1, description="Offers tried per launch at most.")
+    launch_deadline_seconds: float = Field(
+        600, gt=0, description="A launch stops trying further offers after this long."
+    )
     test_clock_file: Path | None = Field(
         None,
         description="Tests only: read the current time (epoch seconds) from this file.",
@@ -77,6 +88,16 @@ class Settings(BaseSettings):
         if value and (value.lower() in _PLACEHOLDER_SECRETS or len(value) < 16):
             raise ValueError("SIZZLE_SECRET_KEY must be a real secret of at least 16 characters")
         return value
+
+    @field_validator("provider_cost_multipliers")
+    @classmethod
+    def _multipliers_are_a_json_map(cls, value: str) -> str:
+        _parse_multipliers(value)
+        return value
+
+    @property
+    def cost_multipliers(self) -> dict[str, Decimal]:
+        return _parse_multipliers(self.provider_cost_multipliers)
 
     @property
     def enabled_providers(self) -> list[str]:
@@ -103,3 +124,18 @@ class Settings(BaseSettings):
         path.touch(mode=0o600)
         path.write_text(key)
         return key
+
+
+def _parse_multipliers(raw: str) -> dict[str, Decimal]:
+    try:
+        parsed = json.loads(raw)
+        if not isinstance(parsed, dict):
+            raise TypeError
+        multipliers = {str(k): Decimal(str(v)) for k, v in parsed.items()}
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise ValueError(
+            'SIZZLE_PROVIDER_COST_MULTIPLIERS must be a JSON map like {"vast": 1.2}'
+        ) from exc
+    if any(not m.is_finite() or m <= 0 for m in multipliers.values()):
+        raise ValueError("cost multipliers must be positive numbers")
+    return multipliers

@@ -34,7 +34,14 @@ class AppState:
         clock = clock or clock_for(settings)
         db = db or Database(settings.resolved_database_url)
         providers = load_providers(ProviderContext(settings=settings, clock=clock, db=db))
-        orchestrator = Orchestrator(providers)
+        orchestrator = Orchestrator(
+            providers,
+            clock=clock,
+            offer_timeout_seconds=settings.provider_timeout_seconds,
+            cost_multipliers=settings.cost_multipliers,
+            max_offers_tried=settings.max_offers_tried,
+            launch_deadline_seconds=settings.launch_deadline_seconds,
+        )
         jobs = JobRunner(
             db=db, settings=settings, clock=clock, providers=providers, orchestrator=orchestrator
         )

@@ -53,14 +53,34 @@ async def test_admin_sees_every_session_with_its_provider(
 async def test_admin_sees_provider_health(
     client: httpx.AsyncClient, state: AppState, db: Database
 ) -> None:
+    await client.get("/api/v1/availability")  # the orchestrator asks every provider once
     response = await client.get(
         "/api/v1/admin/providers", headers=await admin_headers(client, state, db)
     )
-    assert response.json() == [
-        {
-            "name": "demo",
-            "label": "Demo (simulated GPUs, no real hardware)",
-            "healthy": True,
-            "detail": "simulated",
-        }
+    (demo,) = response.json()
+    assert demo["name"] == "demo"
+    assert demo["label"] == "Demo (simulated GPUs, no real hardware)"
+    assert (demo["healthy"], demo["breaker"], demo["disabled_reason"]) == (True, "closed", None)
+    assert demo["offer_count"] == 1
+    assert demo["latency_ms"] >= 0
+
+
+async def test_admin_sees_a_sessions_attempts_and_events(
+    client: httpx.AsyncClient, state: AppState, db: Database
+) -> None:
+    user = await sign_up(client)
+    session_id = (await client.post("/api/v1/sessions", json={"tier": "pro"}, headers=user)).json()[
+        "id"
     ]
+    await state.jobs.housekeep()
+    detail = (
+        await client.get(
+            f"/api/v1/admin/sessions/{session_id}", headers=await admin_headers(client, state, db)
+        )
+    ).json()
+    (attempt,) = detail["attempts"]
+    assert (attempt["provider"], attempt["outcome"], attempt["error"]) == ("demo", "launched", None)
+    assert [e["to_status"] for e in detail["events"]] == ["provisioning"]
+    assert (
+        await client.get(f"/api/v1/admin/sessions/{session_id}", headers=user)
+    ).status_code == 403

@@ -173,3 +173,20 @@ class DemoInstance(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ready_at: Mapped[datetime] = mapped_column(UTCDateTime)
     terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LaunchAttempt(Base):
+    """One offer tried while launching a session: where, at what price, and how it ended."""
+
+    __tablename__ = "launch_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("gpu_sessions.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    offer_id: Mapped[str] = mapped_column(String(200))
+    gpu_type: Mapped[str] = mapped_column(String(64))
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    upstream_micros_per_hour: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -13,14 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.database import Database
-from sizzle.db.models import GpuSession, ProviderInstance
+from sizzle.db.models import GpuSession, LaunchAttempt, ProviderInstance
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
 from sizzle.providers.base import InstanceState, Provider, instance_name
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import lock_billing
-from sizzle.services.orchestrator import Launch, Orchestrator
+from sizzle.services.orchestrator import Attempt, Launch, Orchestrator
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +61,7 @@ async def _launch(
     except SizzleError as exc:
         async with db.transaction() as tx:
             await lock_billing(tx)
+            record_attempts(tx, session.id, getattr(exc, "attempts", []))
             fresh = await tx.get(GpuSession, session.id, with_for_update=True)
             if fresh is not None and fresh.status == S.PROVISIONING.value:
                 fresh.last_error = exc.message
@@ -77,6 +78,7 @@ async def _launch(
     offer = launch.offer
     async with db.transaction() as tx:
         await lock_billing(tx)
+        record_attempts(tx, session.id, launch.attempts)
         fresh = await tx.get(GpuSession, session.id, with_for_update=True)
         # Stopped while the launch was in flight: nobody would pay for this instance.
         discarded = fresh is None or fresh.status != S.PROVISIONING.value
@@ -88,6 +90,24 @@ async def _launch(
         return
     log.info(
         "session.launched", session_id=session.id, provider=offer.provider, offer=offer.offer_id
+    )
+
+
+def record_attempts(tx: AsyncSession, session_id: str, attempts: list[Attempt]) -> None:
+    """Keep the launch's attempt log on the session, for the operator."""
+    tx.add_all(
+        LaunchAttempt(
+            session_id=session_id,
+            provider=attempt.offer.provider,
+            offer_id=attempt.offer.offer_id,
+            gpu_type=attempt.offer.gpu_type,
+            gpu_count=attempt.offer.gpu_count,
+            upstream_micros_per_hour=attempt.offer.upstream_micros_per_hour,
+            outcome=attempt.outcome,
+            error=attempt.error,
+            created_at=attempt.at,
+        )
+        for attempt in attempts
     )
 
 
