@@ -12,10 +12,12 @@ def rank_offers(
     offers: Iterable[Offer], cost_multipliers: Mapping[str, Decimal] | None = None
 ) -> list[Offer]:
     """Offers ordered by upstream price x the provider's cost multiplier, then reliability."""
-    multipliers = cost_multipliers or {}
+    # Integer parts-per-million: exact for any multiplier given to six decimals, and far
+    # cheaper per comparison than Decimal arithmetic.
+    ppm = {name: int(m * 1_000_000) for name, m in (cost_multipliers or {}).items()}
 
-    def key(offer: Offer) -> tuple[Decimal, float, str, str]:
-        price = offer.upstream_micros_per_hour * multipliers.get(offer.provider, Decimal(1))
-        return (price, -offer.reliability, offer.provider, offer.offer_id)
+    def key(offer: Offer) -> tuple[int, float, str, str]:
+        weighted = offer.upstream_micros_per_hour * ppm.get(offer.provider, 1_000_000)
+        return (weighted, -offer.reliability, offer.provider, offer.offer_id)
 
     return sorted(offers, key=key)
