@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     launch_deadline_seconds: float = Field(
         600, gt=0, description="A launch stops trying further offers after this long."
     )
+    reconcile_interval_seconds: float = Field(
+        60, gt=0, description="How often provider instances are compared with sessions."
+    )
     test_clock_file: Path | None = Field(
         None,
         description="Tests only: read the current time (epoch seconds) from this file.",

@@ -126,6 +126,10 @@ class GpuSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The reconciler's view: when the provider last listed the instance as running, and how
+    # many checks in a row have not found it.
+    last_seen_running_ms: Mapped[int | None] = mapped_column(BigInteger)
+    missing_checks: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SessionEvent(Base):

@@ -12,6 +12,7 @@ from sizzle.db.database import Database
 from sizzle.jobs.metering import run_metering_pass
 from sizzle.jobs.provisioning import launch_pending, mark_ready
 from sizzle.jobs.reaper import reap
+from sizzle.jobs.reconciler import ReconcileReport, reconcile
 from sizzle.providers.base import Provider
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.settings import Settings
@@ -20,7 +21,8 @@ log = structlog.get_logger(__name__)
 
 
 class JobRunner:
-    """Metering every `meter_interval_seconds`; provisioning and the reaper more often."""
+    """Metering every `meter_interval_seconds`; provisioning and the reaper more often; the
+    reconciler every `reconcile_interval_seconds`."""
 
     def __init__(
         self,
@@ -51,6 +53,12 @@ class JobRunner:
         await mark_ready(self.db, self.providers, now=self.clock.now())
         await reap(self.db, self.providers, self.settings, now=self.clock.now())
 
+    async def reconcile(self) -> None:
+        await self.reconcile_now()
+
+    async def reconcile_now(self) -> ReconcileReport:
+        return await reconcile(self.db, self.providers, now=self.clock.now())
+
     async def run_once(self) -> None:
         """Every job once, in order; what the tests call instead of waiting for the loops."""
         await self.housekeep()
@@ -68,6 +76,9 @@ class JobRunner:
                     self.settings.jobs_interval_seconds,
                     wakeable=True,
                 )
+            ),
+            asyncio.create_task(
+                self._loop("reconciler", self.reconcile, self.settings.reconcile_interval_seconds)
             ),
         ]
 

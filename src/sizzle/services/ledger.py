@@ -99,6 +99,61 @@ async def post_entry(
             created_at=now,
         )
     )
+    await _move(tx, debit_id=debit_id, credit_id=credit_id, amount=amount)
+    await tx.flush()
+    return True
+
+
+async def refund_session_minutes(
+    tx: AsyncSession, session_id: str, *, after_minute: int, now: datetime, reason: str
+) -> int:
+    """Reverse the charges of minutes after `after_minute`: each goes back where it came from.
+
+    The charges stay in the ledger; each gets one reversing entry keyed to it, so a retry
+    refunds nothing twice. Returns how many minutes were refunded.
+    """
+    charged = await tx.scalars(
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.session_id == session_id,
+            LedgerEntry.kind == "session_minute",
+            LedgerEntry.minute > after_minute,
+        )
+        .order_by(LedgerEntry.minute)
+    )
+    refunded = 0
+    for charge in list(charged):
+        key = f"{charge.idempotency_key}:refund"
+        if await tx.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)):
+            continue
+        tx.add(
+            LedgerEntry(
+                idempotency_key=key,
+                kind="session_minute_refund",
+                debit_account_id=charge.credit_account_id,
+                credit_account_id=charge.debit_account_id,
+                amount=charge.amount,
+                unit=charge.unit,
+                user_id=charge.user_id,
+                session_id=session_id,
+                minute=charge.minute,
+                memo=reason,
+                created_at=now,
+            )
+        )
+        await _move(
+            tx,
+            debit_id=charge.credit_account_id,
+            credit_id=charge.debit_account_id,
+            amount=charge.amount,
+        )
+        refunded += 1
+    await tx.flush()
+    return refunded
+
+
+async def _move(tx: AsyncSession, *, debit_id: int, credit_id: int, amount: int) -> None:
+    """Keep the cached balances in step with one entry."""
     await tx.execute(
         update(LedgerAccount)
         .where(LedgerAccount.id == debit_id)
@@ -109,8 +164,6 @@ async def post_entry(
         .where(LedgerAccount.id == credit_id)
         .values(balance=LedgerAccount.balance + amount)
     )
-    await tx.flush()
-    return True
 
 
 async def balances(tx: AsyncSession, user_id: str) -> Balances:
