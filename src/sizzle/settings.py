@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     launch_deadline_seconds: float = Field(
         600, gt=0, description="A launch stops trying further offers after this long."
     )
+    provision_timeout_seconds: float = Field(
+        900,
+        gt=0,
+        description="A launched instance not running by then is destroyed; "
+        "the next offer is tried.",
+    )
     reconcile_interval_seconds: float = Field(
         60, gt=0, description="How often provider instances are compared with sessions."
     )

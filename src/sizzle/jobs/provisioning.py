@@ -12,12 +12,13 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sizzle.clock import to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, LaunchAttempt, ProviderInstance
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
-from sizzle.providers.base import InstanceState, Provider, instance_name
+from sizzle.providers.base import InstanceState, instance_name
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Attempt, Launch, Orchestrator
@@ -52,11 +53,16 @@ async def launch_pending(db: Database, orchestrator: Orchestrator, *, now: datet
 
 
 async def _launch(
-    db: Database, orchestrator: Orchestrator, session: GpuSession, *, now: datetime
+    db: Database,
+    orchestrator: Orchestrator,
+    session: GpuSession,
+    *,
+    now: datetime,
+    skip: frozenset[str] = frozenset(),
 ) -> None:
     try:
         launch = await orchestrator.launch(
-            TIERS[session.tier], session_id=session.id, model=session.model
+            TIERS[session.tier], session_id=session.id, model=session.model, skip=skip
         )
     except SizzleError as exc:
         async with db.transaction() as tx:
@@ -133,41 +139,115 @@ def _record_launch(tx: AsyncSession, session: GpuSession, launch: Launch, *, now
     )
 
 
-async def mark_ready(db: Database, providers: dict[str, Provider], *, now: datetime) -> int:
-    """Ask providers about provisioning sessions; the running ones become ready."""
+async def mark_ready(
+    db: Database, orchestrator: Orchestrator, *, now: datetime, provision_timeout: timedelta
+) -> int:
+    """Ask providers about provisioning sessions: the running ones become ready; an instance
+    that failed, vanished or is not ready in time is destroyed and the next offer tried."""
     async with db.transaction() as tx:
         waiting = list(
             await tx.scalars(select(GpuSession).where(GpuSession.status == S.PROVISIONING.value))
         )
     became_ready = 0
     for session in waiting:
-        outcome: tuple[SessionStatus, str | None] | None = None
-        provider = providers.get(session.provider or "")
+        provider = orchestrator.providers.get(session.provider or "")
         if session.instance_id is None or provider is None:
             if now - session.created_at > LAUNCH_DEADLINE:
-                outcome = (S.FAILED, "the launch did not finish in time")
-        else:
-            instance = await provider.status(session.instance_id)
-            if instance is None or instance.state is InstanceState.FAILED:
-                outcome = (S.FAILED, (instance and instance.message) or "the instance is gone")
-            elif instance.state is InstanceState.RUNNING:
-                outcome = (S.READY, None)
-        if outcome is None:
+                await _fail(db, session.id, "the launch did not finish in time", now=now)
             continue
-        async with db.transaction() as tx:
-            await lock_billing(tx)
-            fresh = await tx.get(GpuSession, session.id, with_for_update=True)
-            if fresh is None or fresh.status != S.PROVISIONING.value:
-                continue
-            target, reason = outcome
+        instance = await provider.status(session.instance_id)
+        if instance is not None and instance.state is InstanceState.RUNNING:
+            became_ready += await _to_ready(db, session, now=now)
+            continue
+        if instance is None or instance.state is InstanceState.FAILED:
+            problem = (instance and instance.message) or "the instance disappeared while starting"
+        elif await _launched_before(db, session, now - provision_timeout):
+            problem = f"not ready within {provision_timeout.total_seconds():g} s"
+        else:
+            continue
+        await provider.terminate(session.instance_id)  # destroyed before anything else is tried
+        if await _forget_instance(db, session, problem, now=now):
+            await _launch(db, orchestrator, session, now=now, skip=await _tried(db, session.id))
+    return became_ready
+
+
+async def _to_ready(db: Database, session: GpuSession, *, now: datetime) -> int:
+    async with db.transaction() as tx:
+        await lock_billing(tx)
+        fresh = await tx.get(GpuSession, session.id, with_for_update=True)
+        if fresh is None or fresh.status != S.PROVISIONING.value:
+            return 0
+        fresh.last_seen_running_ms = to_ms(now)
+        await switch_status(tx, fresh, S.READY, actor=ACTOR, now=now)
+        return 1
+
+
+async def _fail(db: Database, session_id: str, reason: str, *, now: datetime) -> None:
+    async with db.transaction() as tx:
+        await lock_billing(tx)
+        fresh = await tx.get(GpuSession, session_id, with_for_update=True)
+        if fresh is not None and fresh.status == S.PROVISIONING.value:
+            fresh.last_error = reason
             await switch_status(
                 tx,
                 fresh,
-                target,
+                S.FAILED,
                 actor=ACTOR,
                 now=now,
                 reason=reason,
-                end_reason=EndReason.PROVISIONING_FAILED if target is S.FAILED else None,
+                end_reason=EndReason.PROVISIONING_FAILED,
             )
-            became_ready += target is S.READY
-    return became_ready
+
+
+async def _launched_before(db: Database, session: GpuSession, moment: datetime) -> bool:
+    async with db.transaction() as tx:
+        launched = await tx.scalar(
+            select(ProviderInstance.created_at).where(
+                ProviderInstance.session_id == session.id,
+                ProviderInstance.external_id == session.instance_id,
+            )
+        )
+    return launched is not None and launched < moment
+
+
+async def _forget_instance(
+    db: Database, session: GpuSession, problem: str, *, now: datetime
+) -> bool:
+    """Record why the launched offer failed and detach its (destroyed) instance."""
+    async with db.transaction() as tx:
+        await lock_billing(tx)
+        fresh = await tx.get(GpuSession, session.id, with_for_update=True)
+        if fresh is None or fresh.status != S.PROVISIONING.value:
+            return False
+        if fresh.instance_id != session.instance_id:
+            return False  # someone else moved on already
+        attempt = await tx.scalar(
+            select(LaunchAttempt)
+            .where(LaunchAttempt.session_id == fresh.id, LaunchAttempt.outcome == "launched")
+            .order_by(LaunchAttempt.id.desc())
+        )
+        if attempt is not None:
+            attempt.outcome, attempt.error = "failed_to_start", problem
+        instance = await tx.scalar(
+            select(ProviderInstance).where(
+                ProviderInstance.session_id == fresh.id,
+                ProviderInstance.external_id == fresh.instance_id,
+            )
+        )
+        if instance is not None:
+            instance.terminated_at = now
+        fresh.provider = fresh.instance_id = fresh.gpu_type = None
+        fresh.gpu_count = fresh.upstream_micros_per_hour = None
+        fresh.last_error = problem
+    log.info("launch.failed_to_start", session_id=session.id, error=problem)
+    return True
+
+
+async def _tried(db: Database, session_id: str) -> frozenset[str]:
+    async with db.transaction() as tx:
+        rows = await tx.execute(
+            select(LaunchAttempt.provider, LaunchAttempt.offer_id).where(
+                LaunchAttempt.session_id == session_id
+            )
+        )
+        return frozenset(f"{provider}:{offer_id}" for provider, offer_id in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 
@@ -50,7 +51,12 @@ class JobRunner:
 
     async def housekeep(self) -> None:
         await launch_pending(self.db, self.orchestrator, now=self.clock.now())
-        await mark_ready(self.db, self.providers, now=self.clock.now())
+        await mark_ready(
+            self.db,
+            self.orchestrator,
+            now=self.clock.now(),
+            provision_timeout=timedelta(seconds=self.settings.provision_timeout_seconds),
+        )
         await reap(self.db, self.providers, self.settings, now=self.clock.now())
 
     async def reconcile(self) -> None:
