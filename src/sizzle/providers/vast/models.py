@@ -1,0 +1,87 @@
+"""Vast.ai wire models: only the fields Sizzle reads, tolerant of everything else."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class VastOffer(_Wire):
+    """One entry of `POST bundles/`: `id` is the ask id to rent, `gpu_ram` is MB per GPU."""
+
+    id: int
+    gpu_name: str = ""
+    num_gpus: int = 0
+    gpu_ram: float | None = None
+    dph_total: float | None = None
+    reliability2: float | None = None
+    reliability: float | None = None
+    geolocation: str | None = None
+
+
+class VastInstance(_Wire):
+    """One instance as `GET instances/{id}/` or the listing shows it."""
+
+    id: int
+    label: str | None = None
+    actual_status: str | None = None
+    intended_status: str | None = None
+    cur_state: str | None = None
+    status_msg: str | None = None
+
+
+class VastResult(_Wire):
+    """The common answer envelope: `{"success": bool, "error": code, "msg": text, ...}`."""
+
+    success: bool | None = None
+    error: str | None = None
+    msg: str | None = None
+    message: str | None = None
+    new_contract: int | None = None
+
+    @property
+    def text(self) -> str:
+        return self.msg or self.message or self.error or "no detail"
+
+
+def parse_offers(body: Any) -> list[VastOffer]:
+    """The offers of a search answer; the doc shows both a list and a single object."""
+    raw = body.get("offers") if isinstance(body, dict) else None
+    return _each(raw, VastOffer)
+
+
+def parse_instances(body: Any) -> list[VastInstance]:
+    """The instances of a show or list answer: `instances` is an object for one, else a list."""
+    raw = body.get("instances") if isinstance(body, dict) else None
+    return _each(raw, VastInstance)
+
+
+def parse_result(body: Any) -> VastResult:
+    if not isinstance(body, dict):
+        return VastResult()
+    try:
+        return VastResult.model_validate(body)
+    except ValidationError:
+        return VastResult(success=body.get("success") is True)
+
+
+def _each(raw: Any, model: type[M]) -> list[M]:
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    parsed: list[M] = []
+    for item in items:
+        if not isinstance(item, dict) or not item:
+            continue
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError:
+            continue  # one malformed entry must not hide the others
+    return parsed
