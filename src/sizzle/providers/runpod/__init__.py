@@ -1,0 +1,1 @@
+"""RunPod: on-demand GPU pods through RunPod's GraphQL API."""
