@@ -170,3 +170,18 @@ def grant_credits(email: str, usd: str) -> None:
     except SizzleError as exc:
         raise _fail(exc.message) from exc
     console.print(f"granted ${usd} to {email}")
+
+
+@app.command("node-agent")
+def node_agent(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9400,
+) -> None:
+    """Report this node's GPUs (NVML) at GET /metrics, for the ollama provider's metrics."""
+    import uvicorn
+
+    from sizzle.node_agent import create_agent_app
+
+    configure_logging()
+    console.print(f"Sizzle node agent on http://{host}:{port}/metrics")
+    uvicorn.run(create_agent_app(), host=host, port=port, log_config=None)

@@ -1,0 +1,132 @@
+"""Ollama wire models, and the node entries of `SIZZLE_OLLAMA_NODES`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from sizzle.domain.gpus import normalize_gpu_name
+from sizzle.domain.money import usd_to_micros
+from sizzle.errors import BadRequest, ProviderUnavailable
+
+
+class OllamaNode(BaseModel):
+    """One operator-owned node: where its Ollama listens, what GPUs it has, what it costs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    url: str = Field(description="Base URL of the node's Ollama, e.g. http://10.0.0.5:11434.")
+    gpu: str = Field(min_length=1, description="The GPU's name, e.g. 'RTX 4090'.")
+    gpu_count: int = Field(ge=1, le=64)
+    vram_gb: int = Field(ge=1, le=4096, description="Memory of one GPU, in GB.")
+    price_per_hour_usd: Decimal = Field(ge=0, description="The operator's own cost per hour.")
+    agent_url: str | None = Field(
+        None, description="Base URL of `sizzle node-agent` on the node, for GPU metrics."
+    )
+
+    @field_validator("url", "agent_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, value: str) -> str:
+        if normalize_gpu_name(value) is None:
+            raise ValueError(f"{value!r} is not a GPU Sizzle rents")
+        return value
+
+    @field_validator("price_per_hour_usd")
+    @classmethod
+    def _whole_micros(cls, value: Decimal) -> Decimal:
+        if not value.is_finite():
+            raise ValueError("must be a finite amount of dollars")
+        usd_to_micros(value)  # refuses sub-micro-dollar digits
+        return value
+
+    @property
+    def canonical_gpu(self) -> str:
+        canonical = normalize_gpu_name(self.gpu, vram_gb=self.vram_gb)
+        assert canonical is not None  # noqa: S101 - checked by the validator
+        return canonical
+
+    @property
+    def upstream_micros_per_hour(self) -> int:
+        return usd_to_micros(self.price_per_hour_usd)
+
+
+_NODES = TypeAdapter(list[OllamaNode])
+
+
+def parse_nodes(raw: str) -> list[OllamaNode]:
+    """The nodes of `SIZZLE_OLLAMA_NODES`, or BadRequest saying what is wrong with it."""
+    try:
+        nodes = _NODES.validate_json(raw or "[]")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise BadRequest(f"SIZZLE_OLLAMA_NODES is not valid: {problems}") from exc
+    names = [node.name for node in nodes]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise BadRequest(f"SIZZLE_OLLAMA_NODES names a node twice: {', '.join(duplicates)}")
+    return nodes
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+_WireT = TypeVar("_WireT", bound=_Wire)
+
+
+class VersionResponse(_Wire):
+    version: str
+
+
+class LocalModel(_Wire):
+    name: str
+    model: str | None = None
+    size: int | None = None
+    digest: str | None = None
+
+
+class TagsResponse(_Wire):
+    models: list[LocalModel] = Field(default_factory=list)
+
+
+class LoadedModel(_Wire):
+    name: str
+    model: str | None = None
+    size: int | None = None
+    size_vram: int | None = None
+    expires_at: str | None = None
+    context_length: int | None = None
+
+
+class PsResponse(_Wire):
+    models: list[LoadedModel] = Field(default_factory=list)
+
+
+class PullProgress(_Wire):
+    """One NDJSON line of `POST /api/pull`; `total`/`completed` only on layer lines."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+def parse(model: type[_WireT], body: Any, *, what: str) -> _WireT:
+    """A wire model from a JSON body, or ProviderUnavailable naming what was malformed."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ProviderUnavailable(f"ollama: malformed {what} answer") from exc
