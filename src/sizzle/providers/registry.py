@@ -33,8 +33,13 @@ def load_providers(context: ProviderContext) -> dict[str, Provider]:
 
 def _register_builtin() -> None:
     from sizzle.providers.demo.plugin import DemoProvider
+    from sizzle.providers.lambdalabs.plugin import LambdaProvider
+    from sizzle.providers.ollama.plugin import OllamaProvider
+    from sizzle.providers.runpod.plugin import RunPodProvider
+    from sizzle.providers.vast.plugin import VastProvider
 
-    register_provider(DemoProvider)
+    for plugin in (DemoProvider, OllamaProvider, VastProvider, RunPodProvider, LambdaProvider):
+        register_provider(plugin)
 
 
 _register_builtin()
