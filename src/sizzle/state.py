@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sizzle.clock import Clock, FileClock, SystemClock
@@ -10,6 +11,7 @@ from sizzle.jobs.runner import JobRunner
 from sizzle.providers.base import Provider, ProviderContext
 from sizzle.providers.registry import load_providers
 from sizzle.services.orchestrator import Orchestrator
+from sizzle.services.sessions import record_progress
 from sizzle.settings import Settings
 
 
@@ -34,6 +36,8 @@ class AppState:
         clock = clock or clock_for(settings)
         db = db or Database(settings.resolved_database_url)
         providers = load_providers(ProviderContext(settings=settings, clock=clock, db=db))
+        for provider in providers.values():
+            provider.on_progress = functools.partial(record_progress, db)
         orchestrator = Orchestrator(
             providers,
             clock=clock,

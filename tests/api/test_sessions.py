@@ -510,3 +510,15 @@ async def test_starting_without_money_for_the_first_minute_is_402(
     response = await act(client, auth=auth, session_id=waiting, action="start")
     assert_error(response, 402, "insufficient_credit")
     assert (await get_session(client, auth=auth, session_id=waiting))["status"] == "ready"
+
+
+async def test_a_providers_launch_progress_shows_on_the_session(
+    client: httpx.AsyncClient, state: AppState
+) -> None:
+    auth = await sign_up(client)
+    session_id = (await create_session(client, auth=auth, tier="starter"))["id"]
+    await state.jobs.housekeep()  # provisioning: the demo GPU is not ready for 5 s
+    assert (await get_session(client, auth=auth, session_id=session_id))["progress"] is None
+    await state.providers["demo"].on_progress(session_id, "downloading", 42.7)
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert body["progress"] == {"phase": "downloading", "percent": 42}

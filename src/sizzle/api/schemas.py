@@ -99,6 +99,11 @@ class SessionCreateIn(BaseModel):
     max_minutes: StrictInt | None = None
 
 
+class ProgressOut(BaseModel):
+    phase: str
+    percent: int | None = Field(description="0-100 where the phase has a measure.")
+
+
 class SessionOut(BaseModel):
     id: str
     status: str
@@ -118,6 +123,9 @@ class SessionOut(BaseModel):
     ended_at: datetime | None
     end_reason: str | None
     error: str | None
+    progress: ProgressOut | None = Field(
+        None, description="While the GPU is prepared: what the provider is doing."
+    )
 
 
 class BalanceOut(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sizzle.api.schemas import SessionOut, TransactionOut, UserOut, usd
+from sizzle.api.schemas import ProgressOut, SessionOut, TransactionOut, UserOut, usd
 from sizzle.db.models import GpuSession, LedgerEntry
 from sizzle.services.accounts import UserSummary
 from sizzle.services.sessions import view
@@ -45,6 +45,11 @@ def session_out(session: GpuSession, now: datetime, *, for_admin: bool) -> Sessi
         ended_at=session.ended_at,
         end_reason=session.end_reason,
         error=session.last_error,
+        progress=(
+            ProgressOut(phase=session.progress_phase, percent=session.progress_percent)
+            if session.progress_phase
+            else None
+        ),
     )
 
 

@@ -129,6 +129,9 @@ class GpuSession(Base):
     # The reconciler's view: when the provider last listed the instance as running, and how
     # many checks in a row have not found it.
     last_seen_running_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # What the provider last said about the launch, e.g. ("downloading", 42).
+    progress_phase: Mapped[str | None] = mapped_column(String(64))
+    progress_percent: Mapped[int | None] = mapped_column(Integer)
     missing_checks: Mapped[int] = mapped_column(Integer, default=0)
 
 

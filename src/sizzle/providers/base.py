@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -64,6 +65,14 @@ class ProviderContext:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+# on_progress(session_id, phase, percent): percent 0-100, or None where a phase has none.
+ProgressHook = Callable[[str, str, float | None], Awaitable[None] | None]
+
+
+def _no_progress(_session_id: str, _phase: str, _percent: float | None) -> None:
+    return None
+
+
 class Provider(ABC):
     """A plugin that rents GPUs.
 
@@ -78,6 +87,8 @@ class Provider(ABC):
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
+        # Set by the app: where a plugin reports a launch's progress (e.g. a model download).
+        self.on_progress: ProgressHook = _no_progress
 
     @abstractmethod
     async def health(self) -> ProviderHealth: ...

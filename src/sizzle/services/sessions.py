@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.database import Database
@@ -115,6 +115,19 @@ async def create_session(
         await tx.flush()
         log.info("session.created", session_id=session.id, user_id=user.id, tier=tier.name)
         return session
+
+
+async def record_progress(db: Database, session_id: str, phase: str, percent: float | None) -> None:
+    """Keep what the provider says about a launch on the session while it provisions."""
+    async with db.transaction() as tx:
+        await tx.execute(
+            update(GpuSession)
+            .where(GpuSession.id == session_id, GpuSession.status == S.PROVISIONING.value)
+            .values(
+                progress_phase=phase[:64],
+                progress_percent=None if percent is None else max(0, min(100, int(percent))),
+            )
+        )
 
 
 async def get_session(tx: AsyncSession, session_id: str, *, user_id: str | None) -> GpuSession:

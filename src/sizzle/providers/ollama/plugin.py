@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -41,14 +40,8 @@ log = structlog.get_logger(__name__)
 # How long a provisioned node stays claimed in-process while its ProviderInstance row is written.
 CLAIM_TTL = timedelta(minutes=5)
 
-# on_progress(session_id, phase, percent): phases in order are "pulling manifest",
-# "downloading" (percent 0-100 over the layers seen so far), "verifying", "writing manifest",
-# "pulled", then "loading" and "ready" (100).
-ProgressHook = Callable[[str, str, float | None], Awaitable[None] | None]
-
-
-def _no_progress(_session_id: str, _phase: str, _percent: float | None) -> None:
-    return None
+# Progress phases, in order: "pulling manifest", "downloading" (percent 0-100 over the layers
+# seen so far), "verifying", "writing manifest", "pulled", then "loading" and "ready" (100).
 
 
 class OllamaProvider(Provider):
@@ -65,7 +58,6 @@ class OllamaProvider(Provider):
         self.nodes: dict[str, OllamaNode] = {
             node.name: node for node in parse_nodes(context.settings.ollama_nodes)
         }
-        self.on_progress: ProgressHook = _no_progress
         self._transport = transport
         # Nodes this plugin is provisioning, or provisioned before their ProviderInstance row
         # exists (the orchestrator records it after provision returns):
