@@ -77,8 +77,7 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         state.jobs.start()
         await stop.wait()
-        await state.jobs.stop()
-        await state.db.dispose()
+        await state.close()
 
     asyncio.run(_run())
 

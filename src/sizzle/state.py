@@ -50,3 +50,10 @@ class AppState:
             db=db, settings=settings, clock=clock, providers=providers, orchestrator=orchestrator
         )
         return cls(settings, clock, db, providers, orchestrator, jobs)
+
+    async def close(self) -> None:
+        """Stop the jobs, close provider connections and the database pool."""
+        await self.jobs.stop()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.db.dispose()

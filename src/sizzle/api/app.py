@@ -51,8 +51,7 @@ def create_app(
         try:
             yield
         finally:
-            await state.jobs.stop()
-            await state.db.dispose()
+            await state.close()
 
     app = FastAPI(
         title="Sizzle",

@@ -105,6 +105,10 @@ class Provider(ABC):
     @abstractmethod
     async def terminate(self, external_id: str) -> None: ...
 
+    async def close(self) -> None:
+        """Release connections; called once when the process shuts down."""
+        return None
+
     @abstractmethod
     async def list_instances(self) -> list[Instance]:
         """Every instance of ours (named with the `sizzle-` prefix) the provider holds."""
