@@ -7,6 +7,7 @@ fake's clock (429 otherwise); instances boot (ip null) for `boot_polls` reads, t
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,7 @@ class FakeLambda:
     launches: list[dict[str, Any]] = field(default_factory=list)
     rate_limited: int = 0
     terminate_calls: list[list[str]] = field(default_factory=list)
+    launch_delay: float = 0.0  # real seconds a launch hangs before it is handled
 
     def add_type(
         self, name: str, description: str, cents: int, regions: list[str] | None = None
@@ -148,6 +150,9 @@ def build_app(state: FakeLambda) -> FastAPI:
 
     @api.post("/instance-operations/launch")
     async def launch(request: Request) -> JSONResponse:
+        if state.launch_delay:  # the request arrived whole; its answer is slow
+            await request.body()
+            await asyncio.sleep(state.launch_delay)
         now = state.clock.now()
         if state.last_launch is not None:
             wait = LAUNCH_INTERVAL_SECONDS - (now - state.last_launch).total_seconds()

@@ -31,6 +31,7 @@ class FakeVast:
     throttled: int = 0
     refuse_rent_with_contract: bool = False  # rent creates a stopped instance, says success:false
     gone_as_null: bool = False  # show a gone instance as 200 {"instances": null}, not 404
+    taken: set[int] = field(default_factory=set)  # asks still listed whose rent says no_such_ask
     next_id: int = 9000
 
     def offer(self, offer_id: int, gpu_name: str, **fields: Any) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def vast_app(fake: FakeVast) -> FastAPI:
     async def rent(ask_id: int, request: Request) -> Response:
         body = await request.json()
         offer = next((o for o in fake.offers if o["id"] == ask_id and not o.get("rented")), None)
-        if offer is None:
+        if offer is None or ask_id in fake.taken:
             return _error(
                 410,
                 "no_such_ask",
