@@ -87,3 +87,11 @@ def test_minutes_affordable_counts_free_minutes_then_whole_paid_minutes(
 def test_minutes_affordable_refuses_a_free_price() -> None:
     with pytest.raises(ValueError):
         minutes_affordable(free_minutes=1, balance_micros=1, price_micros=0)
+
+
+def test_a_providers_quoted_price_becomes_micros_exactly_or_half_up() -> None:
+    from sizzle.domain.money import quoted_usd_to_micros
+
+    assert quoted_usd_to_micros(0.29) == 290_000  # the float's decimal text, not 0.28999...
+    assert quoted_usd_to_micros("0.3456789") == 345_679
+    assert quoted_usd_to_micros(Decimal("2.69") * 3) == 8_070_000

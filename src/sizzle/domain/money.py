@@ -16,6 +16,15 @@ def usd_to_micros(usd: str | int | Decimal) -> int:
     return int(value)
 
 
+def quoted_usd_to_micros(usd: float | str | Decimal) -> int:
+    """A provider's quoted price (which may carry more digits) as micro-dollars, half up.
+
+    A float goes through its shortest decimal text, so 0.29 stays 290000, not 289999.
+    """
+    value = Decimal(str(usd)) * MICROS_PER_USD
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def micros_to_usd(micros: int) -> Decimal:
     """Micro-dollars as an exact Decimal of dollars."""
     return Decimal(micros) / MICROS_PER_USD

@@ -7,6 +7,7 @@ from decimal import Decimal
 import structlog
 
 from sizzle.domain.gpus import GPU_VRAM_GB, normalize_gpu_name
+from sizzle.domain.money import quoted_usd_to_micros
 from sizzle.domain.tiers import Tier, offer_meets_tier
 from sizzle.errors import BadCredentials, ProviderBadRequest
 from sizzle.providers.base import (
@@ -102,7 +103,7 @@ class RunPodProvider(Provider, SupportsPause):
                         gpu_type=canonical,
                         gpu_count=count,
                         vram_gb_per_gpu=vram,
-                        upstream_micros_per_hour=int(per_gpu * count * 1_000_000),
+                        upstream_micros_per_hour=quoted_usd_to_micros(per_gpu * count),
                     )
                 )
         return offers

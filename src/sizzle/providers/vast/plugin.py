@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import structlog
 
 from sizzle.domain.gpus import GPU_VRAM_GB, normalize_gpu_name
-from sizzle.domain.money import MICROS_PER_USD
+from sizzle.domain.money import quoted_usd_to_micros
 from sizzle.domain.tiers import Tier, offer_meets_tier
 from sizzle.errors import BadRequest, ProviderUnavailable
 from sizzle.providers.base import (
@@ -193,15 +192,9 @@ def to_offer(raw: VastOffer, tier: Tier) -> Offer | None:
         gpu_type=gpu_type,
         gpu_count=raw.num_gpus,
         vram_gb_per_gpu=vram,
-        upstream_micros_per_hour=usd_per_hour_to_micros(raw.dph_total),
+        upstream_micros_per_hour=quoted_usd_to_micros(raw.dph_total),
         reliability=1.0 if reliability is None else max(0.0, min(reliability, 1.0)),
     )
-
-
-def usd_per_hour_to_micros(dph: float) -> int:
-    """Vast's $/h float as integer micro-dollars, via its decimal text (no float error)."""
-    micros = Decimal(str(dph)) * MICROS_PER_USD
-    return int(micros.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def create_body(*, label: str, model: str | None, disk_gb: int) -> dict[str, Any]:
