@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Request, status
+from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 
 from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
+from sizzle.api.events import as_sse, session_snapshots
 from sizzle.api.schemas import Page, SessionCreateIn, SessionOut, refuse_nul
 from sizzle.api.views import session_out
 from sizzle.db.models import User
@@ -83,3 +86,28 @@ async def stop(session_id: SessionId, user: CurrentUser, state: StateDep) -> Ses
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
     return await _read(state, session_id, user)
+
+
+@router.get(
+    "/{session_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(
+    session_id: SessionId, user: CurrentUser, state: StateDep, request: Request
+) -> StreamingResponse:
+    """Server-sent events: an `event: session` with the session JSON on every change."""
+    async with state.db.transaction() as tx:
+        await sessions.get_session(tx, session_id, user_id=user.id)  # 404 before streaming
+
+    async def stream() -> AsyncIterator[str]:
+        async for snapshot in session_snapshots(state, session_id, user):
+            if await request.is_disconnected():
+                return
+            yield as_sse(snapshot)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
