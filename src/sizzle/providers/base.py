@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sizzle.clock import Clock
 from sizzle.db.database import Database
@@ -122,3 +122,11 @@ class SupportsPause(ABC):
 
     @abstractmethod
     async def start(self, external_id: str) -> None: ...
+
+
+class SupportsMetrics(ABC):
+    """Optional ability: what the GPU reports now. Readings come from the hardware or the
+    provider; a reading that is not available is None, never an estimate."""
+
+    @abstractmethod
+    async def metrics(self, external_id: str) -> dict[str, Any] | None: ...

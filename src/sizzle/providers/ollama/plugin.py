@@ -29,6 +29,7 @@ from sizzle.providers.base import (
     Provider,
     ProviderContext,
     ProviderHealth,
+    SupportsMetrics,
     instance_name,
 )
 from sizzle.providers.http import ProviderHttp, json_body
@@ -44,7 +45,7 @@ CLAIM_TTL = timedelta(minutes=5)
 # seen so far), "verifying", "writing manifest", "pulled", then "loading" and "ready" (100).
 
 
-class OllamaProvider(Provider):
+class OllamaProvider(Provider, SupportsMetrics):
     name: ClassVar[str] = "ollama"
     label: ClassVar[str] = "Own GPU nodes (Ollama)"
 
@@ -185,7 +186,7 @@ class OllamaProvider(Provider):
                     )
         return list(seen.values())
 
-    # -- extra: metrics --------------------------------------------------------------------------
+    # -- SupportsMetrics --------------------------------------------------------------------------
 
     async def metrics(self, external_id: str) -> dict[str, Any] | None:
         """What the node reports now: loaded models (from /api/ps) and, when the node has an
