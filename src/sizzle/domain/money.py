@@ -1,4 +1,4 @@
-"""Money arithmetic: integer micro-dollars, per-minute billing. No I/O, no floats."""
+"""Money arithmetic: integer micro-dollars, per-minute billing. No I/O, no float arithmetic."""
 
 from __future__ import annotations
 
