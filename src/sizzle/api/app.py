@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
-from sizzle.api.routers import admin, auth, billing, catalog, health, sessions
+from sizzle.api.routers import admin, auth, billing, catalog, health, models, sessions
 from sizzle.errors import SizzleError
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -60,7 +60,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sizzle = state
-    for module in (health, auth, catalog, sessions, billing, admin):
+    for module in (health, auth, catalog, models, sessions, billing, admin):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app
