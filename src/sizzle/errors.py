@@ -9,9 +9,12 @@ class SizzleError(Exception):
     code = "error"
     status_code = 400
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, object] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details  # machine-readable facts about the error, sent as "details"
         if code:
             self.code = code
 
@@ -75,3 +78,25 @@ class ProviderBadRequest(ProviderUnavailable):
     """The provider refused what we sent: a bug or a changed API, not worth retrying."""
 
     code = "provider_bad_request"
+
+
+class PayloadTooLarge(SizzleError):
+    code = "too_large"
+    status_code = 413
+
+
+class RateLimited(SizzleError):
+    code = "rate_limited"
+    status_code = 429
+
+
+class BadGateway(SizzleError):
+    """A session's own server (its model) failed or could not be reached."""
+
+    code = "upstream_error"
+    status_code = 502
+
+
+class GatewayTimeout(BadGateway):
+    code = "upstream_timeout"
+    status_code = 504

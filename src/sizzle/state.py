@@ -10,8 +10,10 @@ from sizzle.db.database import Database
 from sizzle.jobs.runner import JobRunner
 from sizzle.providers.base import Provider, ProviderContext
 from sizzle.providers.registry import load_providers
+from sizzle.services.chat_proxy import ChatProxy
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.services.sessions import record_progress
+from sizzle.services.workspace import Workspace
 from sizzle.settings import Settings
 
 
@@ -28,6 +30,8 @@ class AppState:
     providers: dict[str, Provider]
     orchestrator: Orchestrator
     jobs: JobRunner
+    workspace: Workspace
+    chat_proxy: ChatProxy
 
     @classmethod
     def build(
@@ -49,11 +53,23 @@ class AppState:
         jobs = JobRunner(
             db=db, settings=settings, clock=clock, providers=providers, orchestrator=orchestrator
         )
-        return cls(settings, clock, db, providers, orchestrator, jobs)
+        return cls(
+            settings,
+            clock,
+            db,
+            providers,
+            orchestrator,
+            jobs,
+            workspace=Workspace(db, providers),
+            chat_proxy=ChatProxy(
+                db, clock, connect_timeout_seconds=settings.provider_timeout_seconds
+            ),
+        )
 
     async def close(self) -> None:
         """Stop the jobs, close provider connections and the database pool."""
         await self.jobs.stop()
+        await self.chat_proxy.close()
         for provider in self.providers.values():
             await provider.close()
         await self.db.dispose()

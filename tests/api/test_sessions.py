@@ -522,3 +522,81 @@ async def test_a_providers_launch_progress_shows_on_the_session(
     await state.providers["demo"].on_progress(session_id, "downloading", 42.7)
     body = await get_session(client, auth=auth, session_id=session_id)
     assert body["progress"] == {"phase": "downloading", "percent": 42}
+
+
+# --- the model of a session ------------------------------------------------------------------
+
+
+async def test_a_library_slug_becomes_the_build_that_fits_the_tier(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = await sign_up(client)
+    session = await create_session(client, auth=auth, tier="starter", model="llama3.1-8b")
+    assert session["model"] == "llama3.1:8b"
+    assert session["warnings"] == []
+
+
+async def test_a_model_too_big_for_the_tier_is_422_naming_the_smallest_tier_that_fits(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = await sign_up(client)
+    response = await client.post(
+        SESSIONS, json={"tier": "starter", "model": "llama3.3-70b"}, headers=auth
+    )
+    error = assert_error(response, 422, "model_does_not_fit")
+    assert error["details"]["smallest_tier"] == "beast"
+    assert error["details"]["needs_vram_gb"] > error["details"]["tier_vram_gb"] == 24
+    assert "beast" in error["message"]
+    by_tag = await client.post(
+        SESSIONS, json={"tier": "starter", "model": "llama3.1:8b-instruct-fp16"}, headers=auth
+    )
+    assert by_tag.status_code == 201, by_tag.text  # 16 GB of weights still fit 24 GB
+
+
+async def test_a_model_no_tier_can_hold_is_422(client: httpx.AsyncClient) -> None:
+    auth = await sign_up(client)
+    response = await client.post(
+        SESSIONS, json={"tier": "starter", "model": "deepseek-v3-671b"}, headers=auth
+    )
+    error = assert_error(response, 422)
+    assert error["details"]["smallest_tier"] in ("ultra", None)
+
+
+async def test_an_ollama_tag_the_library_does_not_know_is_taken_with_a_warning(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = await sign_up(client)
+    session = await create_session(client, auth=auth, tier="starter", model="someone/custom:7b")
+    assert session["model"] == "someone/custom:7b"
+    assert len(session["warnings"]) == 1
+    assert "cannot say whether it fits" in session["warnings"][0]
+
+
+async def test_a_model_name_ollama_would_refuse_is_422(client: httpx.AsyncClient) -> None:
+    auth = await sign_up(client)
+    for bad in ("Bad Name!", "llama3:8b; rm -rf /", "../etc/passwd", ":latest"):
+        response = await client.post(SESSIONS, json={"tier": "starter", "model": bad}, headers=auth)
+        assert_error(response, 422, "unknown_model")
+
+
+async def test_a_demo_session_says_plainly_that_no_model_runs_behind_it(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock
+) -> None:
+    auth = await sign_up(client)
+    session = await create_session(client, auth=auth, tier="starter", model="llama3.1-8b")
+    await state.jobs.run_once()
+    clock.advance(state.settings.demo_provision_seconds)
+    await state.jobs.run_once()
+    await act(client, auth=auth, session_id=session["id"], action="start")
+    seen = await get_session(client, auth=auth, session_id=session["id"])
+    assert seen["status"] == "active"
+    assert seen["workspace"]["chat_available"] is False
+    assert "demo session" in seen["workspace"]["message"]
+    chat = await client.post(
+        "/v1/chat/completions",
+        json={"model": "llama3.1-8b", "messages": [{"role": "user", "content": "hi"}]},
+        headers=auth,
+    )
+    assert (
+        "no model runs behind it" in assert_error(chat, 409, "demo_session_has_no_model")["message"]
+    )

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
-from sizzle.api.routers import admin, auth, billing, catalog, health, models, sessions
+from sizzle.api.routers import admin, auth, billing, catalog, health, models, openai, sessions
 from sizzle.errors import SizzleError
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -60,7 +60,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sizzle = state
-    for module in (health, auth, catalog, models, sessions, billing, admin):
+    for module in (health, auth, catalog, models, sessions, billing, admin, openai):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app
@@ -69,7 +69,8 @@ def create_app(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SizzleError)
     async def _domain(_request: Request, exc: SizzleError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message)
+        extra = {"details": exc.details} if exc.details else {}
+        return error_response(exc.status_code, exc.code, exc.message, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

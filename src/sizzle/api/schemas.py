@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictInt
 
@@ -104,6 +104,11 @@ class ProgressOut(BaseModel):
     percent: int | None = Field(description="0-100 where the phase has a measure.")
 
 
+class WorkspaceOut(BaseModel):
+    chat_available: bool = Field(description="Whether /v1/chat/completions can reach the model.")
+    message: str | None = Field(description="Why not, in plain words.")
+
+
 class SessionOut(BaseModel):
     id: str
     status: str
@@ -125,6 +130,10 @@ class SessionOut(BaseModel):
     error: str | None
     progress: ProgressOut | None = Field(
         None, description="While the GPU is prepared: what the provider is doing."
+    )
+    workspace: WorkspaceOut
+    warnings: list[str] = Field(
+        default_factory=list, description="Things to know about the request (on create)."
     )
 
 
@@ -154,3 +163,23 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class ChatStatsOut(BaseModel):
+    requests: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    prompt_tokens: int
+    completion_tokens: int
+    median_time_to_first_token_ms: int | None
+    tokens_per_second: float | None
+
+
+class SessionMetricsOut(BaseModel):
+    session_id: str
+    chat: ChatStatsOut = Field(description="Requests through /v1/chat/completions.")
+    gpu: dict[str, Any] | None = Field(
+        description="The GPU as the provider or the node's NVML reads it now; null where the "
+        "provider cannot tell. Never an estimate."
+    )

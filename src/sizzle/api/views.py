@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sizzle.api.schemas import ProgressOut, SessionOut, TransactionOut, UserOut, usd
+from sizzle.api.schemas import (
+    ProgressOut,
+    SessionOut,
+    TransactionOut,
+    UserOut,
+    WorkspaceOut,
+    usd,
+)
 from sizzle.db.models import GpuSession, LedgerEntry
 from sizzle.services.accounts import UserSummary
 from sizzle.services.sessions import view
+from sizzle.services.workspace import workspace_state
 
 
 def user_out(summary: UserSummary) -> UserOut:
@@ -24,8 +32,11 @@ def user_out(summary: UserSummary) -> UserOut:
     )
 
 
-def session_out(session: GpuSession, now: datetime, *, for_admin: bool) -> SessionOut:
+def session_out(
+    session: GpuSession, now: datetime, *, for_admin: bool, warnings: list[str] | None = None
+) -> SessionOut:
     seen = view(session, now)
+    workspace = workspace_state(session)
     return SessionOut(
         id=session.id,
         status=session.status,
@@ -50,6 +61,8 @@ def session_out(session: GpuSession, now: datetime, *, for_admin: bool) -> Sessi
             if session.progress_phase
             else None
         ),
+        workspace=WorkspaceOut(chat_available=workspace.chat_available, message=workspace.message),
+        warnings=warnings or [],
     )
 
 

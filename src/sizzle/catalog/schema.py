@@ -29,6 +29,16 @@ class Quantization(BaseModel):
     size_source: Literal["ollama", "computed"] = "ollama"
 
 
+class Attention(BaseModel):
+    """The attention shape from the model's published config: it sizes the KV cache exactly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: Annotated[int, Field(gt=0, le=1000)]
+    kv_heads: Annotated[int, Field(gt=0, le=1000)]
+    head_dim: Annotated[int, Field(gt=0, le=4096)]
+
+
 class CatalogModel(BaseModel):
     """One open model that Ollama serves."""
 
@@ -40,6 +50,10 @@ class CatalogModel(BaseModel):
     parameters_b: Annotated[float, Field(gt=0)]
     active_parameters_b: Annotated[float, Field(gt=0)] | None = None
     context_length: Annotated[int, Field(gt=0)]
+    # The year the makers first published this model at this size.
+    released: Annotated[int, Field(ge=2018, le=2100)]
+    # Known for some models; without it the KV cache is approximated from the parameter count.
+    attention: Attention | None = None
     license: Annotated[str, Field(min_length=1)]
     categories: Annotated[tuple[Category, ...], Field(min_length=1)]
     good_for: Annotated[str, Field(min_length=1, max_length=160, pattern=r"^[^\n]*$")]

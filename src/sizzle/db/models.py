@@ -197,3 +197,29 @@ class LaunchAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChatRequest(Base):
+    """One request through the workspace proxy (`/v1/chat/completions`) to a session's model.
+
+    Token counts are what the model server reported (None where it reported none); times are
+    measured by the proxy: from receiving the request to the first token, and to the end.
+    """
+
+    __tablename__ = "chat_requests"
+    __table_args__ = (Index("ix_chat_requests_session_id_created_at", "session_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("gpu_sessions.id"))
+    model: Mapped[str] = mapped_column(String(200))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    # ok, upstream_error (the model server answered with an error), failed (it could not be
+    # reached or dropped the connection), cancelled (the client went away first)
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    time_to_first_token_ms: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -130,3 +130,14 @@ class SupportsMetrics(ABC):
 
     @abstractmethod
     async def metrics(self, external_id: str) -> dict[str, Any] | None: ...
+
+
+class SupportsChat(ABC):
+    """Optional ability: the instance serves its model through Ollama, and this says where.
+
+    `chat_base_url` is the base URL of the instance's Ollama (its OpenAI-compatible API is
+    under `/v1/`), or None while the provider has not published an address for it yet.
+    """
+
+    @abstractmethod
+    async def chat_base_url(self, external_id: str) -> str | None: ...

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sizzle.api.deps import PagingDep
-from sizzle.api.schemas import Page
+from sizzle.api.schemas import Page, usd
 from sizzle.catalog import CatalogModel
-from sizzle.services import model_library
+from sizzle.services import model_library, sessions
 from sizzle.services.model_library import BuildFit
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
@@ -23,6 +23,7 @@ class ModelOut(BaseModel):
     parameters_b: float
     active_parameters_b: float | None
     context_length: int
+    released: int
     license: str
     categories: list[str]
     good_for: str
@@ -70,6 +71,48 @@ async def list_models(
     return Page(
         items=[ModelOut(**_summary(m, model_library.smallest_build(m))) for m in models],
         total=total,
+    )
+
+
+class RecommendationOut(BaseModel):
+    model: ModelOut
+    ollama_tag: str
+    tier: str
+    price_per_minute_usd: str
+    vram_gb: float
+    reasons: list[str]
+
+
+class RecommendationsOut(BaseModel):
+    task: str
+    categories: list[str] = Field(description="What the task was read as, leading one first.")
+    items: list[RecommendationOut]
+
+
+@router.get("/recommend", response_model=RecommendationsOut)
+async def recommend(
+    task: Annotated[str, Query(min_length=1, max_length=200, description="e.g. 'write Python'")],
+    tier: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=10)] = 3,
+) -> RecommendationsOut:
+    """A few models for a task, ranked, each with the tier it needs and why it was chosen.
+    Without `tier`: the best pick for each tier, cheapest first."""
+    chosen_tier = sessions.find_tier(tier) if tier else None
+    picks = model_library.recommend(task, tier=chosen_tier, limit=limit)
+    return RecommendationsOut(
+        task=task,
+        categories=model_library.task_categories(task),
+        items=[
+            RecommendationOut(
+                model=ModelOut(**_summary(pick.model, pick.fit)),
+                ollama_tag=pick.fit.quantization.ollama_tag,
+                tier=pick.tier.name,
+                price_per_minute_usd=usd(pick.tier.price_micros_per_minute),
+                vram_gb=round(pick.fit.estimate.total_gb, 1),
+                reasons=list(pick.reasons),
+            )
+            for pick in picks
+        ],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -11,10 +12,17 @@ from pydantic import AfterValidator
 
 from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
 from sizzle.api.events import as_sse, session_snapshots
-from sizzle.api.schemas import Page, SessionCreateIn, SessionOut, refuse_nul
+from sizzle.api.schemas import (
+    ChatStatsOut,
+    Page,
+    SessionCreateIn,
+    SessionMetricsOut,
+    SessionOut,
+    refuse_nul,
+)
 from sizzle.api.views import session_out
 from sizzle.db.models import User
-from sizzle.services import sessions
+from sizzle.services import model_library, session_metrics, sessions
 from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -29,17 +37,27 @@ async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
 async def create(body: SessionCreateIn, user: CurrentUser, state: StateDep) -> SessionOut:
+    """A pending session. A `model` is checked against the library: one that cannot fit the
+    tier is a 422 naming the smallest tier that fits; one the library does not know is taken
+    as an Ollama tag, with a warning."""
+    tier = sessions.find_tier(body.tier)
+    chosen = model_library.choose_session_model(body.model, tier) if body.model else None
     session = await sessions.create_session(
         state.db,
         state.orchestrator,
         user_id=user.id,
-        tier_name=body.tier,
-        model=body.model,
+        tier_name=tier.name,
+        model=chosen.ollama_tag if chosen else None,
         max_minutes=body.max_minutes,
         now=state.clock.now(),
     )
     state.jobs.poke()
-    return session_out(session, state.clock.now(), for_admin=user.is_admin)
+    return session_out(
+        session,
+        state.clock.now(),
+        for_admin=user.is_admin,
+        warnings=list(chosen.warnings) if chosen else None,
+    )
 
 
 @router.get("", response_model=Page[SessionOut])
@@ -86,6 +104,18 @@ async def stop(session_id: SessionId, user: CurrentUser, state: StateDep) -> Ses
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
     return await _read(state, session_id, user)
+
+
+@router.get("/{session_id}/metrics", response_model=SessionMetricsOut)
+async def metrics(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionMetricsOut:
+    """The session's chat traffic so far, and its GPU as read now."""
+    async with state.db.transaction() as tx:
+        session = await sessions.get_session(tx, session_id, user_id=user.id)
+        chat = await session_metrics.chat_stats(tx, session_id)
+    gpu = await session_metrics.gpu_reading(state.providers, session)
+    return SessionMetricsOut(
+        session_id=session_id, chat=ChatStatsOut(**dataclasses.asdict(chat)), gpu=gpu
+    )
 
 
 @router.get(

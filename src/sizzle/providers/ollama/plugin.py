@@ -29,6 +29,7 @@ from sizzle.providers.base import (
     Provider,
     ProviderContext,
     ProviderHealth,
+    SupportsChat,
     SupportsMetrics,
     instance_name,
 )
@@ -45,7 +46,7 @@ CLAIM_TTL = timedelta(minutes=5)
 # seen so far), "verifying", "writing manifest", "pulled", then "loading" and "ready" (100).
 
 
-class OllamaProvider(Provider, SupportsMetrics):
+class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
     name: ClassVar[str] = "ollama"
     label: ClassVar[str] = "Own GPU nodes (Ollama)"
 
@@ -185,6 +186,12 @@ class OllamaProvider(Provider, SupportsMetrics):
                         external_id=row.external_id, name=row.name, state=InstanceState.RUNNING
                     )
         return list(seen.values())
+
+    # -- SupportsChat -----------------------------------------------------------------------------
+
+    async def chat_base_url(self, external_id: str) -> str | None:
+        node = self.nodes.get(external_id)
+        return node.url.rstrip("/") if node else None
 
     # -- SupportsMetrics --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from sizzle.providers.base import (
     Provider,
     ProviderContext,
     ProviderHealth,
+    SupportsChat,
     SupportsPause,
     instance_name,
 )
@@ -27,7 +28,8 @@ from sizzle.providers.runpod.models import GpuType, LowestPrice, Pod
 log = structlog.get_logger(__name__)
 
 IMAGE = "ollama/ollama:latest"
-OLLAMA_PORTS = "11434/http"
+OLLAMA_PORT = 11434
+OLLAMA_PORTS = f"{OLLAMA_PORT}/http"
 CONTAINER_DISK_GB = 50
 _POD_FIELDS = (
     "id name desiredStatus gpuCount "
@@ -37,7 +39,7 @@ _PENDING = {"CREATED", "RESTARTING"}
 _STOPPED = {"EXITED", "PAUSED"}
 
 
-class RunPodProvider(Provider, SupportsPause):
+class RunPodProvider(Provider, SupportsPause, SupportsChat):
     name = "runpod"
     label = "RunPod"
 
@@ -138,6 +140,13 @@ class RunPodProvider(Provider, SupportsPause):
     async def status(self, external_id: str) -> Instance | None:
         pod = await self._pod(external_id)
         return _as_instance(pod) if pod is not None else None
+
+    async def chat_base_url(self, external_id: str) -> str | None:
+        """RunPod's HTTP proxy for the pod's Ollama port, once the pod's container is up."""
+        pod = await self._pod(external_id)
+        if pod is None or pod.runtime is None:
+            return None
+        return f"https://{pod.id}-{OLLAMA_PORT}.proxy.runpod.net"
 
     async def stop(self, external_id: str) -> None:
         pod = await self._own_pod(external_id, "stop")

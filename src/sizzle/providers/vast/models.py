@@ -35,6 +35,19 @@ class VastInstance(_Wire):
     intended_status: str | None = None
     cur_state: str | None = None
     status_msg: str | None = None
+    public_ipaddr: str | None = None
+    # {"11434/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41022"}]}: container port -> host ports
+    ports: dict[str, list[dict[str, Any]] | None] | None = None
+
+    def host_port(self, container_port: int) -> int | None:
+        """The public port a container port is reachable on, once Vast has mapped it."""
+        mappings = (self.ports or {}).get(f"{container_port}/tcp") or []
+        for mapping in mappings:
+            try:
+                return int(mapping.get("HostPort", ""))
+            except (TypeError, ValueError):
+                continue
+        return None
 
 
 class VastResult(_Wire):

@@ -24,6 +24,7 @@ from sizzle.providers.base import (
     Provider,
     ProviderContext,
     ProviderHealth,
+    SupportsChat,
     SupportsPause,
     instance_name,
 )
@@ -62,7 +63,7 @@ _STATES: dict[str, InstanceState] = {
 }
 
 
-class VastProvider(Provider, SupportsPause):
+class VastProvider(Provider, SupportsPause, SupportsChat):
     name = "vast"
     label = "Vast.ai"
 
@@ -120,6 +121,17 @@ class VastProvider(Provider, SupportsPause):
     async def status(self, external_id: str) -> Instance | None:
         found = await self.client().show(external_id)
         return None if found is None else to_instance(found)
+
+    async def chat_base_url(self, external_id: str) -> str | None:
+        """Ollama on the instance's public address and the host port Vast mapped 11434 to."""
+        found = await self.client().show(external_id)
+        if found is None or (found.actual_status or "").lower() != "running":
+            return None
+        address = (found.public_ipaddr or "").strip()  # Vast may pad it with whitespace
+        port = found.host_port(OLLAMA_PORT)
+        if not address or port is None:
+            return None
+        return f"http://{address}:{port}"
 
     async def stop(self, external_id: str) -> None:
         await self.client().set_state(external_id, "stopped")

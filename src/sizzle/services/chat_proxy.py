@@ -1,0 +1,290 @@
+"""The chat relay: an OpenAI-compatible request forwarded to a session's Ollama, the answer
+passed back as it comes, and every request counted on the session.
+
+Streaming answers are relayed event by event, never gathered first. When the client goes
+away, the relay is cancelled inside its read from the node, and closing that upstream
+response drops the node's connection, which makes Ollama stop generating.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+import httpx
+import structlog
+
+from sizzle.clock import Clock
+from sizzle.db.database import Database
+from sizzle.db.models import ChatRequest
+from sizzle.errors import (
+    BadGateway,
+    BadRequest,
+    GatewayTimeout,
+    NotFound,
+    RateLimited,
+    SizzleError,
+    ValidationFailed,
+)
+from sizzle.services.workspace import ChatTarget
+
+log = structlog.get_logger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass
+class ChatMeter:
+    """What one request cost and how fast it went, filled in as the answer passes through."""
+
+    model: str
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    content_chunks: int = 0
+    outcome: str = "ok"
+    status_code: int = 200
+    error: str | None = None
+
+    def observe_chunk(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+            if delta.get("content") or delta.get("tool_calls") or delta.get("reasoning"):
+                self.content_chunks += 1
+                if self.first_token_at is None:
+                    self.first_token_at = time.perf_counter()
+        self.observe_usage(chunk.get("usage"))
+
+    def observe_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if isinstance(prompt, int):
+                self.prompt_tokens = prompt
+            if isinstance(completion, int):
+                self.completion_tokens = completion
+
+    def fail(self, outcome: str, status_code: int, error: str) -> None:
+        self.outcome, self.status_code, self.error = outcome, status_code, error[:2000]
+
+    def as_row(self, session_id: str, now: datetime) -> ChatRequest:
+        ended = time.perf_counter()
+        completion = self.completion_tokens
+        if completion is None and self.stream and self.content_chunks:
+            # Without a usage report, Ollama's stream carries one token per content chunk.
+            completion = self.content_chunks
+        return ChatRequest(
+            session_id=session_id,
+            model=self.model,
+            stream=self.stream,
+            outcome=self.outcome,
+            status_code=self.status_code,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=completion,
+            time_to_first_token_ms=(
+                round((self.first_token_at - self.started) * 1000)
+                if self.first_token_at is not None
+                else None
+            ),
+            duration_ms=round((ended - self.started) * 1000),
+            error=self.error,
+            created_at=now,
+        )
+
+
+def upstream_body(body: dict[str, Any], target: ChatTarget) -> tuple[dict[str, Any], bool]:
+    """The body for the node: the session's own model name, and usage asked for on streams.
+    Also whether the client itself asked for the usage chunk (else it is not passed on)."""
+    forwarded = {**body, "model": target.model}
+    wants_usage = False
+    if body.get("stream"):
+        options = body.get("stream_options")
+        options = dict(options) if isinstance(options, dict) else {}
+        wants_usage = bool(options.get("include_usage"))
+        forwarded["stream_options"] = {**options, "include_usage": True}
+    return forwarded, wants_usage
+
+
+def _upstream_message(response: httpx.Response, raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    text = raw.decode("utf-8", "replace").strip()
+    return text[:500] or f"HTTP {response.status_code}"
+
+
+def _refusal(response: httpx.Response, raw: bytes) -> SizzleError:
+    """The node's refusal as our error: its 4xx kept, its 5xx a 502."""
+    message = f"the model server said: {_upstream_message(response, raw)}"
+    status = response.status_code
+    if status == 404:
+        return NotFound(message, code="model_not_found")
+    if status == 429:
+        return RateLimited(message)
+    if status == 422:
+        return ValidationFailed(message, code="upstream_rejected")
+    if 400 <= status < 500:
+        return BadRequest(message, code="upstream_rejected")
+    return BadGateway(message)
+
+
+def _error_event(code: str, message: str) -> bytes:
+    return b"data: " + json.dumps({"error": {"code": code, "message": message}}).encode() + b"\n\n"
+
+
+class ChatProxy:
+    """Relays chat requests to sessions' model servers over one pooled HTTP client."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        connect_timeout_seconds: float = 10.0,
+        read_timeout_seconds: float = 300.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout_seconds, connect=connect_timeout_seconds),
+            transport=transport,
+            # Loading a big model can take minutes before the first byte; reads may wait long.
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def complete(self, target: ChatTarget, body: dict[str, Any]) -> dict[str, Any]:
+        """A whole (non-streaming) answer."""
+        meter = ChatMeter(model=target.model, stream=False)
+        forwarded, _ = upstream_body(body, target)
+        try:
+            response = await self._http.post(_url(target), json=forwarded)
+            if response.status_code != 200:
+                error = _refusal(response, response.content)
+                meter.fail("upstream_error", error.status_code, error.message)
+                raise error
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict):
+                meter.fail("failed", 502, "the model server's answer is not a JSON object")
+                raise BadGateway("the model server's answer is not a JSON object")
+            meter.observe_usage(answer.get("usage"))
+            return answer
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc)
+            meter.fail("failed", error.status_code, error.message)
+            raise error from exc
+        finally:
+            await self._record(target, meter)
+
+    async def open_stream(self, target: ChatTarget, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Send the request; once the node has answered 200, the events to relay.
+
+        A refusal before the answer starts raises here, so the client gets a proper status."""
+        meter = ChatMeter(model=target.model, stream=True)
+        forwarded, wants_usage = upstream_body(body, target)
+        request = self._http.build_request("POST", _url(target), json=forwarded)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc)
+            meter.fail("failed", error.status_code, error.message)
+            await self._record(target, meter)
+            raise error from exc
+        if response.status_code != 200:
+            try:
+                raw = await response.aread()
+            except httpx.HTTPError:
+                raw = b""
+            finally:
+                await response.aclose()
+            error = _refusal(response, raw)
+            meter.fail("upstream_error", error.status_code, error.message)
+            await self._record(target, meter)
+            raise error
+        return self._relay(target, response, meter, wants_usage=wants_usage)
+
+    async def _relay(
+        self,
+        target: ChatTarget,
+        response: httpx.Response,
+        meter: ChatMeter,
+        *,
+        wants_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators and SSE comments
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    finished = True
+                    yield DONE
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    chunk = None
+                if isinstance(chunk, dict):
+                    meter.observe_chunk(chunk)
+                    if "error" in chunk:
+                        message = _upstream_message(response, data.encode())
+                        meter.fail("upstream_error", 200, message)
+                    elif not wants_usage and chunk.get("usage") and not chunk.get("choices"):
+                        continue  # the usage chunk we asked for on our own account
+                yield f"data: {data}\n\n".encode()
+            if not finished and meter.outcome == "ok":
+                meter.fail("failed", 502, "the model server ended the answer early")
+                yield _error_event("upstream_error", "the model server ended the answer early")
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc)
+            meter.fail("failed", error.status_code, error.message)
+            yield _error_event(error.code, error.message)
+        except BaseException:
+            # Cancelled (the client went away) or the response torn down: the node stops too.
+            meter.fail("cancelled", 499, "the client went away before the answer ended")
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+                await self._record(target, meter)
+
+    async def _record(self, target: ChatTarget, meter: ChatMeter) -> None:
+        try:
+            async with self.db.transaction() as tx:
+                tx.add(meter.as_row(target.session_id, self.clock.now()))
+        except Exception as exc:  # counting must never break a chat
+            log.warning("chat.record_failed", session_id=target.session_id, error=str(exc))
+
+
+def _url(target: ChatTarget) -> str:
+    return f"{target.base_url.rstrip('/')}/v1/chat/completions"
+
+
+def _transport_error(exc: httpx.HTTPError) -> SizzleError:
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayTimeout("the session's model server did not answer in time")
+    if isinstance(exc, httpx.ConnectError):
+        return BadGateway(
+            "the session's model server cannot be reached", code="upstream_unavailable"
+        )
+    return BadGateway(f"the connection to the session's model server broke: {type(exc).__name__}")

@@ -1,0 +1,167 @@
+"""The workspace: which of a user's sessions a chat request goes to, where that session's model
+server listens, and what a session's chat traffic has been."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sizzle.catalog import load_catalog
+from sizzle.db.database import Database
+from sizzle.db.models import GpuSession
+from sizzle.domain.lifecycle import SessionStatus
+from sizzle.errors import Conflict, NotFound
+from sizzle.providers.base import Provider, SupportsChat
+from sizzle.services.sessions import get_session
+
+S = SessionStatus
+DEMO_PROVIDER = "demo"
+DEMO_MESSAGE = (
+    "This is a demo session: no model runs behind it, so there is nothing to chat with and "
+    "Sizzle will not make answers up. Rent a GPU from a real provider to chat with a model."
+)
+NO_MODEL_MESSAGE = "This session was started without a model; create one with a model to chat."
+# How long a provider's answer to "where does this instance serve?" is reused.
+ADDRESS_TTL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ChatTarget:
+    """Where one chat request goes: the session, the model name its server knows, the URL."""
+
+    session_id: str
+    model: str
+    base_url: str
+
+
+@dataclass(frozen=True)
+class WorkspaceState:
+    """What the workspace can offer for a session, in words a user understands."""
+
+    chat_available: bool
+    message: str | None
+
+
+def model_names(name: str) -> set[str]:
+    """Every name the same model goes by: `llama3.2` is `llama3.2:latest`, and a library slug
+    stands for its Ollama tags."""
+    names = {name, name if ":" in name else f"{name}:latest"}
+    if name.endswith(":latest"):
+        names.add(name.removesuffix(":latest"))
+    catalog = load_catalog()
+    try:
+        names.update(q.ollama_tag for q in catalog.get(name).quantizations)
+    except KeyError:
+        pass
+    return names
+
+
+def workspace_state(session: GpuSession) -> WorkspaceState:
+    if session.provider == DEMO_PROVIDER:
+        return WorkspaceState(chat_available=False, message=DEMO_MESSAGE)
+    if not session.model:
+        return WorkspaceState(chat_available=False, message=NO_MODEL_MESSAGE)
+    if session.status != S.ACTIVE.value:
+        if SessionStatus(session.status).is_terminal():
+            return WorkspaceState(chat_available=False, message="This session has ended.")
+        return WorkspaceState(
+            chat_available=False,
+            message=f"Chat opens when the session is active (now {session.status}).",
+        )
+    return WorkspaceState(chat_available=True, message=None)
+
+
+async def _pick_session(
+    tx: AsyncSession, *, user_id: str, model: str | None, session_id: str | None
+) -> GpuSession:
+    if session_id:
+        return await get_session(tx, session_id, user_id=user_id)
+    if not model:
+        raise NotFound("say which model to chat with: `model`, or an X-Sizzle-Session header")
+    wanted = model_names(model)
+    rows = await tx.scalars(
+        select(GpuSession)
+        .where(GpuSession.user_id == user_id, GpuSession.model.in_(wanted))
+        .order_by(GpuSession.created_at.desc())
+    )
+    candidates = list(rows)
+    active = [s for s in candidates if s.status == S.ACTIVE.value]
+    if active:
+        return active[0]
+    live = [s for s in candidates if SessionStatus(s.status).is_live()]
+    if live:
+        return live[0]  # its state explains the refusal below
+    raise NotFound(
+        f"none of your sessions runs {model!r}; start one with that model first",
+        code="model_not_found",
+    )
+
+
+async def _require_chat(session: GpuSession) -> None:
+    if session.provider == DEMO_PROVIDER:
+        raise Conflict(DEMO_MESSAGE, code="demo_session_has_no_model")
+    if session.status != S.ACTIVE.value:
+        raise Conflict(
+            f"session {session.id} is {session.status}; chat needs it to be active"
+            + (" (resume it first)" if session.status == S.PAUSED.value else ""),
+            code="session_not_active",
+        )
+    if not session.model:
+        raise Conflict(NO_MODEL_MESSAGE, code="session_has_no_model")
+
+
+class Workspace:
+    """Finds chat targets; remembers for a minute where each instance serves."""
+
+    def __init__(self, db: Database, providers: dict[str, Provider]) -> None:
+        self.db = db
+        self.providers = providers
+        self._addresses: dict[tuple[str, str], tuple[str, float]] = {}
+
+    async def target(
+        self, *, user_id: str, model: str | None, session_id: str | None
+    ) -> ChatTarget:
+        """The caller's active session for `model` (or the session named), ready to chat."""
+        async with self.db.transaction() as tx:
+            session = await _pick_session(tx, user_id=user_id, model=model, session_id=session_id)
+        await _require_chat(session)
+        assert session.model is not None  # noqa: S101 - checked by _require_chat
+        base_url = await self._address(session)
+        return ChatTarget(session_id=session.id, model=session.model, base_url=base_url)
+
+    async def _address(self, session: GpuSession) -> str:
+        provider = self.providers.get(session.provider or "")
+        if not isinstance(provider, SupportsChat) or not session.instance_id:
+            raise Conflict(
+                "this session's GPU provider does not serve models to chat with",
+                code="chat_not_supported",
+            )
+        key = (provider.name, session.instance_id)
+        cached = self._addresses.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        url = await provider.chat_base_url(session.instance_id)
+        if not url:
+            raise Conflict(
+                "the session's model server has no address yet; try again in a moment",
+                code="chat_not_ready",
+            )
+        self._addresses[key] = (url, time.monotonic() + ADDRESS_TTL_SECONDS)
+        return url
+
+    async def active_models(self, *, user_id: str) -> list[GpuSession]:
+        """The caller's active sessions that run a model, newest first."""
+        async with self.db.transaction() as tx:
+            rows = await tx.scalars(
+                select(GpuSession)
+                .where(
+                    GpuSession.user_id == user_id,
+                    GpuSession.status == S.ACTIVE.value,
+                    GpuSession.model.is_not(None),
+                )
+                .order_by(GpuSession.created_at.desc())
+            )
+            return [s for s in rows if s.provider != DEMO_PROVIDER]
