@@ -1,13 +1,18 @@
-"""A fake Ollama node: version, tags, ps, a streaming pull, and load/unload through generate.
+"""A fake Ollama node: version, tags, ps, a streaming pull, load/unload through generate, and
+the OpenAI-compatible `/v1/chat/completions` (SSE chunks, then `data: [DONE]`).
 
 Scriptable through the FakeOllama object: which models the registry has (pullable), which are
-local and loaded, a pull that fails mid-stream, and a record of every load and unload.
+local and loaded, a pull that fails mid-stream, a record of every load and unload, and for chat:
+the reply's tokens, a gate that holds the last token back, an error event or a dropped
+connection after some tokens, an endless reply, and whether a reply was cut off by the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +33,15 @@ class FakeOllama:
     fail_pull_after: int | None = None  # progress lines sent before an {"error"} line
     pull_steps: int = 4
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # chat
+    reply: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " node", "."])
+    hold_last_token: threading.Event | None = None  # the last token waits until this is set
+    chat_error_after: int | None = None  # tokens sent before a `data: {"error"}` event
+    chat_drop_after: int | None = None  # tokens sent before the connection is dropped
+    chat_endless: bool = False  # tokens until the client goes away
+    chat_token_seconds: float = 0.0  # pause between tokens
+    chat_cut_off: threading.Event = field(default_factory=threading.Event)
+    chat_tokens_sent: int = 0
 
 
 def _name(model: str) -> str:
@@ -127,4 +141,109 @@ def fake_ollama_app(state: FakeOllama) -> FastAPI:
         state.loaded[model] = state.local[model]
         return {"model": model, "response": "", "done": True, "done_reason": "load"}
 
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        state.requests.append(("chat", body))
+        model = str(body.get("model", ""))
+        if _name(model) not in state.loaded and model not in state.loaded:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f'model "{model}" not found, try pulling it first',
+                        "type": "api_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status_code=404,
+            )
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        created = int(time.time())
+        if not body.get("stream"):
+            return {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_ollama",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(state.reply)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(state.reply),
+                    "total_tokens": prompt_tokens + len(state.reply),
+                },
+            }
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _chat_events(state, model, created, prompt_tokens, include_usage),
+            media_type="text/event-stream",
+        )
+
     return app
+
+
+def _chunk(model: str, created: int, delta: dict[str, Any], finish: str | None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_ollama",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+async def _chat_events(
+    state: FakeOllama, model: str, created: int, prompt_tokens: int, include_usage: bool
+) -> AsyncIterator[bytes]:
+    sent = 0
+    try:
+        tokens = iter(state.reply)
+        while True:
+            token = next(tokens, None)
+            if token is None and state.chat_endless:
+                token = " more"
+            if token is None:
+                break
+            if sent == state.chat_error_after:
+                error = {"error": {"message": "model runner has unexpectedly stopped"}}
+                yield f"data: {json.dumps(error)}\n\n".encode()
+                return
+            if sent == state.chat_drop_after:
+                raise ConnectionResetError("the fake node drops the connection")
+            last = sent == len(state.reply) - 1 and not state.chat_endless
+            if last and state.hold_last_token is not None:
+                deadline = time.monotonic() + 10
+                while not state.hold_last_token.is_set() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+            yield _chunk(model, created, {"role": "assistant", "content": token}, None)
+            sent += 1
+            state.chat_tokens_sent = sent
+            await asyncio.sleep(state.chat_token_seconds)
+        yield _chunk(model, created, {"role": "assistant", "content": ""}, "stop")
+        if include_usage:
+            usage = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": sent,
+                    "total_tokens": prompt_tokens + sent,
+                },
+            }
+            yield f"data: {json.dumps(usage)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        state.chat_cut_off.set()
+        raise

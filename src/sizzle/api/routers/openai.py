@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from sizzle.api.deps import CurrentUser, StateDep
 from sizzle.errors import PayloadTooLarge, ValidationFailed
@@ -28,9 +28,9 @@ class ChatCompletionIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str | None = Field(None, max_length=200)
+    model: StrictStr | None = Field(None, max_length=200)
     messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
 
 
 async def _read_body(request: Request) -> dict[str, Any]:
