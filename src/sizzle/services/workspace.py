@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.catalog import load_catalog
 from sizzle.db.database import Database
-from sizzle.db.models import GpuSession
+from sizzle.db.models import GpuSession, User
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.errors import Conflict, NotFound
 from sizzle.providers.base import Provider, SupportsChat
-from sizzle.services.sessions import get_session
+from sizzle.services.accounts import get_active_user
+from sizzle.services.sessions import LIVE_STATUSES
 
 S = SessionStatus
 DEMO_PROVIDER = "demo"
@@ -77,27 +78,32 @@ def workspace_state(session: GpuSession) -> WorkspaceState:
 async def _pick_session(
     tx: AsyncSession, *, user_id: str, model: str | None, session_id: str | None
 ) -> GpuSession:
-    if session_id:
-        return await get_session(tx, session_id, user_id=user_id)
-    if not model:
+    """The session a chat request is for, read together with the account in one query."""
+    if not session_id and not model:
         raise NotFound("say which model to chat with: `model`, or an X-Sizzle-Session header")
-    wanted = model_names(model)
-    rows = await tx.scalars(
+    query = (
         select(GpuSession)
-        .where(GpuSession.user_id == user_id, GpuSession.model.in_(wanted))
-        .order_by(GpuSession.created_at.desc())
+        .join(User, User.id == GpuSession.user_id)
+        .where(GpuSession.user_id == user_id, User.is_active.is_(True))
     )
-    candidates = list(rows)
+    if session_id:
+        query = query.where(GpuSession.id == session_id)
+    else:
+        query = query.where(
+            GpuSession.model.in_(model_names(model or "")),
+            GpuSession.status.in_(LIVE_STATUSES),
+        ).order_by(GpuSession.created_at.desc())
+    candidates = list(await tx.scalars(query))
+    if not candidates:
+        await get_active_user(tx, user_id)  # a missing or suspended account says so first
+        if session_id:
+            raise NotFound("session not found")
+        raise NotFound(
+            f"none of your sessions runs {model!r}; start one with that model first",
+            code="model_not_found",
+        )
     active = [s for s in candidates if s.status == S.ACTIVE.value]
-    if active:
-        return active[0]
-    live = [s for s in candidates if SessionStatus(s.status).is_live()]
-    if live:
-        return live[0]  # its state explains the refusal below
-    raise NotFound(
-        f"none of your sessions runs {model!r}; start one with that model first",
-        code="model_not_found",
-    )
+    return active[0] if active else candidates[0]  # a live one's state explains the refusal
 
 
 async def _require_chat(session: GpuSession) -> None:
@@ -124,8 +130,9 @@ class Workspace:
     async def target(
         self, *, user_id: str, model: str | None, session_id: str | None
     ) -> ChatTarget:
-        """The caller's active session for `model` (or the session named), ready to chat."""
-        async with self.db.transaction() as tx:
+        """The caller's active session for `model` (or the session named), ready to chat.
+        The account is checked in the same transaction: one database round trip."""
+        async with self.db.read() as tx:
             session = await _pick_session(tx, user_id=user_id, model=model, session_id=session_id)
         await _require_chat(session)
         assert session.model is not None  # noqa: S101 - checked by _require_chat
@@ -154,7 +161,8 @@ class Workspace:
 
     async def active_models(self, *, user_id: str) -> list[GpuSession]:
         """The caller's active sessions that run a model, newest first."""
-        async with self.db.transaction() as tx:
+        async with self.db.read() as tx:
+            await get_active_user(tx, user_id)
             rows = await tx.scalars(
                 select(GpuSession)
                 .where(

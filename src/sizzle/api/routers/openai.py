@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from sizzle.api.deps import CurrentUser, StateDep
+from sizzle.api.deps import StateDep, TokenUserId
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 
 router = APIRouter(prefix="/v1", tags=["workspace (OpenAI-compatible)"])
@@ -71,13 +71,13 @@ async def _read_body(request: Request) -> dict[str, Any]:
 )
 async def chat_completions(
     request: Request,
-    user: CurrentUser,
+    user_id: TokenUserId,
     state: StateDep,
     x_sizzle_session: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Any:
     body = await _read_body(request)
     target = await state.workspace.target(
-        user_id=user.id, model=body.get("model"), session_id=x_sizzle_session
+        user_id=user_id, model=body.get("model"), session_id=x_sizzle_session
     )
     if not body.get("stream"):
         return await state.chat_proxy.complete(target, body)
@@ -103,8 +103,8 @@ class ModelList(BaseModel):
 
 
 @router.get("/models", response_model=ModelList, summary="The models of my active sessions")
-async def list_models(user: CurrentUser, state: StateDep) -> ModelList:
-    sessions = await state.workspace.active_models(user_id=user.id)
+async def list_models(user_id: TokenUserId, state: StateDep) -> ModelList:
+    sessions = await state.workspace.active_models(user_id=user_id)
     return ModelList(
         data=[
             ModelEntry(

@@ -1,0 +1,280 @@
+"""Benchmark: what the workspace proxy adds to a chat, against the same node asked directly.
+
+    python bench/proxy.py [--requests 200] [--tokens 32]
+
+A stand-in Ollama node (uvicorn on loopback, a process of its own) streams `--tokens` tokens
+for every `/v1/chat/completions` request, as fast as it can. Sizzle (`sizzle serve --no-jobs`
+on loopback, SQLite, its own process) holds one active session on that node. The same
+streaming request is sent alternately straight to the node and through Sizzle's
+`/v1/chat/completions`; for each the client measures the time to the first content chunk
+and to `[DONE]`.
+
+Prints one JSON line: medians and 90th percentiles in milliseconds for both paths, and
+`ttft_added_ms_median`, the proxy's median addition to time to first token (goal: <= 5 ms).
+The proxy's time includes what every request does before it is forwarded: reading the token,
+one database read for the user and one for the session, and its accounting write afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from sizzle.db.database import Database
+from sizzle.db.migrate import upgrade
+from sizzle.db.models import GpuSession, ProviderInstance
+from sizzle.domain.tiers import TIERS
+from sizzle.security import create_access_token
+from sizzle.services import accounts
+
+SECRET = secrets.token_urlsafe(32)
+NODE = "bench-node"
+MODEL = "llama3.1:8b"
+
+
+def fake_node(tokens: int) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/api/version")
+    async def version() -> dict[str, str]:
+        return {"version": "0.5.1"}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> StreamingResponse:
+        body = await request.json()
+
+        async def events() -> AsyncIterator[bytes]:
+            for i in range(tokens):
+                chunk = {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "delta": {"content": f" t{i}"}, "finish_reason": None}
+                    ],
+                }
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            usage = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": tokens}}
+            yield f"data: {json.dumps(usage)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(command: list[str], *, url: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A server process, from the moment `url` answers until the block ends."""
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[:3]} did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def prepare(database_url: str, now: datetime) -> tuple[str, str]:
+    """A user with an active session on the node: (user id, session id)."""
+    db = Database(database_url)
+    try:
+        await upgrade(db)
+        async with db.transaction() as tx:
+            user = await accounts.create_user(
+                tx,
+                email="bench@example.com",
+                password=secrets.token_urlsafe(16),
+                now=now,
+                free_minutes=0,
+            )
+            session = GpuSession(
+                id=uuid.uuid4().hex,
+                user_id=user.id,
+                tier="starter",
+                model=MODEL,
+                status="active",
+                provider="ollama",
+                instance_id=NODE,
+                gpu_type="RTX 4090",
+                gpu_count=1,
+                price_micros_per_minute=TIERS["starter"].price_micros_per_minute,
+                charged_minutes=0,
+                active_ms_before=0,
+                active_since_ms=int(now.timestamp() * 1000),
+                created_at=now,
+                started_at=now,
+            )
+            tx.add(session)
+            await tx.flush()
+            tx.add(
+                ProviderInstance(
+                    session_id=session.id,
+                    provider="ollama",
+                    external_id=NODE,
+                    name=f"sizzle-{session.id}",
+                    gpu_type="RTX 4090",
+                    gpu_count=1,
+                    upstream_micros_per_hour=300_000,
+                    created_at=now,
+                )
+            )
+            return user.id, session.id
+    finally:
+        await db.dispose()
+
+
+async def one_chat(
+    http: httpx.AsyncClient, url: str, headers: dict[str, str]
+) -> tuple[float, float]:
+    """(time to first content chunk, time to [DONE]) in ms."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    started = time.perf_counter()
+    first: float | None = None
+    async with http.stream("POST", url, json=body, headers=headers) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data: {") and '"content"' in line:
+                first = time.perf_counter()
+            if line == "data: [DONE]":
+                break
+    ended = time.perf_counter()
+    assert first is not None
+    return (first - started) * 1000, (ended - started) * 1000
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median": round(statistics.median(ordered), 2),
+        "p90": round(ordered[int(len(ordered) * 0.9) - 1], 2),
+    }
+
+
+async def measure(
+    node_url: str, sizzle_url: str, token: str, requests: int, gap_seconds: float
+) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {token}"}
+    direct: list[tuple[float, float]] = []
+    proxied: list[tuple[float, float]] = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for _ in range(10):  # warm both paths: connections, caches
+            await one_chat(http, f"{node_url}/v1/chat/completions", {})
+            await one_chat(http, f"{sizzle_url}/v1/chat/completions", auth)
+        for i in range(requests):
+            pair = [
+                (direct, f"{node_url}/v1/chat/completions", {}),
+                (proxied, f"{sizzle_url}/v1/chat/completions", auth),
+            ]
+            for into, url, headers in pair if i % 2 == 0 else reversed(pair):
+                into.append(await one_chat(http, url, headers))
+                await asyncio.sleep(gap_seconds)
+    direct_ttft = summary([t for t, _ in direct])
+    proxied_ttft = summary([t for t, _ in proxied])
+    return {
+        "requests_each": requests,
+        "gap_ms": gap_seconds * 1000,
+        "direct_ttft_ms": direct_ttft,
+        "proxied_ttft_ms": proxied_ttft,
+        "direct_total_ms": summary([t for _, t in direct]),
+        "proxied_total_ms": summary([t for _, t in proxied]),
+        "ttft_added_ms_median": round(proxied_ttft["median"] - direct_ttft["median"], 2),
+        "goal_ttft_added_ms_median": 5,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument(
+        "--gap-ms", type=float, default=0, help="pause between requests (default: none)"
+    )
+    parser.add_argument("--serve-node", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_node:  # the stand-in node, in a process of its own
+        uvicorn.run(
+            fake_node(args.tokens), host="127.0.0.1", port=args.serve_node, log_level="warning"
+        )
+        return
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as home:
+        database_url = f"sqlite+aiosqlite:///{Path(home) / 'bench.db'}"
+        user_id, _session_id = asyncio.run(prepare(database_url, now))
+        node_port, sizzle_port = free_port(), free_port()
+        node_command = [sys.executable, __file__, "--serve-node", str(node_port)]
+        node_command += ["--tokens", str(args.tokens)]
+        node_url = f"http://127.0.0.1:{node_port}"
+        nodes = [
+            {
+                "name": NODE,
+                "url": node_url,
+                "gpu": "RTX 4090",
+                "gpu_count": 1,
+                "vram_gb": 24,
+                "price_per_hour_usd": "0.30",
+            }
+        ]
+        env = {
+            "SIZZLE_HOME": home,
+            "SIZZLE_DATABASE_URL": database_url,
+            "SIZZLE_SECRET_KEY": SECRET,
+            "SIZZLE_PROVIDERS": "ollama",
+            "SIZZLE_OLLAMA_NODES": json.dumps(nodes),
+        }
+        sizzle_command = [sys.executable, "-m", "sizzle", "serve", "--no-jobs"]
+        sizzle_command += ["--port", str(sizzle_port)]
+        sizzle_url = f"http://127.0.0.1:{sizzle_port}"
+        token = create_access_token(user_id, secret=SECRET, now=now, lifetime=timedelta(hours=1))
+        with (
+            running(node_command, url=f"{node_url}/api/version"),
+            running(sizzle_command, url=f"{sizzle_url}/healthz", env=env),
+        ):
+            result = asyncio.run(
+                measure(node_url, sizzle_url, token, args.requests, args.gap_ms / 1000)
+            )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
