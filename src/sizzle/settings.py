@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(
         10, gt=0, description="Timeout of one call to a provider's API."
     )
+    chat_stall_seconds: float = Field(
+        10,
+        gt=0,
+        description="A chat stream whose client has stopped reading for this long is closed, "
+        "and the model server's generation with it.",
+    )
+    chat_read_timeout_seconds: float = Field(
+        300,
+        gt=0,
+        description="How long the chat proxy waits for the model server's next bytes "
+        "(loading a large model before the first token can take minutes).",
+    )
     provider_cost_multipliers: str = Field(
         "{}",
         description="JSON map provider -> factor applied to its upstream price when ranking "

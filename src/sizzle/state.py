@@ -62,7 +62,10 @@ class AppState:
             jobs,
             workspace=Workspace(db, providers),
             chat_proxy=ChatProxy(
-                db, clock, connect_timeout_seconds=settings.provider_timeout_seconds
+                db,
+                clock,
+                connect_timeout_seconds=settings.provider_timeout_seconds,
+                read_timeout_seconds=settings.chat_read_timeout_seconds,
             ),
         )
 

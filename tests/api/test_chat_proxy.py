@@ -28,6 +28,7 @@ from tests.providers.fakes.server import serve
 
 CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "Say hello to the node"}]
+STALL_SECONDS = 0.5
 MODEL_TAG = "llama3.1:8b"  # what the library slug llama3.1-8b becomes on the starter tier
 
 
@@ -61,7 +62,11 @@ async def stack(
         }
         for name in ("box-1", "box-2")
     ]
-    update = {"providers": "ollama", "ollama_nodes": json.dumps(boxes)}
+    update = {
+        "providers": "ollama",
+        "ollama_nodes": json.dumps(boxes),
+        "chat_stall_seconds": STALL_SECONDS,
+    }
     state = AppState.build(settings.model_copy(update=update), clock=clock, db=db)
     app = create_app(state=state, run_jobs=False)
     async with serve_here(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
@@ -237,6 +242,31 @@ async def test_a_client_that_goes_away_stops_the_generation_on_the_node(stack: S
             break
         await asyncio.sleep(0.01)
     assert (counted["requests"], counted["cancelled"]) == (1, 1)
+
+
+async def test_a_client_that_stops_reading_is_let_go_and_the_node_stops(stack: Stack) -> None:
+    auth = await sign_up(stack.http)
+    session_id = await active_session(stack, auth=auth)
+    stack.node.chat_endless = True
+    stack.node.endless_token = "x" * 65_536  # fills the buffers between quickly
+    async with stack.http.stream(
+        "POST", CHAT, json={"model": "llama3.1-8b", "messages": HELLO, "stream": True}, headers=auth
+    ) as response:
+        lines = response.aiter_lines()  # held, not closed: the connection stays open
+        while not (await anext(lines)).startswith("data: {"):
+            pass  # read up to one event, then stop reading
+        for _ in range(1000):  # buffers fill, the stall limit passes: at most 10 s in all
+            if stack.node.chat_cut_off.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert stack.node.chat_cut_off.is_set()
+        assert lines is not None
+    for _ in range(200):
+        counted = await metrics(stack, auth=auth, session_id=session_id)
+        if counted["requests"]:
+            break
+        await asyncio.sleep(0.01)
+    assert counted["cancelled"] == 1
 
 
 async def test_the_session_header_picks_the_session(stack: Stack) -> None:

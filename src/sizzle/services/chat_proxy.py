@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -195,7 +195,9 @@ class ChatProxy:
         finally:
             await self._record(target, meter)
 
-    async def open_stream(self, target: ChatTarget, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def open_stream(
+        self, target: ChatTarget, body: dict[str, Any]
+    ) -> AsyncGenerator[bytes, None]:
         """Send the request; once the node has answered 200, the events to relay.
 
         A refusal before the answer starts raises here, so the client gets a proper status."""
@@ -229,7 +231,7 @@ class ChatProxy:
         meter: ChatMeter,
         *,
         wants_usage: bool,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         finished = False
         try:
             async for line in response.aiter_lines():

@@ -39,6 +39,7 @@ class FakeOllama:
     chat_error_after: int | None = None  # tokens sent before a `data: {"error"}` event
     chat_drop_after: int | None = None  # tokens sent before the connection is dropped
     chat_endless: bool = False  # tokens until the client goes away
+    endless_token: str = " more"
     chat_token_seconds: float = 0.0  # pause between tokens
     chat_cut_off: threading.Event = field(default_factory=threading.Event)
     chat_tokens_sent: int = 0
@@ -210,7 +211,7 @@ async def _chat_events(
         while True:
             token = next(tokens, None)
             if token is None and state.chat_endless:
-                token = " more"
+                token = state.endless_token
             if token is None:
                 break
             if sent == state.chat_error_after:
