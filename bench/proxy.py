@@ -192,7 +192,7 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 async def measure(
-    node_url: str, sizzle_url: str, token: str, requests: int, gap_seconds: float
+    node_url: str, sizzle_url: str, token: str, requests: int, gap_seconds: float, database: str
 ) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {token}"}
     direct: list[tuple[float, float]] = []
@@ -212,6 +212,7 @@ async def measure(
     direct_ttft = summary([t for t, _ in direct])
     proxied_ttft = summary([t for t, _ in proxied])
     return {
+        "database": database,
         "requests_each": requests,
         "gap_ms": gap_seconds * 1000,
         "direct_ttft_ms": direct_ttft,
@@ -228,6 +229,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument(
+        "--database",
+        help="an empty database of its own, e.g. postgresql+asyncpg://localhost/bench "
+        "(default: a SQLite file in a temporary folder)",
+    )
+    parser.add_argument(
         "--gap-ms", type=float, default=0, help="pause between requests (default: none)"
     )
     parser.add_argument("--serve-node", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -239,7 +245,7 @@ def main() -> None:
         return
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as home:
-        database_url = f"sqlite+aiosqlite:///{Path(home) / 'bench.db'}"
+        database_url = args.database or f"sqlite+aiosqlite:///{Path(home) / 'bench.db'}"
         user_id, _session_id = asyncio.run(prepare(database_url, now))
         node_port, sizzle_port = free_port(), free_port()
         node_command = [sys.executable, __file__, "--serve-node", str(node_port)]
@@ -271,7 +277,14 @@ def main() -> None:
             running(sizzle_command, url=f"{sizzle_url}/healthz", env=env),
         ):
             result = asyncio.run(
-                measure(node_url, sizzle_url, token, args.requests, args.gap_ms / 1000)
+                measure(
+                    node_url,
+                    sizzle_url,
+                    token,
+                    args.requests,
+                    args.gap_ms / 1000,
+                    database_url.split(":", 1)[0],
+                )
             )
     print(json.dumps(result))
 

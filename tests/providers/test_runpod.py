@@ -263,3 +263,15 @@ async def test_pod_states(
     pod = fake.add_pod("sizzle-s1", status=desired)
     instance = await runpod.status(pod.id)
     assert (instance.state if instance else None) == state
+
+
+async def test_the_chat_address_is_runpods_proxy_once_the_pod_is_up(
+    runpod: RunPodProvider, fake: FakeRunPod
+) -> None:
+    (offer,) = await runpod.offers(TIERS["starter"])
+    pod_id = await runpod.provision(offer, session_id="s1", model="llama3.1:8b")
+    for _ in range(fake.runtime_null_polls):
+        assert await runpod.chat_base_url(pod_id) is None  # the container is not up yet
+    assert await runpod.chat_base_url(pod_id) == f"https://{pod_id}-11434.proxy.runpod.net"
+    await runpod.terminate(pod_id)
+    assert await runpod.chat_base_url(pod_id) is None

@@ -258,3 +258,16 @@ async def test_foreign_instances_are_not_listed_and_never_destroyed(
     assert fake.bodies("DELETE", f"/instances/{theirs}/") == []
     await vast.terminate(str(ours))
     assert fake.destroyed == [ours]
+
+
+async def test_the_chat_address_is_the_public_ip_and_the_port_mapped_to_ollama(
+    vast: VastProvider, fake: FakeVast
+) -> None:
+    running = fake.add_instance("sizzle-s1")
+    assert await vast.chat_base_url(str(running)) == "http://203.0.113.7:41434"
+    loading = fake.add_instance("sizzle-s2", actual_status="loading")
+    assert await vast.chat_base_url(str(loading)) is None  # no address until it runs
+    unmapped = fake.add_instance("sizzle-s3")
+    fake.instances[unmapped]["ports"] = {}
+    assert await vast.chat_base_url(str(unmapped)) is None
+    assert await vast.chat_base_url("999999") is None  # gone

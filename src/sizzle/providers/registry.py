@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sizzle.errors import BadRequest
-from sizzle.providers.base import Provider, ProviderContext
+from sizzle.providers.base import Provider, ProviderContext, SupportsChat
 
 _REGISTRY: dict[str, type[Provider]] = {}
 
@@ -16,6 +16,12 @@ def register_provider(cls: type[Provider]) -> type[Provider]:
 
 def available_providers() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def serves_chat(name: str | None) -> bool:
+    """Whether the plugin called `name` serves its instances' models to chat with."""
+    plugin = _REGISTRY.get(name or "")
+    return plugin is not None and issubclass(plugin, SupportsChat)
 
 
 def load_providers(context: ProviderContext) -> dict[str, Provider]:

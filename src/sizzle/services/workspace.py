@@ -15,6 +15,7 @@ from sizzle.db.models import GpuSession, User
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.errors import Conflict, NotFound
 from sizzle.providers.base import Provider, SupportsChat
+from sizzle.providers.registry import serves_chat
 from sizzle.services.accounts import get_active_user
 from sizzle.services.sessions import LIVE_STATUSES
 
@@ -24,6 +25,7 @@ DEMO_MESSAGE = (
     "This is a demo session: no model runs behind it, so there is nothing to chat with and "
     "Sizzle will not make answers up. Rent a GPU from a real provider to chat with a model."
 )
+NO_CHAT_MESSAGE = "This session's GPU runs no model server, so there is nothing to chat with."
 NO_MODEL_MESSAGE = "This session was started without a model; create one with a model to chat."
 # How long a provider's answer to "where does this instance serve?" is reused.
 ADDRESS_TTL_SECONDS = 60.0
@@ -65,14 +67,22 @@ def workspace_state(session: GpuSession) -> WorkspaceState:
         return WorkspaceState(chat_available=False, message=DEMO_MESSAGE)
     if not session.model:
         return WorkspaceState(chat_available=False, message=NO_MODEL_MESSAGE)
-    if session.status != S.ACTIVE.value:
-        if SessionStatus(session.status).is_terminal():
-            return WorkspaceState(chat_available=False, message="This session has ended.")
-        return WorkspaceState(
-            chat_available=False,
-            message=f"Chat opens when the session is active (now {session.status}).",
-        )
-    return WorkspaceState(chat_available=True, message=None)
+    if session.provider and not serves_chat(session.provider):
+        return WorkspaceState(chat_available=False, message=NO_CHAT_MESSAGE)
+    if session.status == S.ACTIVE.value:
+        return WorkspaceState(chat_available=True, message=None)
+    if SessionStatus(session.status).is_terminal():
+        return WorkspaceState(chat_available=False, message="This session has ended.")
+    return WorkspaceState(chat_available=False, message=_WAITING.get(session.status))
+
+
+_WAITING = {
+    S.PENDING.value: "The GPU is being found and prepared; chat opens once the session starts.",
+    S.PROVISIONING.value: "The GPU is being prepared; chat opens once the session starts.",
+    S.READY.value: "The GPU is ready: start the session to chat with its model.",
+    S.PAUSED.value: "The session is paused: resume it to chat.",
+    S.STOPPING.value: "The session is stopping.",
+}
 
 
 async def _pick_session(
@@ -142,10 +152,7 @@ class Workspace:
     async def _address(self, session: GpuSession) -> str:
         provider = self.providers.get(session.provider or "")
         if not isinstance(provider, SupportsChat) or not session.instance_id:
-            raise Conflict(
-                "this session's GPU provider does not serve models to chat with",
-                code="chat_not_supported",
-            )
+            raise Conflict(NO_CHAT_MESSAGE, code="chat_not_supported")
         key = (provider.name, session.instance_id)
         cached = self._addresses.get(key)
         if cached and cached[1] > time.monotonic():
