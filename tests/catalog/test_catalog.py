@@ -180,3 +180,38 @@ def test_repeated_category_is_refused() -> None:
     data["models"][0]["categories"] = ["chat", "chat"]
     with pytest.raises(ValidationError, match="categories repeat"):
         Catalog.model_validate(data)
+
+
+def test_release_years_are_plausible() -> None:
+    for model in load_catalog().models:
+        assert 2019 <= model.released <= 2026, model.slug
+
+
+def test_known_attention_shapes_make_a_kv_cache_no_larger_than_the_approximation() -> None:
+    from sizzle.domain.vram import approx_kv_bytes_per_token
+
+    shaped = [m for m in load_catalog().models if m.attention]
+    assert len(shaped) >= 10
+    for model in shaped:
+        assert model.attention is not None
+        exact = 2 * model.attention.layers * model.attention.kv_heads * model.attention.head_dim * 2
+        assert exact <= approx_kv_bytes_per_token(model.parameters_b), model.slug
+
+
+def test_every_models_tiers_agree_with_the_vram_function() -> None:
+    from sizzle.domain.tiers import TIERS
+    from sizzle.domain.vram import fits, tier_vram_gb
+    from sizzle.services.model_library import build_fit
+
+    by_price = sorted(TIERS.values(), key=lambda t: t.price_micros_per_minute)
+    for model in load_catalog().models:
+        for quantization in model.quantizations:
+            fit = build_fit(model, quantization, context=8192)
+            assert fit.fits == {t.name: fits(t, fit.estimate) for t in TIERS.values()}
+            fitting = [t for t in by_price if fit.fits[t.name]]
+            assert fit.cheapest_tier == (fitting[0] if fitting else None), quantization.ollama_tag
+            # A tier with more memory fits whatever a tier with less memory fits.
+            for small in TIERS.values():
+                for large in TIERS.values():
+                    if fit.fits[small.name] and tier_vram_gb(large) >= tier_vram_gb(small):
+                        assert fit.fits[large.name], (quantization.ollama_tag, small.name)
