@@ -11,8 +11,9 @@ and to `[DONE]`.
 
 Prints one JSON line: medians and 90th percentiles in milliseconds for both paths, and
 `ttft_added_ms_median`, the proxy's median addition to time to first token (goal: <= 5 ms).
-The proxy's time includes what every request does before it is forwarded: reading the token,
-one database read for the user and one for the session, and its accounting write afterwards.
+The proxy's time includes what every request does before it is forwarded: checking the token
+and one database read of the account and the session. Its counting row is written in a batch
+once a second, off the request's path.
 """
 
 from __future__ import annotations

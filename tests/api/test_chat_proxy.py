@@ -90,6 +90,8 @@ async def active_session(stack: Stack, *, auth: dict[str, str], model: str = "ll
 
 
 async def metrics(stack: Stack, *, auth: dict[str, str], session_id: str) -> dict[str, Any]:
+    """The session's chat counts, once the proxy has written what it holds (it batches)."""
+    await stack.state.chat_proxy.recorder.flush()
     response = await stack.http.get(f"/api/v1/sessions/{session_id}/metrics", headers=auth)
     assert response.status_code == 200, response.text
     chat: dict[str, Any] = response.json()["chat"]
