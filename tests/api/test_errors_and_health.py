@@ -189,12 +189,20 @@ async def test_an_unexpected_failure_is_a_500_in_the_standard_shape(
 ) -> None:
     app = create_app(state=state, run_jobs=False)
 
-    @app.get("/boom")
+    @app.get("/api/v1/boom")
     async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    @app.get("/boom")
+    async def page_boom() -> None:
         raise RuntimeError("kaput")
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://sizzle.test") as client:
-        response = await client.get("/boom")
+        response = await client.get("/api/v1/boom")
+        page = await client.get("/boom")
     error = assert_error(response, 500, "internal_error")
     assert "kaput" not in error["message"]
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "Something went wrong on our side" in page.text
+    assert "kaput" not in page.text and "Traceback" not in page.text

@@ -9,7 +9,8 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
@@ -17,6 +18,10 @@ from sizzle.api.routers import admin, auth, billing, catalog, health, models, op
 from sizzle.errors import SizzleError
 from sizzle.settings import Settings
 from sizzle.state import AppState
+from sizzle.web import routes as web_routes
+from sizzle.web.deps import SignInRequired
+from sizzle.web.errors import error_page, sign_in_redirect, wants_page
+from sizzle.web.render import WEB_DIR
 
 log = structlog.get_logger(__name__)
 
@@ -62,33 +67,48 @@ def create_app(
     app.state.sizzle = state
     for module in (health, auth, catalog, models, sessions, billing, admin, openai):
         app.include_router(module.router)
+    for page_module in web_routes.PAGE_MODULES:
+        app.include_router(page_module.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     _install_error_handlers(app)
     return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(_request: Request, exc: SignInRequired) -> Response:
+        return sign_in_redirect(exc)
+
     @app.exception_handler(SizzleError)
-    async def _domain(_request: Request, exc: SizzleError) -> JSONResponse:
+    async def _domain(request: Request, exc: SizzleError) -> Response:
+        if wants_page(request):
+            return await error_page(request, exc.status_code, exc.code, exc.message)
         extra = {"details": exc.details} if exc.details else {}
         return error_response(exc.status_code, exc.code, exc.message, **extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         details = [
             {"field": ".".join(str(p) for p in err.get("loc", ())[1:]), "problem": err.get("msg")}
             for err in exc.errors()
         ]
         summary = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details)
+        if wants_page(request):
+            return await error_page(request, 422, "validation_error", summary)
         return error_response(
             422, "validation_error", summary or "invalid request", details=details
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "error")
+        if wants_page(request):
+            return await error_page(request, exc.status_code, code, str(exc.detail))
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("request.failed", path=request.url.path)
+        if wants_page(request):
+            return await error_page(request, 500, "internal_error", "")
         return error_response(500, "internal_error", "something went wrong on our side")

@@ -1,0 +1,55 @@
+"""Rendering pages: one Jinja2 environment, the signed-in user and CSRF token in every page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from sizzle.api.schemas import usd
+from sizzle.db.models import User
+from sizzle.web.security import CSRF_FIELD, csrf_token, remember_csrf
+
+WEB_DIR = Path(__file__).parent
+templates = Jinja2Templates(directory=WEB_DIR / "templates")
+
+
+def duration(seconds: float | int | None) -> str:
+    """1 h 05 min, 4 min 09 s, 12 s."""
+    if seconds is None:
+        return "-"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+templates.env.filters["usd"] = usd
+templates.env.filters["duration"] = duration
+templates.env.filters["when"] = when
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    user: User | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    context.update(user=user, csrf_token=csrf_token(request), csrf_field=CSRF_FIELD)
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    remember_csrf(request, response)
+    return response

@@ -1,0 +1,7 @@
+"""Operator pages (admins only): providers, sessions, users, revenue."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)

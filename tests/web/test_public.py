@@ -1,0 +1,146 @@
+"""The public pages: landing, sign up, sign in, sign out, errors; the cookie and CSRF rules."""
+
+from __future__ import annotations
+
+import httpx
+
+from sizzle.clock import FakeClock
+from sizzle.db.database import Database
+from tests.helpers import PASSWORD, fresh_email
+from tests.web.pages import csrf_of, post_form, sign_in
+
+
+async def test_the_landing_page_says_what_sizzle_does_with_tiers_and_prices(
+    browser: httpx.AsyncClient,
+) -> None:
+    page = await browser.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for words in (
+        "free minutes",
+        "Starter",
+        "Pro",
+        "Beast",
+        "Ultra",
+        "from $0.15",
+        "Available now",
+    ):
+        assert words in page.text, words
+    assert 'href="/signup"' in page.text
+
+
+async def test_sign_up_sets_a_secure_httponly_samesite_cookie_and_opens_the_wizard(
+    browser: httpx.AsyncClient,
+) -> None:
+    response = await post_form(
+        browser, "/signup", {"email": fresh_email(), "password": PASSWORD, "name": "Ada"}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/launch"
+    cookie = next(
+        value
+        for key, value in response.headers.multi_items()
+        if key == "set-cookie" and value.startswith("sizzle_session=")
+    )
+    lowered = cookie.lower()
+    assert "httponly" in lowered and "secure" in lowered and "samesite=lax" in lowered
+    home = await browser.get("/")
+    assert "Sign out" in home.text and "Launch a GPU" in home.text
+
+
+async def test_sign_up_errors_are_shown_on_the_form(browser: httpx.AsyncClient) -> None:
+    weak = await post_form(browser, "/signup", {"email": fresh_email(), "password": "short"})
+    assert weak.status_code == 422
+    assert 'role="alert"' in weak.text
+    email = fresh_email()
+    await post_form(browser, "/signup", {"email": email, "password": PASSWORD})
+    browser.cookies.clear()
+    taken = await post_form(browser, "/signup", {"email": email, "password": PASSWORD})
+    assert taken.status_code == 409
+    assert "already exists" in taken.text
+    assert email in taken.text  # what was typed is kept
+
+
+async def test_a_form_without_the_csrf_token_is_refused(browser: httpx.AsyncClient) -> None:
+    await browser.get("/signup")  # the CSRF cookie is set
+    missing = await browser.post("/signup", data={"email": fresh_email(), "password": PASSWORD})
+    assert missing.status_code == 403
+    assert "reload the page" in missing.text
+    forged = await browser.post(
+        "/signup", data={"email": fresh_email(), "password": PASSWORD, "csrf_token": "x" * 40}
+    )
+    assert forged.status_code == 403
+
+
+async def test_sign_in_and_out(browser: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    await sign_in(browser, db, clock=clock)
+    assert "Sign out" in (await browser.get("/")).text
+    out = await post_form(browser, "/signout", {}, page="/")
+    assert out.status_code == 303
+    assert "Sign out" not in (await browser.get("/")).text
+
+
+async def test_a_wrong_password_says_so_on_the_form(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    user = await sign_in(browser, db, clock=clock)
+    browser.cookies.delete("sizzle_session")
+    wrong = await post_form(browser, "/signin", {"email": user.email, "password": "not it at all"})
+    assert wrong.status_code == 401
+    assert 'role="alert"' in wrong.text
+
+
+async def test_a_page_that_needs_an_account_sends_you_to_sign_in_and_back(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    away = await browser.get("/sessions")
+    assert away.status_code == 303
+    assert away.headers["location"] == "/signin?next=/sessions"
+    user = await sign_in(browser, db, clock=clock)
+    browser.cookies.delete("sizzle_session")
+    page = await browser.get("/signin?next=/billing")
+    back = await browser.post(
+        "/signin",
+        data={
+            "email": user.email,
+            "password": PASSWORD,
+            "next": "/billing",
+            "csrf_token": csrf_of(page),
+        },
+    )
+    assert back.headers["location"] == "/billing"
+
+
+async def test_next_never_leads_off_the_site(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    user = await sign_in(browser, db, clock=clock)
+    browser.cookies.delete("sizzle_session")
+    for target in ("https://evil.example", "//evil.example", "/\\evil.example"):
+        page = await browser.get("/signin")
+        response = await browser.post(
+            "/signin",
+            data={
+                "email": user.email,
+                "password": PASSWORD,
+                "next": target,
+                "csrf_token": csrf_of(page),
+            },
+        )
+        assert response.headers["location"] == "/sessions", target
+        browser.cookies.delete("sizzle_session")
+
+
+async def test_an_unknown_page_is_a_404_page_in_the_site_style(browser: httpx.AsyncClient) -> None:
+    page = await browser.get("/no/such/page")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "We could not find that page" in page.text
+    api = await browser.get("/api/v1/no/such/thing")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+async def test_static_files_are_served_from_the_package(browser: httpx.AsyncClient) -> None:
+    for path in ("/static/sizzle.css", "/static/vendor/htmx-2.0.11.min.js"):
+        response = await browser.get(path)
+        assert response.status_code == 200, path
