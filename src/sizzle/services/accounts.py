@@ -146,3 +146,12 @@ async def grant_credits(
         now=now,
         memo=f"credit granted by {granted_by}",
     )
+
+
+async def change_password(tx: AsyncSession, user: User, *, current: str, new: str) -> None:
+    """Replace the user's password, once the current one is proven and the new one is strong."""
+    if not verify_password(user.password_hash, current):
+        raise Unauthorized("your current password is not right", code="invalid_credentials")
+    check_password_strength(new, email=user.email)
+    user.password_hash = hash_password(new)
+    await tx.flush()

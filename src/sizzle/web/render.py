@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from sizzle.api.schemas import usd
 from sizzle.db.models import User
+from sizzle.services.accounts import MIN_PASSWORD_LENGTH
 from sizzle.web.security import CSRF_FIELD, csrf_token, remember_csrf
 
 WEB_DIR = Path(__file__).parent
@@ -39,6 +40,7 @@ def when(moment: datetime | None) -> str:
 templates.env.filters["usd"] = usd
 templates.env.filters["duration"] = duration
 templates.env.filters["when"] = when
+templates.env.globals["min_password"] = MIN_PASSWORD_LENGTH
 
 
 def render(

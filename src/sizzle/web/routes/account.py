@@ -2,6 +2,109 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from sizzle.api.deps import PagingDep, StateDep
+from sizzle.api.views import transaction_out
+from sizzle.db.models import LedgerAccount, User
+from sizzle.domain.money import minutes_affordable
+from sizzle.domain.tiers import PLANS, TIERS
+from sizzle.errors import SizzleError, ValidationFailed
+from sizzle.services import accounts, ledger
+from sizzle.web.deps import CsrfChecked, SignedIn
+from sizzle.web.render import render
 
 router = APIRouter(include_in_schema=False)
+
+# What each kind of ledger entry is, in words a customer reads.
+ENTRY_LABELS = {
+    "credit_grant": "Credit added",
+    "free_minutes_grant": "Free minutes granted",
+    "session_minute": "GPU time",
+    "session_minute_refund": "Refund",
+}
+
+
+@router.get("/billing", response_class=HTMLResponse)
+async def billing(request: Request, state: StateDep, user: SignedIn, paging: PagingDep) -> Response:
+    """My credit, free minutes and every movement of them, newest first."""
+    async with state.db.read() as tx:
+        funds = await ledger.balances(tx, user.id)
+        entries, total = await ledger.list_entries(
+            tx, user.id, limit=paging.limit, offset=paging.offset
+        )
+        mine = set(
+            await tx.scalars(select(LedgerAccount.id).where(LedgerAccount.user_id == user.id))
+        )
+    plan = PLANS.get(user.plan)
+    allowed = [t for t in TIERS.values() if plan is None or t.name in plan.allowed_tiers]
+    cheapest = min(allowed or TIERS.values(), key=lambda tier: tier.price_micros_per_minute)
+    affordable = minutes_affordable(
+        free_minutes=funds.free_minutes,
+        balance_micros=funds.credit_micros,
+        price_micros=cheapest.price_micros_per_minute,
+    )
+    return render(
+        request,
+        "account/billing.html",
+        user=user,
+        balances=funds,
+        cheapest=cheapest,
+        affordable_minutes=affordable,
+        transactions=[transaction_out(e, user_account_ids=mine) for e in entries],
+        labels=ENTRY_LABELS,
+        total=total,
+        paging=paging,
+    )
+
+
+def _profile(
+    request: Request,
+    user: User,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    changed: bool = False,
+) -> HTMLResponse:
+    return render(
+        request,
+        "account/profile.html",
+        user=user,
+        status_code=status_code,
+        plan=PLANS.get(user.plan),
+        min_password_length=accounts.MIN_PASSWORD_LENGTH,
+        error=error,
+        changed=changed,
+    )
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def profile(request: Request, user: SignedIn) -> Response:
+    """Who I am here, and the form to change my password."""
+    return _profile(request, user)
+
+
+@router.post("/account/password", dependencies=[CsrfChecked])
+async def change_password(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    current_password: Annotated[str, Form(max_length=1000)],
+    new_password: Annotated[str, Form(max_length=1000)],
+    repeat_password: Annotated[str, Form(max_length=1000)],
+) -> Response:
+    try:
+        if new_password != repeat_password:
+            raise ValidationFailed(
+                "the two new passwords are not the same", code="passwords_differ"
+            )
+        async with state.db.transaction() as tx:
+            account = await accounts.get_active_user(tx, user.id)
+            await accounts.change_password(tx, account, current=current_password, new=new_password)
+    except SizzleError as exc:
+        return _profile(request, user, status_code=exc.status_code, error=exc.message)
+    return _profile(request, user, changed=True)

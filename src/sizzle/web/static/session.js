@@ -1,0 +1,216 @@
+// The live session page: status and money from server-sent events, a ticking timer, GPU charts
+// from the provider's readings, and the chat with the session's model.
+(function () {
+  "use strict";
+  const live = document.getElementById("live");
+  if (!live) return;
+  const $ = (id) => document.getElementById(id);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const initialStatus = live.dataset.status;
+  const LIVE = ["pending", "provisioning", "ready", "active", "paused", "stopping"];
+
+  // --- confirmation before stopping -------------------------------------------------------
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  // --- timer and figures ------------------------------------------------------------------
+  let activeSeconds = parseFloat(live.dataset.activeSeconds) || 0;
+  let syncedAt = performance.now();
+  let status = initialStatus;
+
+  function duration(total) {
+    total = Math.floor(total);
+    const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+    const pad = (n) => String(n).padStart(2, "0");
+    if (h) return `${h} h ${pad(m)} min`;
+    if (m) return `${m} min ${pad(s)} s`;
+    return `${s} s`;
+  }
+  function tick() {
+    const timer = $("timer");
+    if (!timer) return;
+    const running = status === "active" ? (performance.now() - syncedAt) / 1000 : 0;
+    timer.textContent = duration(activeSeconds + running);
+  }
+  setInterval(tick, 1000);
+
+  function setText(id, text) { const el = $(id); if (el) el.textContent = text; }
+
+  if (LIVE.includes(initialStatus) && window.EventSource) {
+    const events = new EventSource(live.dataset.eventsUrl);
+    events.addEventListener("session", (message) => {
+      const data = JSON.parse(message.data);
+      const s = data.session;
+      if (s.status !== initialStatus) { events.close(); window.location.reload(); return; }
+      status = s.status;
+      activeSeconds = s.active_seconds; syncedAt = performance.now(); tick();
+      setText("minutes", s.charged_minutes);
+      setText("cost", `$${s.cost_usd}`);
+      setText("credit", `$${data.credit.balance_usd}`);
+      setText("free-minutes", data.credit.free_minutes);
+      setText("minutes-left", data.credit.minutes_left);
+      if (s.progress) {
+        const pct = s.progress.percent;
+        setText("progress-phase", s.progress.phase.charAt(0).toUpperCase() + s.progress.phase.slice(1) + (pct === null ? "" : ` · ${pct}%`));
+        const bar = $("progress-bar");
+        if (bar && pct !== null) {
+          bar.style.width = `${pct}%`;
+          bar.parentElement.classList.remove("indeterminate");
+          bar.parentElement.setAttribute("aria-valuenow", pct);
+        }
+      }
+    });
+  }
+
+  // --- GPU charts -------------------------------------------------------------------------
+  const series = { util: [], mem: [], temp: [], power: [] };
+  const KEEP = 120;
+  function draw(canvas, values, max) {
+    if (!canvas) return;
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = canvas.clientWidth * ratio; canvas.height = canvas.clientHeight * ratio;
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (values.length < 2) return;
+    const top = max || Math.max(...values, 1);
+    ctx.strokeStyle = "#c2410c"; ctx.lineWidth = 2 * ratio; ctx.beginPath();
+    values.forEach((v, i) => {
+      const x = (i / (KEEP - 1)) * canvas.width;
+      const y = canvas.height - (v / top) * (canvas.height - 4 * ratio) - 2 * ratio;
+      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+    });
+    ctx.stroke();
+  }
+  function push(name, value) {
+    if (value === null || value === undefined) return;
+    series[name].push(value);
+    if (series[name].length > KEEP) series[name].shift();
+  }
+  async function readMetrics() {
+    if (!$("gpu")) return;
+    try {
+      const response = await fetch(live.dataset.metricsUrl, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const body = await response.json();
+      const gpus = body.gpu && Array.isArray(body.gpu.gpus) ? body.gpu.gpus : null;
+      if (!gpus || !gpus.length) {
+        setText("gpu-none", body.gpu && body.gpu.error ? `The GPU could not be read: ${body.gpu.error}` :
+          "This GPU's provider does not report live readings, so there is nothing to chart.");
+        return;
+      }
+      $("gpu-none").hidden = true; $("gpu-charts").hidden = false;
+      const g = gpus[0];
+      push("util", g.utilization_gpu_percent);
+      if (g.memory_used_bytes !== null && g.memory_total_bytes) push("mem", 100 * g.memory_used_bytes / g.memory_total_bytes);
+      push("temp", g.temperature_c); push("power", g.power_watts);
+      const last = (name, unit) => series[name].length ? `${Math.round(series[name][series[name].length - 1])}${unit}` : "n/a";
+      setText("gpu-util-now", last("util", " %")); setText("gpu-mem-now", last("mem", " %"));
+      setText("gpu-temp-now", last("temp", " °C")); setText("gpu-power-now", last("power", " W"));
+      draw($("chart-util"), series.util, 100); draw($("chart-mem"), series.mem, 100);
+      draw($("chart-temp"), series.temp, 100); draw($("chart-power"), series.power, 0);
+    } catch (_) { /* the next reading will try again */ }
+  }
+  if ($("gpu")) { readMetrics(); setInterval(readMetrics, 5000); }
+
+  // --- chat -------------------------------------------------------------------------------
+  const form = $("chat-form");
+  if (!form) return;
+  const log = $("chat-log"), input = $("chat-input"), send = $("chat-send"), stop = $("chat-stop");
+  const conversation = [];  // kept while the page is open
+  let controller = null;
+
+  function render(markdown) {
+    if (window.marked && window.DOMPurify) return window.DOMPurify.sanitize(window.marked.parse(markdown));
+    const plain = document.createElement("div");  // without the libraries: plain, escaped text
+    plain.textContent = markdown;
+    return plain.innerHTML;
+  }
+  function bubble(role) {
+    const el = document.createElement("div");
+    el.className = `msg ${role}`;
+    log.appendChild(el);
+    log.scrollTop = log.scrollHeight;
+    return el;
+  }
+
+  async function ask(text) {
+    conversation.push({ role: "user", content: text });
+    bubble("user").textContent = text;
+    const answer = bubble("assistant");
+    const body = document.createElement("div"); body.className = "typing"; body.textContent = "Thinking";
+    const meta = document.createElement("div"); meta.className = "meta";
+    answer.append(body, meta);
+    controller = new AbortController();
+    send.disabled = true; stop.hidden = false;
+    const started = performance.now();
+    let firstAt = null, content = "", completion = null, failed = null, stopped = false;
+    try {
+      const response = await fetch(live.dataset.chatUrl, {
+        method: "POST", credentials: "same-origin", signal: controller.signal,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ messages: conversation }),
+      });
+      if (!response.ok) {
+        const err = await response.json().catch(() => null);
+        throw new Error(err && err.error ? err.error.message : `HTTP ${response.status}`);
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const event = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+          for (const line of event.split("\n")) {
+            if (!line.startsWith("data: ")) continue;
+            const data = line.slice(6);
+            if (data === "[DONE]") continue;
+            const chunk = JSON.parse(data);
+            if (chunk.error) { failed = chunk.error.message || "the model stopped with an error"; continue; }
+            if (chunk.usage) completion = chunk.usage.completion_tokens;
+            for (const choice of chunk.choices || []) {
+              const piece = (choice.delta && choice.delta.content) || "";
+              if (!piece) continue;
+              if (firstAt === null) { firstAt = performance.now(); body.className = ""; }
+              content += piece;
+              body.innerHTML = render(content);
+              log.scrollTop = log.scrollHeight;
+            }
+          }
+        }
+      }
+    } catch (error) {
+      if (error.name === "AbortError") stopped = true; else failed = error.message;
+    } finally {
+      controller = null; send.disabled = false; stop.hidden = true;
+    }
+    if (firstAt === null) { body.className = ""; body.textContent = stopped ? "(stopped before the first word)" : ""; }
+    if (content) conversation.push({ role: "assistant", content });
+    const ended = performance.now();
+    const parts = [];
+    if (firstAt !== null) parts.push(`first token after ${Math.round(firstAt - started)} ms`);
+    const tokens = completion !== null ? completion : null;
+    if (tokens && firstAt !== null && ended > firstAt) parts.push(`${(tokens / ((ended - firstAt) / 1000)).toFixed(1)} tokens/s`);
+    if (stopped) parts.push("stopped: the GPU stopped generating");
+    if (failed) parts.push(`error: ${failed}`);
+    meta.textContent = parts.join(" · ");
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text || controller) return;
+    input.value = "";
+    ask(text);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+  });
+  stop.addEventListener("click", () => { if (controller) controller.abort(); });
+})();

@@ -1,0 +1,218 @@
+"""End to end in a real browser: Debian's chromium, driven by Playwright, against Sizzle served
+over loopback HTTP. A newcomer signs up, launches a demo GPU through the wizard, watches it
+become ready and run (timer and cost move), stops it and reads the summary and the history;
+someone out of credit is shown the way to add some. Screenshots of the main pages are saved
+to SIZZLE_SCREENSHOTS (default `artifacts/screenshots/`).
+
+Time on the server is the test's fake clock: the test moves it and runs the jobs, and the page
+sees the changes through its server-sent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sizzle.api.app import create_app
+from sizzle.clock import FakeClock
+from sizzle.db.database import Database
+from sizzle.settings import Settings
+from sizzle.state import AppState
+from tests.helpers import PASSWORD, fresh_email, make_user, serve_here
+from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
+from tests.providers.fakes.server import serve
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+CHROMIUM = os.environ.get("SIZZLE_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("SIZZLE_SCREENSHOTS", "artifacts/screenshots"))
+WAIT_MS = 15_000
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which(CHROMIUM),
+    reason=f"needs Debian's chromium at {CHROMIUM} (.ci/run installs it)",
+)
+
+
+@pytest.fixture
+async def site(state: AppState) -> AsyncIterator[str]:
+    async with serve_here(create_app(state=state, run_jobs=False)) as url:
+        yield url
+
+
+@pytest.fixture
+async def page(site: str) -> AsyncIterator[object]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        context = await browser.new_context(base_url=site, viewport={"width": 1200, "height": 900})
+        tab = await context.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        yield tab
+        await browser.close()
+
+
+async def shot(page: object, name: str) -> None:
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+async def test_a_newcomer_launches_watches_and_stops_a_demo_gpu(
+    page: playwright_api.Page, state: AppState, clock: FakeClock
+) -> None:
+    expect = playwright_api.expect
+    await page.goto("/")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text("serious GPU")
+    await shot(page, "01-landing")
+
+    await page.get_by_role("link", name="Start with 5 free minutes").click()
+    await page.get_by_label("Email").fill(fresh_email())
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(f"{page.url.split('/launch')[0]}/launch")
+    await shot(page, "02-wizard-tier")
+
+    await page.locator("label.choice", has_text="Starter").click()
+    await page.get_by_role("button", name="Next: choose a model").click()
+    await page.get_by_label("Search the library").fill("llama 3.1")
+    await page.get_by_role("button", name="Search").click()
+    await page.locator("label.choice", has_text="Llama 3.1 8B").click()
+    await shot(page, "03-wizard-model")
+    await page.get_by_role("button", name="Next: limits").click()
+    await page.get_by_label("Time limit").fill("30")
+    await page.get_by_role("button", name="Next: confirm").click()
+    await expect(page.get_by_text("$0.15 per minute")).to_be_visible()
+    await shot(page, "04-wizard-confirm")
+    await page.get_by_role("button", name="Launch").click()
+
+    status = page.locator("#status-words")
+    await expect(status).to_have_text("Finding a GPU for you…")
+    await shot(page, "05-live-finding")
+    await state.jobs.run_once()
+    clock.advance(state.settings.demo_provision_seconds)
+    await state.jobs.run_once()
+    await expect(status).to_contain_text("Your GPU is ready")  # the page heard it and reloaded
+
+    await page.get_by_role("button", name="Start").click()
+    await expect(status).to_have_text("Your GPU is running.")
+    await expect(page.locator("#chat-unavailable")).to_contain_text("demo session")
+    clock.advance(90)
+    await state.jobs.meter()
+    await expect(page.locator("#minutes")).to_have_text("2")  # pushed by the events stream
+    await expect(page.locator("#cost")).to_have_text("$0.30")
+    await expect(page.locator("#timer")).not_to_have_text("0 s")
+    await shot(page, "06-live-running")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Stop").click()
+    summary = page.locator("#summary")
+    await expect(summary).to_contain_text("You stopped it.")
+    await expect(summary).to_contain_text("$0.30")
+    await shot(page, "07-summary")
+
+    await page.get_by_role("link", name="All my sessions").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("My sessions")
+    await expect(page.locator("table")).to_contain_text("llama3.1:8b")
+    await shot(page, "08-history")
+
+
+async def test_someone_out_of_credit_is_shown_how_to_add_some(
+    page: playwright_api.Page, db: Database, clock: FakeClock
+) -> None:
+    expect = playwright_api.expect
+    user = await make_user(db, now=clock.now(), free_minutes=0)
+    await page.goto("/signin")
+    await page.get_by_label("Email").fill(user.email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.goto("/launch?step=confirm&tier=starter")
+    await expect(page.get_by_text("not even one minute")).to_be_visible()
+    await shot(page, "09-out-of-credit")
+    await page.get_by_role("link", name="Add credit").last.click()
+    await expect(page).to_have_url(f"{page.url.split('/billing')[0]}/billing")
+    await shot(page, "10-billing")
+
+
+@pytest.fixture
+def node() -> Iterator[tuple[FakeOllama, str]]:
+    fake = FakeOllama(
+        registry={"llama3.1:8b": 2_000},
+        reply=["Here", " is", " code:\n\n", "```python\n", "print('hi')\n", "```\n"],
+        chat_token_seconds=0.05,
+    )
+    with serve(fake_ollama_app(fake)) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def ollama_state(
+    settings: Settings, clock: FakeClock, db: Database, node: tuple[FakeOllama, str]
+) -> AppState:
+    box = {
+        "name": "box-1",
+        "url": node[1],
+        "gpu": "NVIDIA GeForce RTX 4090",
+        "gpu_count": 1,
+        "vram_gb": 24,
+        "price_per_hour_usd": "0.30",
+    }
+    update = {"providers": "ollama", "ollama_nodes": json.dumps([box])}
+    return AppState.build(settings.model_copy(update=update), clock=clock, db=db)
+
+
+async def test_chatting_with_the_model_in_the_browser(
+    ollama_state: AppState, db: Database, clock: FakeClock, node: tuple[FakeOllama, str]
+) -> None:
+    expect = playwright_api.expect
+    fake, _ = node
+    user = await make_user(db, now=clock.now())
+    async with (
+        serve_here(create_app(state=ollama_state, run_jobs=False)) as site,
+        playwright_api.async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        page = await (await browser.new_context(base_url=site)).new_page()
+        page.set_default_timeout(WAIT_MS)
+        await page.goto("/signin")
+        await page.get_by_label("Email").fill(user.email)
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        await page.goto("/launch?step=confirm&tier=starter&model=llama3.1-8b")
+        await page.get_by_role("button", name="Launch").click()
+        for _ in range(3):
+            await ollama_state.jobs.run_once()
+        await expect(page.locator("#status-words")).to_contain_text("Your GPU is ready")
+        await page.get_by_role("button", name="Start").click()
+
+        await page.get_by_label("Your message").fill("Show me some Python")
+        await page.get_by_role("button", name="Send").click()
+        answer = page.locator(".msg.assistant").last
+        await expect(answer.locator("pre code")).to_have_text("print('hi')")  # Markdown rendered
+        await expect(answer.locator(".meta")).to_contain_text("first token after")
+        await expect(answer.locator(".meta")).to_contain_text("tokens/s")
+        await shot(page, "11-chat")
+
+        fake.chat_endless = True
+        await page.get_by_label("Your message").fill("Go on forever")
+        await page.get_by_role("button", name="Send").click()
+        await expect(page.locator(".msg.assistant").last).to_contain_text("more")
+        await page.get_by_role("button", name="Stop generating").click()
+        await expect(page.locator(".msg.assistant").last.locator(".meta")).to_contain_text(
+            "stopped"
+        )
+        for _ in range(500):  # the node hears the cut within moments
+            if fake.chat_cut_off.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert fake.chat_cut_off.is_set()
+        await browser.close()
+    await ollama_state.chat_proxy.close()

@@ -1,0 +1,142 @@
+"""Session pages: history, the launch wizard, the live page and its actions, the page's chat."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from sizzle.clock import FakeClock
+from sizzle.db.database import Database
+from sizzle.state import AppState
+from tests.web.pages import csrf_of, post_form, sign_in
+
+
+async def launch_demo(
+    browser: httpx.AsyncClient, *, tier: str = "starter", model: str = "", **limits: str
+) -> str:
+    """Through the wizard's confirm step; the new session's id."""
+    query = "&".join(f"{k}={v}" for k, v in {"tier": tier, "model": model, **limits}.items() if v)
+    confirm = await browser.get(f"/launch?step=confirm&{query}")
+    assert confirm.status_code == 200, confirm.text
+    response = await browser.post(
+        "/launch",
+        data={"tier": tier, "model": model, "csrf_token": csrf_of(confirm), **limits},
+    )
+    assert response.status_code == 303, response.text
+    found = re.fullmatch(r"/sessions/([0-9a-f]{32})", response.headers["location"])
+    assert found, response.headers["location"]
+    return found.group(1)
+
+
+async def test_the_wizard_walks_tier_model_limits_confirm(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock)
+    tiers = await browser.get("/launch")
+    assert tiers.status_code == 200
+    assert 'value="starter"' in tiers.text and "Available now" in tiers.text
+    assert "Not in the free plan" in tiers.text  # ultra
+    models = await browser.get("/launch?step=model&tier=starter&q=llama")
+    assert "Fits this tier" in models.text and "Needs a bigger tier (beast)" in models.text
+    options = await browser.get("/launch?step=options&tier=starter&model=llama3.1-8b")
+    assert 'name="max_minutes"' in options.text and 'name="spend_cap"' in options.text
+    confirm = await browser.get(
+        "/launch?step=confirm&tier=starter&model=llama3.1-8b&max_minutes=30&spend_cap=1.50"
+    )
+    text = confirm.text
+    assert "$0.15 per minute" in text
+    assert "5 free minutes first" in text
+    assert "about 5 minutes" in text  # 5 free minutes and no credit
+    assert "your limit: 10 min" in text  # $1.50 at $0.15 is 10 minutes, under the 30 asked
+
+
+async def test_launching_goes_to_the_live_page_which_moves_to_ready(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    await sign_in(browser, db, clock=clock)
+    session_id = await launch_demo(browser, model="llama3.1-8b", max_minutes="20")
+    page = await browser.get(f"/sessions/{session_id}")
+    assert "Finding a GPU for you" in page.text
+    assert 'role="progressbar"' in page.text
+    await state.jobs.run_once()
+    clock.advance(state.settings.demo_provision_seconds)
+    await state.jobs.run_once()
+    ready = await browser.get(f"/sessions/{session_id}")
+    assert "Your GPU is ready" in ready.text
+    assert f'action="/sessions/{session_id}/start"' in ready.text
+    started = await post_form(
+        browser, f"/sessions/{session_id}/start", {}, page=f"/sessions/{session_id}"
+    )
+    assert started.status_code == 303
+    active = await browser.get(f"/sessions/{session_id}")
+    assert "Your GPU is running" in active.text
+    assert "demo session" in active.text  # the workspace says plainly there is no model
+    clock.advance(125)
+    await state.jobs.meter()
+    stopped = await post_form(
+        browser, f"/sessions/{session_id}/stop", {}, page=f"/sessions/{session_id}"
+    )
+    assert stopped.status_code == 303
+    summary = await browser.get(f"/sessions/{session_id}")
+    assert "Summary" in summary.text and "You stopped it." in summary.text
+    assert "2 min 05 s" in summary.text and "$0.45" in summary.text  # 3 started minutes
+    history = await browser.get("/sessions")
+    assert f"/sessions/{session_id}" in history.text and "$0.45" in history.text
+
+
+async def test_out_of_credit_the_confirm_step_offers_to_add_credit(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock, free_minutes=0)
+    confirm = await browser.get("/launch?step=confirm&tier=starter")
+    assert "not even one minute" in confirm.text
+    assert 'href="/billing"' in confirm.text
+    refused = await browser.post(
+        "/launch", data={"tier": "starter", "csrf_token": csrf_of(confirm)}
+    )
+    assert refused.status_code == 402
+    assert "Add credit" in refused.text
+
+
+async def test_a_model_too_big_for_the_tier_sends_you_back_to_the_model_step(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock)
+    page = await browser.get("/launch?step=confirm&tier=starter&model=llama3.3-70b")
+    assert page.status_code == 422
+    assert "smallest tier that fits it is beast" in page.text
+
+
+async def test_bad_limits_are_explained(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock)
+    page = await browser.get("/launch?step=confirm&tier=starter&max_minutes=-3&spend_cap=lots")
+    assert page.status_code == 422
+    assert "whole number of minutes" in page.text and "amount in dollars" in page.text
+
+
+async def test_someone_elses_session_page_is_a_404(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock)
+    session_id = await launch_demo(browser)
+    browser.cookies.clear()
+    await sign_in(browser, db, clock=clock)
+    for path in (f"/sessions/{session_id}", f"/sessions/{session_id}/metrics.json"):
+        assert (await browser.get(path)).status_code == 404, path
+
+
+async def test_session_actions_need_the_csrf_token(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock)
+    session_id = await launch_demo(browser)
+    refused = await browser.post(f"/sessions/{session_id}/stop")
+    assert refused.status_code == 403
+    assert (await browser.post("/launch", data={"tier": "starter"})).status_code == 403
+    chat = await browser.post(
+        f"/sessions/{session_id}/chat", json={"messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert chat.status_code == 403
