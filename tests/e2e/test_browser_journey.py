@@ -122,6 +122,15 @@ async def test_a_newcomer_launches_watches_and_stops_a_demo_gpu(
     await expect(page.locator("table")).to_contain_text("llama3.1:8b")
     await shot(page, "08-history")
 
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    for path, name in (("/", "12-phone-landing"), ("/launch", "13-phone-wizard")):
+        await page.goto(path)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} scrolls sideways on a phone by {overflow}px"
+        await shot(page, name)
+
 
 async def test_someone_out_of_credit_is_shown_how_to_add_some(
     page: playwright_api.Page, db: Database, clock: FakeClock
