@@ -31,6 +31,7 @@ class EndReason(StrEnum):
     INSUFFICIENT_CREDITS = "insufficient_credits"
     PROVISIONING_FAILED = "provisioning_failed"
     PROVIDER_LOST = "provider_lost"
+    ACCOUNT_SUSPENDED = "account_suspended"
 
 
 S = SessionStatus

@@ -215,6 +215,38 @@ async def stop_session(
     await release_session(db, providers, session_id=session_id, now=now)
 
 
+async def stop_sessions_of_user(
+    db: Database,
+    providers: dict[str, Provider],
+    *,
+    user_id: str,
+    actor: str,
+    end_reason: EndReason,
+    now: datetime,
+) -> list[str]:
+    """End every session of a user that has not ended (an operator suspending the account):
+    billed to now, GPUs released. The ids of the sessions stopped."""
+    async with db.transaction() as tx:
+        await lock_billing(tx)
+        found = await tx.scalars(
+            select(GpuSession)
+            .where(
+                GpuSession.user_id == user_id,
+                GpuSession.status.in_(LIVE_STATUSES),
+                GpuSession.status != S.STOPPING.value,
+            )
+            .with_for_update()
+        )
+        stopping = list(found)
+        for session in stopping:
+            await switch_status(
+                tx, session, S.STOPPING, actor=actor, now=now, end_reason=end_reason
+            )
+    for session in stopping:
+        await release_session(db, providers, session_id=session.id, now=now)
+    return [session.id for session in stopping]
+
+
 async def release_session(
     db: Database, providers: dict[str, Provider], *, session_id: str, now: datetime
 ) -> None:

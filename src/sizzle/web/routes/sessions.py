@@ -299,6 +299,7 @@ END_REASONS = {
     EndReason.INSUFFICIENT_CREDITS.value: "Your free minutes and credit ran out.",
     EndReason.PROVISIONING_FAILED.value: "No GPU could be started for it. You were not charged.",
     EndReason.PROVIDER_LOST.value: "The GPU's provider lost the machine.",
+    EndReason.ACCOUNT_SUSPENDED.value: "An operator suspended the account.",
 }
 ACTIONS = ("start", "pause", "resume", "stop")
 
