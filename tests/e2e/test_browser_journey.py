@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
@@ -160,13 +161,40 @@ def node() -> Iterator[tuple[FakeOllama, str]]:
         yield fake, url
 
 
+def fake_node_agent() -> FastAPI:
+    """What `sizzle node-agent` answers on a node with one busy RTX 4090 (a test stand-in)."""
+    app = FastAPI()
+
+    @app.get("/metrics")
+    async def metrics() -> dict[str, object]:
+        gpu = {
+            "index": 0,
+            "name": "NVIDIA GeForce RTX 4090",
+            "utilization_gpu_percent": 42,
+            "memory_used_bytes": 12 * 1024**3,
+            "memory_total_bytes": 24 * 1024**3,
+            "temperature_c": 61,
+            "power_watts": 280.5,
+        }
+        return {"driver": "550.54", "gpus": [gpu], "error": None}
+
+    return app
+
+
+@pytest.fixture
+def agent() -> Iterator[str]:
+    with serve(fake_node_agent()) as url:
+        yield url
+
+
 @pytest.fixture
 def ollama_state(
-    settings: Settings, clock: FakeClock, db: Database, node: tuple[FakeOllama, str]
+    settings: Settings, clock: FakeClock, db: Database, node: tuple[FakeOllama, str], agent: str
 ) -> AppState:
     box = {
         "name": "box-1",
         "url": node[1],
+        "agent_url": agent,
         "gpu": "NVIDIA GeForce RTX 4090",
         "gpu_count": 1,
         "vram_gb": 24,
@@ -201,6 +229,9 @@ async def test_chatting_with_the_model_in_the_browser(
             await ollama_state.jobs.run_once()
         await expect(page.locator("#status-words")).to_contain_text("Your GPU is ready")
         await page.get_by_role("button", name="Start").click()
+        await expect(page.locator("#gpu-util-now")).to_have_text("42 %")  # the node's NVML reading
+        await expect(page.locator("#gpu-mem-now")).to_have_text("50 %")
+        await expect(page.locator("#gpu-charts")).to_be_visible()
 
         await page.get_by_label("Your message").fill("Show me some Python")
         await page.get_by_role("button", name="Send").click()
@@ -225,3 +256,28 @@ async def test_chatting_with_the_model_in_the_browser(
         assert fake.chat_cut_off.is_set()
         await browser.close()
     await ollama_state.chat_proxy.close()
+
+
+async def test_an_operator_grants_credit_and_reads_the_books(
+    page: playwright_api.Page, db: Database, clock: FakeClock
+) -> None:
+    expect = playwright_api.expect
+    operator = await make_user(db, now=clock.now(), is_admin=True)
+    customer = await make_user(db, now=clock.now(), free_minutes=0)
+    await page.goto("/signin")
+    await page.get_by_label("Email").fill(operator.email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("link", name="Operator").click()
+    await expect(page.get_by_role("heading", level=1)).to_be_visible()
+    await shot(page, "14-operator-overview")
+    await page.goto(f"/admin/users?q={customer.email}")
+    row = page.locator("tr", has_text=customer.email)
+    await row.get_by_text("Grant credit").click()  # opens the grant form
+    await row.get_by_label("Amount in dollars").fill("12.50")
+    await row.get_by_role("button", name=f"Grant to {customer.email}").click()
+    await expect(page.locator(".notice.ok")).to_be_visible()
+    await expect(page.locator("tr", has_text=customer.email)).to_contain_text("12.50")
+    await shot(page, "15-operator-users")
+    await page.goto("/admin/revenue")
+    await shot(page, "16-operator-revenue")

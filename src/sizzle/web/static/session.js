@@ -9,13 +9,6 @@
   const initialStatus = live.dataset.status;
   const LIVE = ["pending", "provisioning", "ready", "active", "paused", "stopping"];
 
-  // --- confirmation before stopping -------------------------------------------------------
-  document.querySelectorAll("form[data-confirm]").forEach((form) => {
-    form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
-  });
-
   // --- timer and figures ------------------------------------------------------------------
   let activeSeconds = parseFloat(live.dataset.activeSeconds) || 0;
   let syncedAt = performance.now();
@@ -74,11 +67,12 @@
     canvas.width = canvas.clientWidth * ratio; canvas.height = canvas.clientHeight * ratio;
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    if (values.length < 2) return;
-    const top = max || Math.max(...values, 1);
+    if (!values.length) return;
+    if (values.length === 1) values = [values[0], values[0]];  // one reading: a level line
+    const top = max || Math.max(...values, 1) * 1.25;
     ctx.strokeStyle = "#c2410c"; ctx.lineWidth = 2 * ratio; ctx.beginPath();
     values.forEach((v, i) => {
-      const x = (i / (KEEP - 1)) * canvas.width;
+      const x = (i / (values.length - 1)) * canvas.width;
       const y = canvas.height - (v / top) * (canvas.height - 4 * ratio) - 2 * ratio;
       i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
     });
