@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sizzle.domain.packages import DEFAULT_PACKAGES, CreditPackage, parse_packages
+
 DEFAULT_HOME = Path.home() / ".sizzle"
 _PLACEHOLDER_SECRETS = {"changeme", "secret", "changethis", "sizzle"}
 
@@ -98,6 +100,24 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(
         60, gt=0, description="How often provider instances are compared with sessions."
     )
+    credit_packages: str = Field(
+        DEFAULT_PACKAGES,
+        description="JSON list of credit packages: {id, price_usd, bonus_percent}.",
+    )
+    stripe_secret_key: str = Field(
+        "", description="Stripe secret key; without one, buying credit is switched off."
+    )
+    stripe_webhook_secret: str = Field(
+        "", description="Signing secret of the Stripe webhook endpoint (whsec_...)."
+    )
+    stripe_api_base: str = Field(
+        "https://api.stripe.com", description="Stripe's API base (tests point it elsewhere)."
+    )
+    public_url: str = Field(
+        "",
+        description="Where browsers reach Sizzle, for Stripe's return links; "
+        "default: the address the request came to.",
+    )
     test_clock_file: Path | None = Field(
         None,
         description="Tests only: read the current time (epoch seconds) from this file.",
@@ -115,6 +135,16 @@ class Settings(BaseSettings):
     def _multipliers_are_a_json_map(cls, value: str) -> str:
         _parse_multipliers(value)
         return value
+
+    @field_validator("credit_packages")
+    @classmethod
+    def _packages_parse(cls, value: str) -> str:
+        parse_packages(value)
+        return value
+
+    @property
+    def packages(self) -> list[CreditPackage]:
+        return parse_packages(self.credit_packages)
 
     @property
     def cost_multipliers(self) -> dict[str, Decimal]:

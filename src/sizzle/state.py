@@ -12,6 +12,7 @@ from sizzle.providers.base import Provider, ProviderContext
 from sizzle.providers.registry import load_providers
 from sizzle.services.chat_proxy import ChatProxy
 from sizzle.services.orchestrator import Orchestrator
+from sizzle.services.payments import Payments
 from sizzle.services.sessions import record_progress
 from sizzle.services.workspace import Workspace
 from sizzle.settings import Settings
@@ -32,6 +33,7 @@ class AppState:
     jobs: JobRunner
     workspace: Workspace
     chat_proxy: ChatProxy
+    payments: Payments
 
     @classmethod
     def build(
@@ -67,6 +69,7 @@ class AppState:
                 connect_timeout_seconds=settings.provider_timeout_seconds,
                 read_timeout_seconds=settings.chat_read_timeout_seconds,
             ),
+            payments=Payments(settings, db, clock),
         )
 
     async def close(self) -> None:

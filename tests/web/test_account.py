@@ -64,7 +64,7 @@ async def test_billing_shows_credit_free_minutes_and_a_grant(
     assert "+5 free min" in page.text
     assert page.text.index("+$7.25") < page.text.index("+$12.50")  # newest first
     assert "cannot start until credit is added" not in page.text
-    assert "coming soon" in page.text and "operator" in page.text
+    assert "not set up on this Sizzle yet" in page.text and "operator" in page.text
 
 
 async def test_billing_says_plainly_when_nothing_can_start(

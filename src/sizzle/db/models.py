@@ -223,3 +223,24 @@ class ChatRequest(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Purchase(Base):
+    """Credit bought through Stripe Checkout: open until Stripe says it is paid (or failed).
+
+    The credit itself is ledger entries keyed `purchase:<id>` (and `purchase:<id>:bonus`), so
+    it lands once however often, and in whatever order, Stripe's events arrive."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (Index("ix_purchases_user_id_created_at", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    package: Mapped[str] = mapped_column(String(32))
+    paid_micros: Mapped[int] = mapped_column(BigInteger)
+    credit_micros: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))  # open, paid, failed
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,15 +1,20 @@
-"""Balance and the ledger, as the user sees them."""
+"""Balance and the ledger as the user sees them, and buying credit through Stripe."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from sizzle.api.deps import CurrentUser, PagingDep, TxDep
-from sizzle.api.schemas import BalanceOut, Page, TransactionOut, usd
+from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
+from sizzle.api.schemas import BalanceOut, CleanStr, Page, TransactionOut, usd
 from sizzle.api.views import transaction_out
-from sizzle.db.models import LedgerAccount
+from sizzle.db.models import LedgerAccount, Purchase
+from sizzle.errors import BadRequest
 from sizzle.services import ledger
+from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 
@@ -31,3 +36,100 @@ async def transactions(user: CurrentUser, tx: TxDep, paging: PagingDep) -> Page[
     )
     mine = set(await tx.scalars(select(LedgerAccount.id).where(LedgerAccount.user_id == user.id)))
     return Page(items=[transaction_out(e, user_account_ids=mine) for e in entries], total=total)
+
+
+class PackageOut(BaseModel):
+    id: str
+    price_usd: str
+    bonus_percent: int
+    credit_usd: str = Field(description="What lands on the balance: the price plus the bonus.")
+
+
+class PackagesOut(BaseModel):
+    payments_enabled: bool = Field(description="False until Stripe is set up here.")
+    items: list[PackageOut]
+
+
+class CheckoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    package: CleanStr = Field(max_length=32)
+
+
+class CheckoutOut(BaseModel):
+    purchase_id: str
+    url: str = Field(description="Stripe's checkout page: send the browser there.")
+
+
+class PurchaseOut(BaseModel):
+    id: str
+    package: str
+    status: str = Field(description="open, paid or failed")
+    paid_usd: str
+    credit_usd: str
+    created_at: datetime
+    paid_at: datetime | None
+
+
+def purchase_out(purchase: Purchase) -> PurchaseOut:
+    return PurchaseOut(
+        id=purchase.id,
+        package=purchase.package,
+        status=purchase.status,
+        paid_usd=usd(purchase.paid_micros),
+        credit_usd=usd(purchase.credit_micros),
+        created_at=purchase.created_at,
+        paid_at=purchase.paid_at,
+    )
+
+
+@router.get("/packages", response_model=PackagesOut)
+async def packages(state: StateDep) -> PackagesOut:
+    return PackagesOut(
+        payments_enabled=state.payments.configured,
+        items=[
+            PackageOut(
+                id=p.id,
+                price_usd=usd(p.price_micros),
+                bonus_percent=p.bonus_percent,
+                credit_usd=usd(p.credit_micros),
+            )
+            for p in state.payments.packages.values()
+        ],
+    )
+
+
+def return_urls(request: Request, state: AppState, *, success: str, cancel: str) -> tuple[str, str]:
+    base = (state.settings.public_url or str(request.base_url)).rstrip("/")
+    return f"{base}{success}", f"{base}{cancel}"
+
+
+@router.post("/checkout", status_code=status.HTTP_201_CREATED, response_model=CheckoutOut)
+async def checkout(
+    body: CheckoutIn, user: CurrentUser, state: StateDep, request: Request
+) -> CheckoutOut:
+    """Open a Stripe Checkout page for a package; the credit lands once Stripe says it is paid.
+    503 `payments_not_configured` where Stripe is not set up."""
+    success, cancel = return_urls(
+        request, state, success="/billing/return?purchase={PURCHASE_ID}", cancel="/billing"
+    )
+    started = await state.payments.start_checkout(
+        user, body.package, success_url=success, cancel_url=cancel
+    )
+    return CheckoutOut(purchase_id=started.purchase_id, url=started.url)
+
+
+@router.get("/purchases/{purchase_id}", response_model=PurchaseOut)
+async def purchase(purchase_id: str, user: CurrentUser, state: StateDep) -> PurchaseOut:
+    """One purchase of mine, asking Stripe if it is still open."""
+    return purchase_out(await state.payments.refresh(purchase_id[:64], user_id=user.id))
+
+
+@router.post("/webhook", include_in_schema=True)
+async def webhook(request: Request, state: StateDep) -> dict[str, str]:
+    """Stripe's events. The signature is checked on the raw body; a forged or stale one is a
+    400 and changes nothing."""
+    payload = await request.body()
+    if len(payload) > 1_000_000:
+        raise BadRequest("the event is too large", code="bad_payload")
+    signature = request.headers.get("stripe-signature", "")
+    return {"result": await state.payments.handle_webhook(payload, signature)}

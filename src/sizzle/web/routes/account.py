@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from sizzle.api.deps import PagingDep, StateDep
+from sizzle.api.routers.billing import return_urls
 from sizzle.api.views import transaction_out
 from sizzle.db.models import LedgerAccount, User
 from sizzle.domain.money import minutes_affordable
@@ -26,6 +27,8 @@ ENTRY_LABELS = {
     "free_minutes_grant": "Free minutes granted",
     "session_minute": "GPU time",
     "session_minute_refund": "Refund",
+    "purchase": "Credit bought",
+    "purchase_bonus": "Package bonus",
 }
 
 
@@ -59,7 +62,39 @@ async def billing(request: Request, state: StateDep, user: SignedIn, paging: Pag
         labels=ENTRY_LABELS,
         total=total,
         paging=paging,
+        payments_enabled=state.payments.configured,
+        packages=list(state.payments.packages.values()),
     )
+
+
+@router.post("/billing/checkout", dependencies=[CsrfChecked])
+async def buy(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    package: Annotated[str, Form(max_length=32)],
+) -> Response:
+    """To Stripe's checkout page for the package; Stripe sends the browser back to the return
+    page. Without Stripe set up, the error page says so."""
+    success, cancel = return_urls(
+        request, state, success="/billing/return?purchase={PURCHASE_ID}", cancel="/billing"
+    )
+    started = await state.payments.start_checkout(
+        user, package, success_url=success, cancel_url=cancel
+    )
+    return RedirectResponse(started.url, status_code=303)
+
+
+@router.get("/billing/return", response_class=HTMLResponse)
+async def bought(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    purchase: Annotated[str, Query(max_length=64)],
+) -> Response:
+    """Back from Stripe: paid (the credit is there), or still being confirmed."""
+    found = await state.payments.refresh(purchase, user_id=user.id)
+    return render(request, "account/bought.html", user=user, purchase=found)
 
 
 def _profile(

@@ -1,0 +1,60 @@
+"""Credit purchases through Stripe, and the platform accounts their money moves through
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+ACCOUNTS = ("platform:stripe", "platform:bonuses")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "purchases",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("package", sa.String(length=32), nullable=False),
+        sa.Column("paid_micros", sa.BigInteger(), nullable=False),
+        sa.Column("credit_micros", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("checkout_session_id", sa.String(length=255), nullable=True),
+        sa.Column("payment_intent_id", sa.String(length=255), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("checkout_session_id"),
+    )
+    op.create_index("ix_purchases_user_id_created_at", "purchases", ["user_id", "created_at"])
+    accounts = sa.table(
+        "ledger_accounts",
+        sa.column("name", sa.String),
+        sa.column("kind", sa.String),
+        sa.column("unit", sa.String),
+        sa.column("balance", sa.BigInteger),
+    )
+    op.bulk_insert(
+        accounts,
+        [
+            {"name": name, "kind": name.split(":")[1], "unit": "usd_micros", "balance": 0}
+            for name in ACCOUNTS
+        ],
+    )
+
+
+def downgrade() -> None:
+    op.execute(
+        sa.text("DELETE FROM ledger_accounts WHERE name IN ('platform:stripe', 'platform:bonuses')")
+    )
+    op.drop_index("ix_purchases_user_id_created_at", table_name="purchases")
+    op.drop_table("purchases")

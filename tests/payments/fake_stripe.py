@@ -1,0 +1,125 @@
+"""A fake of the Stripe API calls Sizzle makes that localstripe does not serve: Checkout
+Sessions (create and retrieve), as Stripe documents them: form-encoded requests with
+bracketed keys, Bearer secret key, JSON answers, `Idempotency-Key` honoured."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+SECRET_KEY = "sk_test_sizzle_fake"
+WEBHOOK_SECRET = "whsec_test_sizzle_fake"
+
+
+@dataclass
+class FakeStripe:
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
+    by_idempotency_key: dict[str, str] = field(default_factory=dict)
+    ids: Any = field(default_factory=lambda: itertools.count(1))
+    fail_creates: int = 0  # the next n creates answer 500
+
+    def pay(self, session_id: str) -> dict[str, Any]:
+        """As if the customer paid on the Checkout page."""
+        session = self.sessions[session_id]
+        session.update(payment_status="paid", status="complete", payment_intent="pi_test_1")
+        return session
+
+
+def build_app(state: FakeStripe) -> FastAPI:
+    app = FastAPI()
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {SECRET_KEY}"
+
+    def unauthorized() -> JSONResponse:
+        return JSONResponse(
+            {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}},
+            status_code=401,
+        )
+
+    @app.post("/v1/checkout/sessions")
+    async def create(request: Request) -> Any:
+        if not authorized(request):
+            return unauthorized()
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        state.requests.append(("create", form, dict(request.headers)))
+        key = request.headers.get("idempotency-key")
+        if key and key in state.by_idempotency_key:
+            return state.sessions[state.by_idempotency_key[key]]
+        if state.fail_creates:
+            state.fail_creates -= 1
+            return JSONResponse(
+                {"error": {"type": "api_error", "message": "Something went wrong"}},
+                status_code=500,
+            )
+        session_id = f"cs_test_{next(state.ids):04d}"
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+            "mode": form.get("mode"),
+            "status": "open",
+            "payment_status": "unpaid",
+            "currency": form.get("line_items[0][price_data][currency]"),
+            "amount_total": int(form.get("line_items[0][price_data][unit_amount]", "0"))
+            * int(form.get("line_items[0][quantity]", "1")),
+            "client_reference_id": form.get("client_reference_id"),
+            "customer_email": form.get("customer_email"),
+            "metadata": {
+                k[len("metadata[") : -1]: v for k, v in form.items() if k.startswith("metadata[")
+            },
+            "success_url": form.get("success_url"),
+            "cancel_url": form.get("cancel_url"),
+            "payment_intent": None,
+        }
+        state.sessions[session_id] = session
+        if key:
+            state.by_idempotency_key[key] = session_id
+        return session
+
+    @app.get("/v1/checkout/sessions/{session_id}")
+    async def retrieve(session_id: str, request: Request) -> Any:
+        if not authorized(request):
+            return unauthorized()
+        if session_id not in state.sessions:
+            return JSONResponse(
+                {"error": {"type": "invalid_request_error", "message": "No such session"}},
+                status_code=404,
+            )
+        return state.sessions[session_id]
+
+    return app
+
+
+def signed(
+    event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, at: int | None = None
+) -> tuple[bytes, str]:
+    """An event body and its `Stripe-Signature` header, by Stripe's scheme: HMAC-SHA256 of
+    `<timestamp>.<body>` with the endpoint's secret, as `t=<timestamp>,v1=<hex>`."""
+    body = json.dumps(event).encode()
+    timestamp = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, f"t={timestamp},v1={mac}"
+
+
+_events = itertools.count(1)
+
+
+def event(kind: str, session: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"evt_test_{next(_events)}",
+        "object": "event",
+        "type": kind,
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "data": {"object": session},
+    }
