@@ -77,7 +77,7 @@ async def _empty_postgres(db: Database) -> None:
     async with db.transaction() as tx:
         await tx.execute(
             text(
-                "TRUNCATE purchases, chat_requests, ledger_entries, session_events, "
+                "TRUNCATE refunds, purchases, chat_requests, ledger_entries, session_events, "
                 "provider_instances, demo_instances, gpu_sessions RESTART IDENTITY CASCADE"
             )
         )

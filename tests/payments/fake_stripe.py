@@ -26,6 +26,9 @@ class FakeStripe:
     by_idempotency_key: dict[str, str] = field(default_factory=dict)
     ids: Any = field(default_factory=lambda: itertools.count(1))
     fail_creates: int = 0  # the next n creates answer 500
+    refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refund_status: str = "succeeded"  # what a new refund answers: succeeded, pending, failed
+    refuse_refunds: bool = False  # answer refunds with a 400 card error
 
     def pay(self, session_id: str) -> dict[str, Any]:
         """As if the customer paid on the Checkout page."""
@@ -85,6 +88,43 @@ def build_app(state: FakeStripe) -> FastAPI:
         if key:
             state.by_idempotency_key[key] = session_id
         return session
+
+    @app.post("/v1/refunds")
+    async def refund(request: Request) -> Any:
+        if not authorized(request):
+            return unauthorized()
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        state.requests.append(("refund", form, dict(request.headers)))
+        key = request.headers.get("idempotency-key")
+        if key and key in state.by_idempotency_key:
+            return state.refunds[state.by_idempotency_key[key]]
+        if state.refuse_refunds:
+            return JSONResponse(
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "charge_already_refunded",
+                        "message": "Charge has already been refunded.",
+                    }
+                },
+                status_code=400,
+            )
+        refund_id = f"re_test_{next(state.ids):04d}"
+        refund = {
+            "id": refund_id,
+            "object": "refund",
+            "amount": int(form["amount"]),
+            "currency": "usd",
+            "payment_intent": form.get("payment_intent"),
+            "status": state.refund_status,
+            "metadata": {
+                k[len("metadata[") : -1]: v for k, v in form.items() if k.startswith("metadata[")
+            },
+        }
+        state.refunds[refund_id] = refund
+        if key:
+            state.by_idempotency_key[key] = refund_id
+        return refund
 
     @app.get("/v1/checkout/sessions/{session_id}")
     async def retrieve(session_id: str, request: Request) -> Any:

@@ -3,103 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-
 import httpx
-import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import LedgerEntry, Purchase
-from sizzle.settings import Settings
-from sizzle.state import AppState
+from sizzle.db.models import Purchase
 from tests.helpers import assert_error, sign_up
-from tests.payments.fake_stripe import (
-    SECRET_KEY,
-    WEBHOOK_SECRET,
-    FakeStripe,
-    build_app,
-    event,
-    signed,
-)
-from tests.providers.fakes.server import serve
+from tests.payments.fake_stripe import event, signed
+from tests.payments.shop import BILLING, Shop, balance, buy, deliver, purchase_entries
 from tests.web.pages import post_form, sign_in
-
-BILLING = "/api/v1/billing"
-
-
-@dataclass
-class Shop:
-    stripe: FakeStripe
-    state: AppState
-    client: httpx.AsyncClient
-
-
-@pytest.fixture
-def fake_stripe() -> Iterator[tuple[FakeStripe, str]]:
-    fake = FakeStripe()
-    with serve(build_app(fake)) as url:
-        yield fake, url
-
-
-@pytest.fixture
-async def shop(
-    settings: Settings, clock: FakeClock, db: Database, fake_stripe: tuple[FakeStripe, str]
-) -> AsyncIterator[Shop]:
-    fake, url = fake_stripe
-    update = {
-        "stripe_secret_key": SECRET_KEY,
-        "stripe_webhook_secret": WEBHOOK_SECRET,
-        "stripe_api_base": url,
-        "public_url": "https://sizzle.example",
-    }
-    state = AppState.build(settings.model_copy(update=update), clock=clock, db=db)
-    transport = httpx.ASGITransport(app=create_app(state=state, run_jobs=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sizzle.test") as client:
-        yield Shop(fake, state, client)
-
-
-async def balance(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
-    response = await client.get(f"{BILLING}/balance", headers=auth)
-    assert response.status_code == 200
-    return str(response.json()["balance_usd"])
-
-
-async def buy(shop: Shop, auth: dict[str, str], package: str = "20") -> dict[str, object]:
-    """Start a checkout; the Stripe session the fake holds for it."""
-    response = await shop.client.post(
-        f"{BILLING}/checkout", json={"package": package}, headers=auth
-    )
-    assert response.status_code == 201, response.text
-    body = response.json()
-    (session,) = [
-        s for s in shop.stripe.sessions.values() if s["client_reference_id"] == body["purchase_id"]
-    ]
-    assert body["url"] == session["url"]
-    return session
-
-
-async def deliver(
-    shop: Shop, kind: str, session: dict[str, object], **sign: object
-) -> httpx.Response:
-    body, header = signed(event(kind, dict(session)), **sign)  # type: ignore[arg-type]
-    return await shop.client.post(
-        f"{BILLING}/webhook", content=body, headers={"Stripe-Signature": header}
-    )
-
-
-async def purchase_entries(db: Database) -> int:
-    async with db.read() as tx:
-        return (
-            await tx.scalar(
-                select(func.count())
-                .select_from(LedgerEntry)
-                .where(LedgerEntry.kind.in_(("purchase", "purchase_bonus")))
-            )
-        ) or 0
 
 
 async def test_packages_are_listed_with_their_bonus(client: httpx.AsyncClient) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictInt
 
-from sizzle.domain.money import micros_to_usd
+from sizzle.domain.money import usd_text
 
 T = TypeVar("T")
 
@@ -26,12 +25,7 @@ CleanStr = Annotated[str, AfterValidator(refuse_nul)]
 
 def usd(micros: int) -> str:
     """Exact dollars as text, at least two decimals: 150000 -> '0.15', 123456 -> '0.123456'."""
-    value = micros_to_usd(micros)
-    return str(
-        value.quantize(Decimal("0.01"))
-        if value == value.quantize(Decimal("0.01"))
-        else value.normalize()
-    )
+    return usd_text(micros)
 
 
 class Page(BaseModel, Generic[T]):

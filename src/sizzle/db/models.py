@@ -244,3 +244,20 @@ class Purchase(Base):
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Refund(Base):
+    """Money given back for a purchase: the credit is taken off the balance when the refund
+    is made (with the package bonus in proportion), and put back if Stripe's refund fails."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(ForeignKey("purchases.id"), index=True)
+    amount_micros: Mapped[int] = mapped_column(BigInteger)  # back to the card
+    bonus_micros: Mapped[int] = mapped_column(BigInteger)  # bonus credit taken back with it
+    status: Mapped[str] = mapped_column(String(16))  # pending, succeeded, failed
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -30,6 +30,13 @@ def micros_to_usd(micros: int) -> Decimal:
     return Decimal(micros) / MICROS_PER_USD
 
 
+def usd_text(micros: int) -> str:
+    """Exact dollars as text, at least two decimals: 150000 -> '0.15', 123456 -> '0.123456'."""
+    value = micros_to_usd(micros)
+    cents = value.quantize(Decimal("0.01"))
+    return str(cents if value == cents else value.normalize())
+
+
 def micros_to_cents_str(micros: int) -> str:
     """Display form: dollars rounded to cents, e.g. '0.30'."""
     return str(micros_to_usd(micros).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))

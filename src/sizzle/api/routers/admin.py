@@ -1,4 +1,5 @@
-"""Operator views: every session with its provider and attempt log, the providers' health."""
+"""Operator views: every session with its provider and attempt log, the providers' health,
+purchases and their refunds."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import asyncio
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
 
 from sizzle.api.deps import AdminUser, PagingDep, StateDep, TxDep
-from sizzle.api.schemas import Page, SessionOut, usd
+from sizzle.api.routers.billing import PurchaseOut, purchase_out
+from sizzle.api.schemas import CleanStr, Page, SessionOut, usd
 from sizzle.api.views import session_out
-from sizzle.db.models import LaunchAttempt, SessionEvent
+from sizzle.db.models import LaunchAttempt, Purchase, Refund, SessionEvent
+from sizzle.domain.money import usd_to_micros
+from sizzle.errors import ValidationFailed
 from sizzle.services import sessions
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -133,3 +137,85 @@ async def providers(_admin: AdminUser, state: StateDep) -> list[ProviderOut]:
             )
         )
     return out
+
+
+class AdminPurchaseOut(PurchaseOut):
+    user_id: str
+    refundable_usd: str = Field(description="What can go back to the card now.")
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_usd: CleanStr | None = Field(
+        None, max_length=20, description="Dollars, whole cents; omitted: all that can be."
+    )
+    reason: CleanStr | None = Field(None, max_length=200)
+
+
+class RefundOut(BaseModel):
+    id: str
+    purchase_id: str
+    amount_usd: str
+    bonus_taken_back_usd: str
+    status: str = Field(description="pending, succeeded, or failed (the credit was put back)")
+    created_at: datetime
+
+
+def refund_out(refund: Refund) -> RefundOut:
+    return RefundOut(
+        id=refund.id,
+        purchase_id=refund.purchase_id,
+        amount_usd=usd(refund.amount_micros),
+        bonus_taken_back_usd=usd(refund.bonus_micros),
+        status=refund.status,
+        created_at=refund.created_at,
+    )
+
+
+@router.get("/purchases", response_model=Page[AdminPurchaseOut])
+async def purchases(
+    _admin: AdminUser, state: StateDep, paging: PagingDep, user_id: str | None = None
+) -> Page[AdminPurchaseOut]:
+    """Purchases, newest first (one user's with `user_id`), with what is refundable now."""
+    query = select(Purchase)
+    count = select(func.count()).select_from(Purchase)
+    if user_id:
+        query = query.where(Purchase.user_id == user_id[:32])
+        count = count.where(Purchase.user_id == user_id[:32])
+    async with state.db.read() as tx:
+        rows = list(
+            await tx.scalars(
+                query.order_by(Purchase.created_at.desc(), Purchase.id)
+                .limit(paging.limit)
+                .offset(paging.offset)
+            )
+        )
+        total = (await tx.scalar(count)) or 0
+    items = []
+    for row in rows:
+        _, cap = await state.payments.refunds.refundable(row.id)
+        items.append(
+            AdminPurchaseOut(
+                **purchase_out(row).model_dump(), user_id=row.user_id, refundable_usd=usd(cap)
+            )
+        )
+    return Page(items=items, total=total)
+
+
+@router.post("/purchases/{purchase_id}/refund", response_model=RefundOut, status_code=201)
+async def refund(purchase_id: str, body: RefundIn, admin: AdminUser, state: StateDep) -> RefundOut:
+    """Give money back to the card: the credit (and the bonus in proportion) comes off the
+    balance now and goes back if Stripe's refund fails. Capped at paid, not refunded and not
+    yet spent."""
+    amount = None
+    if body.amount_usd:
+        try:
+            amount = usd_to_micros(body.amount_usd.strip().lstrip("$"))
+        except (ValueError, ArithmeticError):
+            raise ValidationFailed(
+                "amount_usd is dollars, like 5 or 2.50", code="bad_refund_amount"
+            ) from None
+    done = await state.payments.refunds.refund(
+        purchase_id[:32], amount_micros=amount, operator=f"operator:{admin.id}", reason=body.reason
+    )
+    return refund_out(done)

@@ -1,4 +1,4 @@
-"""Credit purchases through Stripe, and the platform accounts their money moves through
+"""Credit purchases through Stripe, their refunds, and the platform accounts money moves through
 
 Revision ID: 0007
 Revises: 0006
@@ -36,6 +36,22 @@ def upgrade() -> None:
         sa.UniqueConstraint("checkout_session_id"),
     )
     op.create_index("ix_purchases_user_id_created_at", "purchases", ["user_id", "created_at"])
+    op.create_table(
+        "refunds",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("purchase_id", sa.String(length=32), nullable=False),
+        sa.Column("amount_micros", sa.BigInteger(), nullable=False),
+        sa.Column("bonus_micros", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("stripe_refund_id", sa.String(length=255), nullable=True),
+        sa.Column("requested_by", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["purchase_id"], ["purchases.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("stripe_refund_id"),
+    )
+    op.create_index("ix_refunds_purchase_id", "refunds", ["purchase_id"])
     accounts = sa.table(
         "ledger_accounts",
         sa.column("name", sa.String),
@@ -56,5 +72,7 @@ def downgrade() -> None:
     op.execute(
         sa.text("DELETE FROM ledger_accounts WHERE name IN ('platform:stripe', 'platform:bonuses')")
     )
+    op.drop_index("ix_refunds_purchase_id", table_name="refunds")
+    op.drop_table("refunds")
     op.drop_index("ix_purchases_user_id_created_at", table_name="purchases")
     op.drop_table("purchases")
