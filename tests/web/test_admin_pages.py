@@ -28,7 +28,14 @@ from tests.helpers import (
 )
 from tests.web.pages import csrf_of, post_form, sign_in
 
-PAGES = ("/admin", "/admin/sessions", "/admin/sessions/abc123", "/admin/users", "/admin/revenue")
+PAGES = (
+    "/admin",
+    "/admin/sessions",
+    "/admin/sessions/abc123",
+    "/admin/users",
+    "/admin/purchases",
+    "/admin/revenue",
+)
 
 
 def row_with(page: httpx.Response, text: str) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -13,7 +14,7 @@ from sizzle.api.schemas import BalanceOut, CleanStr, Page, TransactionOut, usd
 from sizzle.api.views import transaction_out
 from sizzle.db.models import LedgerAccount, Purchase
 from sizzle.errors import BadRequest
-from sizzle.services import ledger
+from sizzle.services import ledger, statements
 from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
@@ -133,3 +134,101 @@ async def webhook(request: Request, state: StateDep) -> dict[str, str]:
         raise BadRequest("the event is too large", code="bad_payload")
     signature = request.headers.get("stripe-signature", "")
     return {"result": await state.payments.handle_webhook(payload, signature)}
+
+
+class StatementLineOut(BaseModel):
+    date: datetime
+    what: str
+    amount_usd: str = Field(description="Positive into the balance, negative out of it.")
+    session_id: str | None
+
+
+class SessionUseOut(BaseModel):
+    session_id: str
+    tier: str
+    model: str | None
+    minutes: int = Field(description="Minutes paid with credit.")
+    free_minutes: int
+    cost_usd: str
+
+
+class StatementOut(BaseModel):
+    month: str
+    opening_balance_usd: str
+    money_in_usd: str
+    gpu_time_usd: str
+    closing_balance_usd: str
+    lines: list[StatementLineOut]
+    sessions: list[SessionUseOut]
+
+
+@router.get(
+    "/statements/{month}",
+    response_model=StatementOut,
+    responses={200: {"content": {"text/csv": {}, "application/pdf": {}}}},
+)
+async def statement(
+    month: Annotated[str, Path(pattern=r"^\d{4}-\d{2}$")],
+    user: CurrentUser,
+    state: StateDep,
+    format: Annotated[str, Query(pattern="^(json|csv|pdf)$")] = "json",
+) -> Any:
+    """One UTC month of my credit: opening and closing balance and every movement; as JSON,
+    CSV or PDF. The figures add up to the ledger to the cent."""
+    async with state.db.read() as tx:
+        found = await statements.monthly_statement(tx, user, month)
+    if format == "csv":
+        return Response(
+            statements.statement_csv(found),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="sizzle-{month}.csv"'},
+        )
+    if format == "pdf":
+        return Response(
+            statements.statement_pdf(found),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="sizzle-{month}.pdf"'},
+        )
+    return StatementOut(
+        month=found.month,
+        opening_balance_usd=usd(found.opening_micros),
+        money_in_usd=usd(sum(line.amount_micros for line in found.lines if line.amount_micros > 0)),
+        gpu_time_usd=usd(found.gpu_cost_micros),
+        closing_balance_usd=usd(found.closing_micros),
+        lines=[
+            StatementLineOut(
+                date=line.when,
+                what=line.what,
+                amount_usd=statements.signed_usd(line.amount_micros),
+                session_id=line.session_id,
+            )
+            for line in found.lines
+        ],
+        sessions=[
+            SessionUseOut(
+                session_id=use.session_id,
+                tier=use.tier,
+                model=use.model,
+                minutes=use.minutes,
+                free_minutes=use.free_minutes,
+                cost_usd=usd(use.cost_micros),
+            )
+            for use in found.sessions
+        ],
+    )
+
+
+@router.get(
+    "/purchases/{purchase_id}/receipt", responses={200: {"content": {"application/pdf": {}}}}
+)
+async def receipt(purchase_id: str, user: CurrentUser, state: StateDep) -> Response:
+    """The PDF receipt of a paid purchase of mine."""
+    async with state.db.read() as tx:
+        pdf = await statements.receipt_pdf(tx, purchase_id[:64], user_id=user.id)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="sizzle-receipt-{purchase_id[:32]}.pdf"'
+        },
+    )

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from sizzle.api.deps import PagingDep, StateDep
 from sizzle.api.routers.billing import return_urls
 from sizzle.api.views import transaction_out
-from sizzle.db.models import LedgerAccount, User
+from sizzle.db.models import LedgerAccount, Purchase, User
 from sizzle.domain.money import minutes_affordable
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
-from sizzle.services import accounts, ledger
+from sizzle.services import accounts, ledger, statements
 from sizzle.web.deps import CsrfChecked, SignedIn
 from sizzle.web.render import render
 
@@ -29,6 +30,9 @@ ENTRY_LABELS = {
     "session_minute_refund": "Refund",
     "purchase": "Credit bought",
     "purchase_bonus": "Package bonus",
+    "refund": "Refund to card",
+    "refund_bonus": "Package bonus taken back",
+    "refund_restored": "Refund failed: credit restored",
 }
 
 
@@ -42,6 +46,14 @@ async def billing(request: Request, state: StateDep, user: SignedIn, paging: Pag
         )
         mine = set(
             await tx.scalars(select(LedgerAccount.id).where(LedgerAccount.user_id == user.id))
+        )
+        purchases = list(
+            await tx.scalars(
+                select(Purchase)
+                .where(Purchase.user_id == user.id, Purchase.status == "paid")
+                .order_by(Purchase.paid_at.desc())
+                .limit(20)
+            )
         )
     plan = PLANS.get(user.plan)
     allowed = [t for t in TIERS.values() if plan is None or t.name in plan.allowed_tiers]
@@ -64,6 +76,53 @@ async def billing(request: Request, state: StateDep, user: SignedIn, paging: Pag
         paging=paging,
         payments_enabled=state.payments.configured,
         packages=list(state.payments.packages.values()),
+        purchases=purchases,
+        months=_recent_months(state.clock.now(), user.created_at),
+    )
+
+
+def _recent_months(now: datetime, since: datetime, *, most: int = 12) -> list[str]:
+    """YYYY-MM of this month back to the month the account was made, at most `most`."""
+    months: list[str] = []
+    year, month = now.year, now.month
+    while len(months) < most and (year, month) >= (since.year, since.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return months
+
+
+@router.get("/billing/statements/{month}.{kind}")
+async def statement_file(
+    state: StateDep,
+    user: SignedIn,
+    month: Annotated[str, Path(pattern=r"^\d{4}-\d{2}$")],
+    kind: Annotated[str, Path(pattern="^(csv|pdf)$")],
+) -> Response:
+    """A month's statement, to download."""
+    async with state.db.read() as tx:
+        found = await statements.monthly_statement(tx, user, month)
+    if kind == "csv":
+        body: bytes | str = statements.statement_csv(found)
+        media = "text/csv"
+    else:
+        body, media = statements.statement_pdf(found), "application/pdf"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="sizzle-{month}.{kind}"'},
+    )
+
+
+@router.get("/billing/receipts/{purchase_id}.pdf")
+async def receipt_file(state: StateDep, user: SignedIn, purchase_id: str) -> Response:
+    async with state.db.read() as tx:
+        pdf = await statements.receipt_pdf(tx, purchase_id[:64], user_id=user.id)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="sizzle-receipt-{purchase_id[:32]}.pdf"'
+        },
     )
 
 
