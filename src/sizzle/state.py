@@ -55,6 +55,8 @@ class AppState:
         jobs = JobRunner(
             db=db, settings=settings, clock=clock, providers=providers, orchestrator=orchestrator
         )
+        payments = Payments(settings, db, clock)
+        jobs.after_metering.append(payments.top_ups.run_pass)
         return cls(
             settings,
             clock,
@@ -69,7 +71,7 @@ class AppState:
                 connect_timeout_seconds=settings.provider_timeout_seconds,
                 read_timeout_seconds=settings.chat_read_timeout_seconds,
             ),
-            payments=Payments(settings, db, clock),
+            payments=payments,
         )
 
     async def close(self) -> None:

@@ -30,10 +30,32 @@ class FakeStripe:
     refund_status: str = "succeeded"  # what a new refund answers: succeeded, pending, failed
     refuse_refunds: bool = False  # answer refunds with a 400 card error
 
+    payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # what an off-session PaymentIntent does: succeeded, processing, requires_action, declined
+    intent_outcome: str = "succeeded"
+
     def pay(self, session_id: str) -> dict[str, Any]:
-        """As if the customer paid on the Checkout page."""
+        """As if the customer paid on the Checkout page (with a card Stripe keeps)."""
         session = self.sessions[session_id]
-        session.update(payment_status="paid", status="complete", payment_intent="pi_test_1")
+        if session.get("payment_intent"):
+            return session
+        intent_id = f"pi_test_{next(self.ids):04d}"
+        self.payment_intents[intent_id] = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "currency": "usd",
+            "customer": "cus_test_1",
+            "payment_method": "pm_test_visa",
+            "status": "succeeded",
+            "metadata": {},
+        }
+        session.update(
+            payment_status="paid",
+            status="complete",
+            payment_intent=intent_id,
+            customer="cus_test_1",
+        )
         return session
 
 
@@ -125,6 +147,54 @@ def build_app(state: FakeStripe) -> FastAPI:
         if key:
             state.by_idempotency_key[key] = refund_id
         return refund
+
+    @app.post("/v1/payment_intents")
+    async def create_intent(request: Request) -> Any:
+        if not authorized(request):
+            return unauthorized()
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        state.requests.append(("payment_intent", form, dict(request.headers)))
+        key = request.headers.get("idempotency-key")
+        if key and key in state.by_idempotency_key:
+            return state.payment_intents[state.by_idempotency_key[key]]
+        intent_id = f"pi_test_{next(state.ids):04d}"
+        intent = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": int(form["amount"]),
+            "currency": form.get("currency"),
+            "customer": form.get("customer"),
+            "payment_method": form.get("payment_method"),
+            "status": state.intent_outcome,
+            "metadata": {
+                k[len("metadata[") : -1]: v for k, v in form.items() if k.startswith("metadata[")
+            },
+        }
+        if state.intent_outcome == "declined":
+            intent["status"] = "requires_payment_method"
+            error = {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "insufficient_funds",
+                "message": "Your card has insufficient funds.",
+                "payment_intent": intent,
+            }
+            return JSONResponse({"error": error}, status_code=402)
+        state.payment_intents[intent_id] = intent
+        if key:
+            state.by_idempotency_key[key] = intent_id
+        return intent
+
+    @app.get("/v1/payment_intents/{intent_id}")
+    async def retrieve_intent(intent_id: str, request: Request) -> Any:
+        if not authorized(request):
+            return unauthorized()
+        if intent_id not in state.payment_intents:
+            return JSONResponse(
+                {"error": {"type": "invalid_request_error", "message": "No such payment_intent"}},
+                status_code=404,
+            )
+        return state.payment_intents[intent_id]
 
     @app.get("/v1/checkout/sessions/{session_id}")
     async def retrieve(session_id: str, request: Request) -> Any:

@@ -178,7 +178,7 @@ async def test_a_partial_refund_through_the_form(
     assert response.headers["location"].startswith(f"{PAGE}?done=refunded&")
     assert await balance(shop.client, auth) == "16.50"  # $5 and its $0.50 of bonus
     (_, form, _headers) = shop.stripe.requests[-1]
-    assert (form["amount"], form["payment_intent"]) == ("500", "pi_test_1")
+    assert form["amount"] == "500" and form["payment_intent"] in shop.stripe.payment_intents
     async with db.read() as tx:
         (refund,) = await tx.scalars(select(Refund))
     assert (refund.amount_micros, refund.bonus_micros, refund.status) == (

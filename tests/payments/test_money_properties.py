@@ -2,8 +2,9 @@
 
 Each example is a fresh database and a run of random steps: buying packages (credited by the
 webhook, by the return page, by both, by replays, or only after a delayed payment), refunds
-(all or part, which Stripe accepts, refuses, or fails later), and GPU sessions that spend
-credit through the real metering. Through the real Payments code and the `stripe` client
+(all or part, which Stripe accepts, refuses, or fails later), auto-top-ups (charged,
+declined, or confirmed later by a replayed webhook), and GPU sessions that spend credit
+through the real metering. Through the real Payments code and the `stripe` client
 against the fake Stripe on loopback.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
+from hypothesis import event as hypothesis_event
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -58,7 +60,13 @@ refund = st.tuples(
     st.sampled_from(FATES),
 )
 use = st.tuples(st.just("use"), st.integers(0, USERS - 1), st.integers(30, 900), st.just(""))
-STEPS = st.lists(st.one_of(buy, refund, use), min_size=1, max_size=12)
+top_up = st.tuples(
+    st.just("top_up"),
+    st.integers(0, USERS - 1),
+    st.sampled_from(["2", "30"]),  # threshold in dollars: 30 is above any one purchase of 5
+    st.sampled_from(["succeeded", "declined", "processing"]),
+)
+STEPS = st.lists(st.one_of(buy, refund, use, top_up), min_size=1, max_size=12)
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +189,23 @@ class History:
             await self.webhook("refund.failed", failed)
             await self.webhook("refund.failed", failed)  # and again: once is enough
 
+    async def top_up(self, user: Any, threshold: str, outcome: str) -> None:
+        """Turn auto-top-up on (if a card is saved); later metering passes may charge it. A
+        charge left processing is then confirmed by its webhook, twice."""
+        self.fake.intent_outcome = outcome
+        try:
+            await self.state.payments.top_ups.configure(
+                user, enabled=True, threshold_micros=int(threshold) * 1_000_000, package_id="5"
+            )
+        except SizzleError:
+            return  # no saved card yet
+        await self.state.jobs.meter()
+        for intent in list(self.fake.payment_intents.values()):
+            if intent["status"] == "processing":
+                intent["status"] = "succeeded"
+                await self.webhook("payment_intent.succeeded", intent)
+                await self.webhook("payment_intent.succeeded", intent)
+
     async def use(self, user: Any, seconds: int) -> None:
         state, clock = self.state, self.clock
         try:
@@ -270,6 +295,12 @@ class History:
                 select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "purchase")
             )
             assert paid_rows == purchase_entries  # each paid purchase credited exactly once
+            top_ups = await tx.scalar(
+                select(func.count())
+                .select_from(Purchase)
+                .where(Purchase.source == "auto_top_up", Purchase.status == "paid")
+            )
+            hypothesis_event(f"auto-top-ups paid: {'some' if top_ups else 'none'}")
             over = await tx.execute(
                 select(Purchase.id)
                 .join(Refund, Refund.purchase_id == Purchase.id)
@@ -302,6 +333,8 @@ def test_money_in_equals_balance_spent_and_refunded(
                     world.run(world.buy(user, a, b))
                 elif kind == "refund":
                     world.run(world.refund(user, a, b))
+                elif kind == "top_up":
+                    world.run(world.top_up(user, a, b))
                 else:
                     world.run(world.use(user, a))
                 world.run(world.check())

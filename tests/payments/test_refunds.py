@@ -49,7 +49,7 @@ async def test_a_full_refund_takes_back_the_credit_and_the_bonus(
         "succeeded",
     )
     (_, form, headers) = shop.stripe.requests[-1]
-    assert (form["amount"], form["payment_intent"]) == ("2000", "pi_test_1")
+    assert form["amount"] == "2000" and form["payment_intent"] in shop.stripe.payment_intents
     assert headers["idempotency-key"] == f"refund:{refund['id']}"
     assert await balance(shop.client, auth) == "0.00"
     again = await shop.client.post(

@@ -240,6 +240,8 @@ class Purchase(Base):
     paid_micros: Mapped[int] = mapped_column(BigInteger)
     credit_micros: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))  # open, paid, failed
+    source: Mapped[str] = mapped_column(String(16), default="checkout")  # or "auto_top_up"
+    error: Mapped[str | None] = mapped_column(String(300))  # why a payment failed
     checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -261,3 +263,24 @@ class Refund(Base):
     requested_by: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AutoTopUp(Base):
+    """A user's auto-top-up: when a charge leaves the credit below `threshold_micros`, the
+    saved card is charged for `package` once; `armed` is cleared by that attempt and set
+    again only when the balance is back at or above the threshold (one charge per crossing).
+    Repeated failures switch it off."""
+
+    __tablename__ = "auto_top_ups"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    threshold_micros: Mapped[int] = mapped_column(BigInteger)
+    package: Mapped[str] = mapped_column(String(32))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    card_label: Mapped[str | None] = mapped_column(String(64))
+    armed: Mapped[bool] = mapped_column(Boolean)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

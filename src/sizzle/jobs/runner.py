@@ -41,6 +41,8 @@ class JobRunner:
         self.orchestrator = orchestrator
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Run after every metering pass, in order (auto-top-up): a failure is logged, not raised.
+        self.after_metering: list[Callable[[], Awaitable[object]]] = []
 
     def poke(self) -> None:
         """Something changed (a new session): look for work now rather than at the next tick."""
@@ -48,6 +50,13 @@ class JobRunner:
 
     async def meter(self) -> None:
         await run_metering_pass(self.db, self.providers, now=self.clock.now())
+        for hook in self.after_metering:
+            try:
+                await hook()
+            except Exception:
+                log.exception(
+                    "jobs.after_metering_failed", hook=getattr(hook, "__qualname__", hook)
+                )
 
     async def housekeep(self) -> None:
         await launch_pending(self.db, self.orchestrator, now=self.clock.now())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 
 from sizzle.clock import Clock
 from sizzle.db.database import Database
-from sizzle.db.models import Purchase, Refund, User
+from sizzle.db.models import AutoTopUp, LedgerAccount, Purchase, Refund, User
 from sizzle.domain.money import usd_text
 from sizzle.domain.packages import MICROS_PER_CENT, CreditPackage
 from sizzle.errors import (
@@ -77,6 +78,7 @@ class Payments:
             else None
         )
         self.refunds = Refunds(self)
+        self.top_ups = TopUps(self)
 
     @property
     def configured(self) -> bool:
@@ -124,6 +126,9 @@ class Payments:
             "customer_email": user.email,
             "metadata": {"purchase_id": purchase_id, "user_id": user.id},
             "success_url": success_url.replace("{PURCHASE_ID}", purchase_id),
+            # keep the card for auto-top-up (charged only if the user turns it on)
+            "customer_creation": "always",
+            "payment_intent_data": {"setup_future_usage": "off_session"},
             "cancel_url": cancel_url,
             "line_items": [
                 {
@@ -181,6 +186,8 @@ class Payments:
             return await self.settle(obj)
         if kind == "checkout.session.async_payment_failed":
             return await self._fail(obj)
+        if kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+            return await self.top_ups.on_payment_intent(obj, succeeded=kind.endswith("succeeded"))
         if kind in ("refund.failed", "refund.updated", "charge.refund.updated"):
             return await self.refunds.on_refund_event(obj)
         return "ignored"
@@ -228,39 +235,18 @@ class Payments:
                 return "amount_mismatch"
             if purchase.status == "paid":
                 return "already_credited"
-            now = self.clock.now()
-            package_bonus = purchase.credit_micros - purchase.paid_micros
-            await ledger.post_entry(
-                tx,
-                key=f"purchase:{purchase.id}",
-                kind="purchase",
-                debit=STRIPE_ACCOUNT,
-                credit=ledger.credit_account_name(purchase.user_id),
-                amount=purchase.paid_micros,
-                unit=ledger.USD,
-                now=now,
-                user_id=purchase.user_id,
-                memo=f"bought the ${usd_text(purchase.paid_micros)} package",
-            )
-            if package_bonus > 0:
-                await ledger.post_entry(
-                    tx,
-                    key=f"purchase:{purchase.id}:bonus",
-                    kind="purchase_bonus",
-                    debit=BONUS_ACCOUNT,
-                    credit=ledger.credit_account_name(purchase.user_id),
-                    amount=package_bonus,
-                    unit=ledger.USD,
-                    now=now,
-                    user_id=purchase.user_id,
-                    memo="package bonus",
-                )
-            purchase.status = "paid"
-            purchase.paid_at = now
-            purchase.checkout_session_id = purchase.checkout_session_id or session.get("id")
             intent = session.get("payment_intent")
-            purchase.payment_intent_id = intent if isinstance(intent, str) else None
-        log.info("payments.credited", purchase_id=purchase.id, micros=purchase.credit_micros)
+            await credit_purchase(
+                tx,
+                purchase,
+                now=self.clock.now(),
+                checkout_session_id=session.get("id"),
+                payment_intent_id=intent if isinstance(intent, str) else None,
+            )
+            user_id = purchase.user_id
+        customer = session.get("customer")
+        if isinstance(customer, str) and isinstance(intent, str):
+            await self.top_ups.remember_card(user_id, customer=customer, payment_intent_id=intent)
         return "credited"
 
     async def _fail(self, session: dict[str, Any]) -> str:
@@ -272,6 +258,55 @@ class Payments:
                 return f"already_{purchase.status}"
             purchase.status = "failed"
         return "failed"
+
+
+async def credit_purchase(
+    tx: Any,
+    purchase: Purchase,
+    *,
+    now: datetime,
+    checkout_session_id: str | None = None,
+    payment_intent_id: str | None = None,
+) -> None:
+    """Put a paid purchase's credit (and its package bonus) on the balance, once: the entries
+    are keyed by the purchase. The caller holds the billing lock and the purchase row."""
+    user_credit = ledger.credit_account_name(purchase.user_id)
+    await ledger.post_entry(
+        tx,
+        key=f"purchase:{purchase.id}",
+        kind="purchase",
+        debit=STRIPE_ACCOUNT,
+        credit=user_credit,
+        amount=purchase.paid_micros,
+        unit=ledger.USD,
+        now=now,
+        user_id=purchase.user_id,
+        memo=(
+            f"auto top-up of ${usd_text(purchase.paid_micros)}"
+            if purchase.source == "auto_top_up"
+            else f"bought the ${usd_text(purchase.paid_micros)} package"
+        ),
+    )
+    bonus = purchase.credit_micros - purchase.paid_micros
+    if bonus > 0:
+        await ledger.post_entry(
+            tx,
+            key=f"purchase:{purchase.id}:bonus",
+            kind="purchase_bonus",
+            debit=BONUS_ACCOUNT,
+            credit=user_credit,
+            amount=bonus,
+            unit=ledger.USD,
+            now=now,
+            user_id=purchase.user_id,
+            memo="package bonus",
+        )
+    purchase.status = "paid"
+    purchase.paid_at = now
+    purchase.error = None
+    purchase.checkout_session_id = purchase.checkout_session_id or checkout_session_id
+    purchase.payment_intent_id = purchase.payment_intent_id or payment_intent_id
+    log.info("payments.credited", purchase_id=purchase.id, micros=purchase.credit_micros)
 
 
 async def _find(tx: Any, session: dict[str, Any]) -> Purchase | None:
@@ -483,3 +518,236 @@ async def _take_back(tx: Any, refund: Refund, user_id: str, *, now: Any) -> None
                 user_id=user_id,
                 memo=refund.reason or "refund to the card",
             )
+
+
+# --- auto-top-up ---------------------------------------------------------------------------
+
+MAX_TOP_UP_FAILURES = 3
+MAX_THRESHOLD_MICROS = 1_000_000_000  # $1,000
+
+
+class TopUps:
+    """Auto-top-up: a saved card charged off-session, once per crossing of the threshold.
+
+    After each metering pass, `run_pass` arms users whose credit is at or above their threshold
+    and charges those armed whose credit fell below it: the arm is cleared in the same
+    transaction that opens the purchase, so one crossing is one charge, whatever the number of
+    workers or passes. The PaymentIntent's idempotency key is the purchase. A failed charge is
+    shown to the user; after MAX_TOP_UP_FAILURES in a row auto-top-up switches itself off."""
+
+    def __init__(self, payments: Payments) -> None:
+        self.payments = payments
+
+    async def get(self, user_id: str) -> AutoTopUp | None:
+        async with self.payments.db.read() as tx:
+            return await tx.get(AutoTopUp, user_id)
+
+    async def configure(
+        self, user: User, *, enabled: bool, threshold_micros: int, package_id: str
+    ) -> AutoTopUp:
+        package = self.payments.package(package_id)
+        if not 0 < threshold_micros <= MAX_THRESHOLD_MICROS:
+            raise ValidationFailed(
+                "the threshold is an amount in dollars above zero and at most $1,000",
+                code="bad_threshold",
+            )
+        async with self.payments.db.transaction() as tx:
+            row = await tx.get(AutoTopUp, user.id)
+            if enabled and (row is None or not row.payment_method_id):
+                raise Conflict(
+                    "auto top-up needs a saved card: buy a package by card once first",
+                    code="no_saved_card",
+                )
+            if row is None:
+                row = AutoTopUp(user_id=user.id, armed=True, failures=0)
+                tx.add(row)
+            row.enabled = enabled
+            row.threshold_micros = threshold_micros
+            row.package = package.id
+            row.armed = True  # re-armed: the next pass charges if the credit is below already
+            if enabled:
+                row.failures, row.last_error = 0, None
+            row.updated_at = self.payments.clock.now()
+        async with self.payments.db.read() as tx:
+            saved = await tx.get(AutoTopUp, user.id)
+        assert saved is not None  # noqa: S101
+        return saved
+
+    async def remember_card(self, user_id: str, *, customer: str, payment_intent_id: str) -> None:
+        """Keep the card a Checkout payment was made with, for auto-top-up (best effort)."""
+        client = self.payments.stripe_client()
+        try:
+            intent = await client.v1.payment_intents.retrieve_async(payment_intent_id)
+        except stripe.StripeError as exc:
+            log.warning("payments.card_not_saved", user_id=user_id, error=str(exc))
+            return
+        method = intent.payment_method
+        method_id = method if isinstance(method, str) else getattr(method, "id", None)
+        if not method_id:
+            return
+        async with self.payments.db.transaction() as tx:
+            row = await tx.get(AutoTopUp, user_id)
+            if row is None:
+                default = min(self.payments.packages.values(), key=lambda p: p.price_micros)
+                row = AutoTopUp(
+                    user_id=user_id,
+                    enabled=False,
+                    threshold_micros=min(default.price_micros, 5_000_000),
+                    package=default.id,
+                    armed=True,
+                    failures=0,
+                )
+                tx.add(row)
+            row.stripe_customer_id = customer
+            row.payment_method_id = method_id
+            row.updated_at = self.payments.clock.now()
+
+    async def run_pass(self) -> int:
+        """Arm and charge as the balances say; how many charges were started."""
+        if not self.payments.configured:
+            return 0
+        db = self.payments.db
+        async with db.transaction() as tx:
+            rows = (
+                await tx.execute(
+                    select(AutoTopUp, LedgerAccount.balance)
+                    .join(
+                        LedgerAccount,
+                        (LedgerAccount.user_id == AutoTopUp.user_id)
+                        & (LedgerAccount.kind == "credit"),
+                    )
+                    .where(AutoTopUp.enabled.is_(True))
+                )
+            ).all()
+            due: list[str] = []
+            for row, balance in rows:
+                if balance >= row.threshold_micros and not row.armed:
+                    row.armed = True
+                elif row.armed and balance < row.threshold_micros:
+                    due.append(row.user_id)
+        started = 0
+        for user_id in due:
+            purchase_id = await self._open(user_id)
+            if purchase_id:
+                started += 1
+                await self._charge(purchase_id)
+        return started
+
+    async def _open(self, user_id: str) -> str | None:
+        """Disarm and open the top-up purchase, if this user is still due (one per crossing)."""
+        payments = self.payments
+        async with payments.db.transaction() as tx:
+            await lock_billing(tx)
+            row = await tx.scalar(
+                select(AutoTopUp).where(AutoTopUp.user_id == user_id).with_for_update()
+            )
+            money = await ledger.balances(tx, user_id)
+            if (
+                row is None
+                or not (row.enabled and row.armed)
+                or money.credit_micros >= row.threshold_micros
+            ):
+                return None
+            package = payments.packages.get(row.package)
+            if package is None or not row.payment_method_id:
+                row.enabled, row.last_error = False, "the package or the card is gone"
+                return None
+            row.armed = False
+            purchase = Purchase(
+                id=uuid.uuid4().hex,
+                user_id=user_id,
+                package=package.id,
+                paid_micros=package.price_micros,
+                credit_micros=package.credit_micros,
+                status="open",
+                source="auto_top_up",
+                created_at=payments.clock.now(),
+            )
+            tx.add(purchase)
+            return purchase.id
+
+    async def _charge(self, purchase_id: str) -> None:
+        payments = self.payments
+        async with payments.db.read() as tx:
+            purchase = await tx.get(Purchase, purchase_id)
+            assert purchase is not None  # noqa: S101 - opened just before
+            row = await tx.get(AutoTopUp, purchase.user_id)
+            assert row is not None  # noqa: S101
+        try:
+            intent = await payments.stripe_client().v1.payment_intents.create_async(
+                {
+                    "amount": purchase.paid_micros // MICROS_PER_CENT,
+                    "currency": "usd",
+                    "customer": row.stripe_customer_id or "",
+                    "payment_method": row.payment_method_id or "",
+                    "off_session": True,
+                    "confirm": True,
+                    "metadata": {"purchase_id": purchase.id, "user_id": purchase.user_id},
+                },
+                options={"idempotency_key": f"topup:{purchase.id}"},
+            )
+        except stripe.StripeError as exc:
+            await self._failed(purchase.id, exc.user_message or str(exc) or "the card was refused")
+            return
+        if intent.status == "succeeded":
+            await self.on_payment_intent(intent, succeeded=True)
+        elif intent.status == "processing":
+            async with payments.db.transaction() as tx:
+                open_row = await tx.get(Purchase, purchase.id)
+                if open_row is not None:
+                    open_row.payment_intent_id = intent.id
+        else:  # requires_action: the bank wants the cardholder there
+            await self._failed(
+                purchase.id, "the bank asked for confirmation: buy credit by hand this time"
+            )
+
+    async def on_payment_intent(self, intent: dict[str, Any], *, succeeded: bool) -> str:
+        """A top-up's PaymentIntent settled (at once, or later by webhook)."""
+        reference = (intent.get("metadata") or {}).get("purchase_id")
+        if not reference:
+            return "ignored"
+        if not succeeded:
+            error = (intent.get("last_payment_error") or {}).get(
+                "message"
+            ) or "the card was refused"
+            return await self._failed(str(reference), str(error))
+        payments = self.payments
+        async with payments.db.transaction() as tx:
+            await lock_billing(tx)
+            purchase = await tx.scalar(
+                select(Purchase).where(Purchase.id == str(reference)).with_for_update()
+            )
+            if purchase is None or purchase.source != "auto_top_up":
+                return "unknown_purchase"
+            if purchase.status == "paid":
+                return "already_credited"
+            if intent.get("amount") != purchase.paid_micros // MICROS_PER_CENT:
+                log.error("payments.top_up_amount_mismatch", purchase_id=purchase.id)
+                return "amount_mismatch"
+            await credit_purchase(
+                tx, purchase, now=payments.clock.now(), payment_intent_id=intent.get("id")
+            )
+            row = await tx.get(AutoTopUp, purchase.user_id)
+            if row is not None:
+                row.failures, row.last_error = 0, None
+        return "credited"
+
+    async def _failed(self, purchase_id: str, error: str) -> str:
+        async with self.payments.db.transaction() as tx:
+            purchase = await tx.scalar(
+                select(Purchase).where(Purchase.id == purchase_id).with_for_update()
+            )
+            if purchase is None or purchase.status != "open":
+                return "already_settled"
+            purchase.status, purchase.error = "failed", error[:300]
+            row = await tx.get(AutoTopUp, purchase.user_id)
+            if row is not None:
+                row.failures += 1
+                row.last_error = error[:300]
+                if row.failures >= MAX_TOP_UP_FAILURES:
+                    row.enabled = False
+                    row.last_error = f"switched off after {row.failures} failed charges: {error}"[
+                        :300
+                    ]
+        log.warning("payments.top_up_failed", purchase_id=purchase_id, error=error)
+        return "failed"

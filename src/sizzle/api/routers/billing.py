@@ -6,14 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 
 from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
 from sizzle.api.schemas import BalanceOut, CleanStr, Page, TransactionOut, usd
 from sizzle.api.views import transaction_out
-from sizzle.db.models import LedgerAccount, Purchase
-from sizzle.errors import BadRequest
+from sizzle.db.models import AutoTopUp, LedgerAccount, Purchase
+from sizzle.domain.money import usd_to_micros
+from sizzle.errors import BadRequest, ValidationFailed
 from sizzle.services import ledger, statements
 from sizzle.state import AppState
 
@@ -232,3 +233,63 @@ async def receipt(purchase_id: str, user: CurrentUser, state: StateDep) -> Respo
             "Content-Disposition": f'attachment; filename="sizzle-receipt-{purchase_id[:32]}.pdf"'
         },
     )
+
+
+class AutoTopUpOut(BaseModel):
+    enabled: bool
+    threshold_usd: str = Field(description="A charge that leaves the credit below this tops up.")
+    package: str
+    card: str | None = Field(description="The saved card, if any; none means buy once first.")
+    failures: int
+    last_error: str | None
+
+
+class AutoTopUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: StrictBool
+    threshold_usd: CleanStr = Field(max_length=20)
+    package: CleanStr = Field(max_length=32)
+
+
+def auto_top_up_out(row: AutoTopUp | None, state: AppState) -> AutoTopUpOut:
+    if row is None:
+        cheapest = min(state.payments.packages.values(), key=lambda p: p.price_micros)
+        return AutoTopUpOut(
+            enabled=False,
+            threshold_usd="5.00",
+            package=cheapest.id,
+            card=None,
+            failures=0,
+            last_error=None,
+        )
+    return AutoTopUpOut(
+        enabled=row.enabled,
+        threshold_usd=usd(row.threshold_micros),
+        package=row.package,
+        card=row.card_label or ("saved card" if row.payment_method_id else None),
+        failures=row.failures,
+        last_error=row.last_error,
+    )
+
+
+@router.get("/auto-top-up", response_model=AutoTopUpOut)
+async def get_auto_top_up(user: CurrentUser, state: StateDep) -> AutoTopUpOut:
+    return auto_top_up_out(await state.payments.top_ups.get(user.id), state)
+
+
+@router.put("/auto-top-up", response_model=AutoTopUpOut)
+async def put_auto_top_up(body: AutoTopUpIn, user: CurrentUser, state: StateDep) -> AutoTopUpOut:
+    """Turn auto-top-up on or off: when a charge leaves the credit below the threshold, the card
+    saved at the last purchase is charged for the package, once per crossing. 409
+    `no_saved_card` until a purchase by card has saved one."""
+    state.payments.stripe_client()  # 503 where payments are not set up
+    try:
+        threshold = usd_to_micros(body.threshold_usd.strip().lstrip("$"))
+    except (ValueError, ArithmeticError):
+        raise ValidationFailed(
+            "threshold_usd is dollars, like 5 or 2.50", code="bad_threshold"
+        ) from None
+    row = await state.payments.top_ups.configure(
+        user, enabled=body.enabled, threshold_micros=threshold, package_id=body.package
+    )
+    return auto_top_up_out(row, state)

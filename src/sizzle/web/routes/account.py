@@ -9,14 +9,15 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from sizzle.api.deps import PagingDep, StateDep
+from sizzle.api.deps import Paging, PagingDep, StateDep
 from sizzle.api.routers.billing import return_urls
 from sizzle.api.views import transaction_out
 from sizzle.db.models import LedgerAccount, Purchase, User
-from sizzle.domain.money import minutes_affordable
+from sizzle.domain.money import minutes_affordable, usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
 from sizzle.services import accounts, ledger, statements
+from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, SignedIn
 from sizzle.web.render import render
 
@@ -39,6 +40,18 @@ ENTRY_LABELS = {
 @router.get("/billing", response_class=HTMLResponse)
 async def billing(request: Request, state: StateDep, user: SignedIn, paging: PagingDep) -> Response:
     """My credit, free minutes and every movement of them, newest first."""
+    return await _billing_page(request, state, user, paging)
+
+
+async def _billing_page(
+    request: Request,
+    state: AppState,
+    user: User,
+    paging: Paging,
+    *,
+    top_up_error: str | None = None,
+    status_code: int = 200,
+) -> Response:
     async with state.db.read() as tx:
         funds = await ledger.balances(tx, user.id)
         entries, total = await ledger.list_entries(
@@ -78,7 +91,36 @@ async def billing(request: Request, state: StateDep, user: SignedIn, paging: Pag
         packages=list(state.payments.packages.values()),
         purchases=purchases,
         months=_recent_months(state.clock.now(), user.created_at),
+        top_up=await state.payments.top_ups.get(user.id),
+        top_up_error=top_up_error,
+        status_code=status_code,
     )
+
+
+@router.post("/billing/auto-top-up", dependencies=[CsrfChecked])
+async def auto_top_up(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    paging: PagingDep,
+    threshold: Annotated[str, Form(max_length=20)],
+    package: Annotated[str, Form(max_length=32)],
+    enabled: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """Save the auto-top-up settings; a refusal is shown on the billing page."""
+    try:
+        try:
+            micros = usd_to_micros(threshold.strip().lstrip("$"))
+        except (ValueError, ArithmeticError):
+            raise ValidationFailed("the threshold is dollars, like 5 or 2.50") from None
+        await state.payments.top_ups.configure(
+            user, enabled=enabled == "on", threshold_micros=micros, package_id=package
+        )
+    except SizzleError as exc:
+        return await _billing_page(
+            request, state, user, paging, top_up_error=exc.message, status_code=exc.status_code
+        )
+    return RedirectResponse("/billing#auto-top-up", status_code=303)
 
 
 def _recent_months(now: datetime, since: datetime, *, most: int = 12) -> list[str]:

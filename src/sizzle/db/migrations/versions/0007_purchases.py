@@ -1,4 +1,4 @@
-"""Credit purchases through Stripe, their refunds, and the platform accounts money moves through
+"""Credit purchases through Stripe, refunds, auto-top-up, and the platform accounts they use
 
 Revision ID: 0007
 Revises: 0006
@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("paid_micros", sa.BigInteger(), nullable=False),
         sa.Column("credit_micros", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False, server_default="checkout"),
+        sa.Column("error", sa.String(length=300), nullable=True),
         sa.Column("checkout_session_id", sa.String(length=255), nullable=True),
         sa.Column("payment_intent_id", sa.String(length=255), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -52,6 +54,22 @@ def upgrade() -> None:
         sa.UniqueConstraint("stripe_refund_id"),
     )
     op.create_index("ix_refunds_purchase_id", "refunds", ["purchase_id"])
+    op.create_table(
+        "auto_top_ups",
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("threshold_micros", sa.BigInteger(), nullable=False),
+        sa.Column("package", sa.String(length=32), nullable=False),
+        sa.Column("stripe_customer_id", sa.String(length=255), nullable=True),
+        sa.Column("payment_method_id", sa.String(length=255), nullable=True),
+        sa.Column("card_label", sa.String(length=64), nullable=True),
+        sa.Column("armed", sa.Boolean(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("last_error", sa.String(length=300), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
+        sa.PrimaryKeyConstraint("user_id"),
+    )
     accounts = sa.table(
         "ledger_accounts",
         sa.column("name", sa.String),
@@ -72,6 +90,7 @@ def downgrade() -> None:
     op.execute(
         sa.text("DELETE FROM ledger_accounts WHERE name IN ('platform:stripe', 'platform:bonuses')")
     )
+    op.drop_table("auto_top_ups")
     op.drop_index("ix_refunds_purchase_id", table_name="refunds")
     op.drop_table("refunds")
     op.drop_index("ix_purchases_user_id_created_at", table_name="purchases")
