@@ -112,7 +112,7 @@ async def test_bad_limits_are_explained(
     browser: httpx.AsyncClient, db: Database, clock: FakeClock
 ) -> None:
     await sign_in(browser, db, clock=clock)
-    page = await browser.get("/launch?step=confirm&tier=starter&max_minutes=-3&spend_cap=lots")
+    page = await browser.get("/launch?step=confirm&tier=starter&max_minutes=²&spend_cap=lots")
     assert page.status_code == 422
     assert "whole number of minutes" in page.text and "amount in dollars" in page.text
 

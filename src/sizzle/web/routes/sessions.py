@@ -114,7 +114,7 @@ def _read_choice(
         problems.append(f"There is no tier called {tier!r}.")
     minutes: int | None = None
     if max_minutes:
-        if max_minutes.isdigit() and 1 <= int(max_minutes) <= sessions.MAX_MINUTES_LIMIT:
+        if max_minutes.isdecimal() and 1 <= int(max_minutes) <= sessions.MAX_MINUTES_LIMIT:
             minutes = int(max_minutes)
         else:
             problems.append(
