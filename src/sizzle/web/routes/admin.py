@@ -1,4 +1,5 @@
-"""Operator pages (admins only): providers, sessions, users, purchases and refunds, revenue."""
+"""Operator pages (admins only): providers, sessions, users, revenue. Purchases and refunds
+are in admin_purchases.py."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from sizzle.api.deps import PagingDep, StateDep
 from sizzle.api.schemas import usd
 from sizzle.api.views import session_out
-from sizzle.db.models import LaunchAttempt, Purchase, Refund, SessionEvent, User
+from sizzle.db.models import LaunchAttempt, SessionEvent, User
 from sizzle.domain.lifecycle import EndReason
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import Conflict, NotFound, SizzleError, ValidationFailed
@@ -27,7 +28,7 @@ from sizzle.web.render import render
 router = APIRouter(include_in_schema=False)
 
 MAX_GRANT_USD = 100_000
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _AMOUNT = re.compile(r"(\d+)(?:\.(\d*))?|\.(\d+)")
 _DONE = {
     "granted": "Granted ${amount} of credit to {email}.",
@@ -58,9 +59,9 @@ def parse_grant_amount(text: str) -> int:
     return micros
 
 
-def _known_id(value: str, what: str) -> str:
+def known_id(value: str, what: str) -> str:
     """An id as we make them; anything else is as unknown as a missing one."""
-    if not _ID.fullmatch(value):
+    if not ID_PATTERN.fullmatch(value):
         raise NotFound(f"{what} not found")
     return value
 
@@ -160,7 +161,7 @@ async def session_detail(
 ) -> Response:
     """One session: its owner, its launch attempts and every status change."""
     async with state.db.read() as tx:
-        found = await sessions.get_session(tx, _known_id(session_id, "session"), user_id=None)
+        found = await sessions.get_session(tx, known_id(session_id, "session"), user_id=None)
         owner = await tx.get(User, found.user_id)
         attempts = list(
             await tx.scalars(
@@ -219,7 +220,7 @@ async def _users_page(
     )
 
 
-def _clean(text: str) -> str:
+def clean(text: str) -> str:
     """Form text fit for the database: no NUL or other control characters."""
     return "".join(ch for ch in text if ch.isprintable()).strip()
 
@@ -237,7 +238,7 @@ async def users(
 ) -> Response:
     """Users with their plan, balances and standing; search by email."""
     notice = None
-    if done in _DONE and _ID.fullmatch(target):
+    if done in _DONE and ID_PATTERN.fullmatch(target):
         async with state.db.read() as tx:
             who = await tx.get(User, target)
         if who is not None:
@@ -246,7 +247,7 @@ async def users(
         request,
         state,
         user,
-        q=_clean(q),
+        q=clean(q),
         limit=paging.limit,
         offset=paging.offset,
         done=notice,
@@ -271,14 +272,14 @@ async def grant(
     q: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     """Grant credit through the ledger, from the platform's grants account."""
-    q = _clean(q)
+    q = clean(q)
     try:
         micros = parse_grant_amount(amount)
         async with state.db.transaction() as tx:
-            target = await tx.get(User, _known_id(user_id, "user"))
+            target = await tx.get(User, known_id(user_id, "user"))
             if target is None:
                 raise NotFound("user not found")
-            note = _clean(memo)
+            note = clean(memo)
             # The ledger's memo holds 200 characters, "credit granted by " included.
             granted_by = f"{operator.email} ({note})" if note else operator.email
             await accounts.grant_credits(
@@ -303,10 +304,10 @@ async def grant(
 async def _set_active(
     request: Request, state: AppState, operator: User, user_id: str, *, active: bool, q: str
 ) -> Response:
-    q = _clean(q)
+    q = clean(q)
     try:
         async with state.db.transaction() as tx:
-            target = await tx.get(User, _known_id(user_id, "user"))
+            target = await tx.get(User, known_id(user_id, "user"))
             if target is None:
                 raise NotFound("user not found")
             if not active and target.id == operator.id:
@@ -383,171 +384,3 @@ async def revenue(
         rows=[(row.day, _money(row)) for row in reversed(rows)],
         totals=_money(reports.total(rows)),
     )
-
-
-# --- purchases and refunds --------------------------------------------------------------------
-
-
-def parse_refund_amount(text: str) -> int | None:
-    """A refund typed in dollars as micro-dollars; empty: all that can be refunded (None)."""
-    cleaned = text.strip().removeprefix("$").strip()
-    if not cleaned:
-        return None
-    try:
-        return usd_to_micros(cleaned)
-    except (ValueError, ArithmeticError):
-        raise ValidationFailed(
-            f"{text.strip()!r} is not an amount in dollars, like 5 or 2.50",
-            code="bad_refund_amount",
-        ) from None
-
-
-def _refund_notice(refund: Refund, email: str) -> tuple[str, str]:
-    """What the page says after a refund: ("ok" or "error", the text)."""
-    amount, bonus = usd(refund.amount_micros), usd(refund.bonus_micros)
-    with_bonus = f" and ${bonus} of bonus credit" if refund.bonus_micros else ""
-    if refund.status == "failed":
-        return "error", (
-            f"Stripe's refund of ${amount} to the card of {email} failed, so the credit was "
-            "put back on their balance."
-        )
-    if refund.status == "pending":
-        return "ok", (
-            f"The refund of ${amount} to the card of {email} is pending at Stripe; ${amount} of "
-            f"credit{with_bonus} came off their balance (it goes back if the refund fails)."
-        )
-    return "ok", (
-        f"Refunded ${amount} to the card of {email}; ${amount} of credit{with_bonus} came off "
-        "their balance."
-    )
-
-
-async def _purchases_page(
-    request: Request,
-    state: AppState,
-    user: User,
-    *,
-    who: str,
-    limit: int,
-    offset: int,
-    status_code: int = 200,
-    error: str | None = None,
-    done: str | None = None,
-) -> Response:
-    query = select(Purchase, User.email).join(User, User.id == Purchase.user_id)
-    count = select(func.count()).select_from(Purchase)
-    if who:
-        query = query.where(Purchase.user_id == who)
-        count = count.where(Purchase.user_id == who)
-    async with state.db.read() as tx:
-        found = list(
-            await tx.execute(
-                query.order_by(Purchase.created_at.desc(), Purchase.id).limit(limit).offset(offset)
-            )
-        )
-        total = (await tx.scalar(count)) or 0
-        owner = await tx.get(User, who) if who else None
-        refunds: dict[str, list[Refund]] = {}
-        if found:
-            for refund in await tx.scalars(
-                select(Refund)
-                .where(Refund.purchase_id.in_([purchase.id for purchase, _ in found]))
-                .order_by(Refund.created_at, Refund.id)
-            ):
-                refunds.setdefault(refund.purchase_id, []).append(refund)
-    rows = []
-    for purchase, email in found:
-        refundable = None  # only a paid purchase can go back to the card
-        if purchase.status == "paid" and purchase.payment_intent_id:
-            _, refundable = await state.payments.refunds.refundable(purchase.id)
-        rows.append(
-            {
-                "purchase": purchase,
-                "email": email,
-                "refundable": refundable,
-                "refunds": refunds.get(purchase.id, []),
-            }
-        )
-    return render(
-        request,
-        "admin/purchases.html",
-        user=user,
-        status_code=status_code,
-        rows=rows,
-        total=total,
-        who=who,
-        owner=owner,
-        limit=limit,
-        offset=offset,
-        error=error,
-        done=done,
-    )
-
-
-@router.get("/admin/purchases", response_class=HTMLResponse)
-async def purchases(
-    request: Request,
-    state: StateDep,
-    user: Operator,
-    paging: PagingDep,
-    who: Annotated[str, Query(alias="user", max_length=64)] = "",
-    done: Annotated[str, Query(max_length=20)] = "",
-    refund_id: Annotated[str, Query(alias="refund", max_length=64)] = "",
-) -> Response:
-    """Purchases, newest first (one user's with `?user=`), what each can refund now, and
-    its refunds; a paid purchase with something left to refund has a refund form."""
-    done_text = error_text = None
-    if done == "refunded" and _ID.fullmatch(refund_id):
-        async with state.db.read() as tx:
-            refund = await tx.get(Refund, refund_id)
-            purchase = await tx.get(Purchase, refund.purchase_id) if refund else None
-            buyer = await tx.get(User, purchase.user_id) if purchase else None
-        if refund is not None and buyer is not None:
-            kind, text = _refund_notice(refund, buyer.email)
-            done_text, error_text = (text, None) if kind == "ok" else (None, text)
-    return await _purchases_page(
-        request,
-        state,
-        user,
-        who=who.strip(),
-        limit=paging.limit,
-        offset=paging.offset,
-        done=done_text,
-        error=error_text,
-    )
-
-
-@router.post("/admin/purchases/{purchase_id}/refund", dependencies=[CsrfChecked])
-async def refund_purchase(
-    request: Request,
-    state: StateDep,
-    operator: Operator,
-    purchase_id: str,
-    amount: Annotated[str, Form(max_length=50)] = "",
-    reason: Annotated[str, Form(max_length=200)] = "",
-    who: Annotated[str, Form(alias="user", max_length=64)] = "",
-) -> Response:
-    """Give money back to the card: all that can be refunded, or the amount typed in. The
-    credit (and the bonus in proportion) comes off at once and goes back if Stripe refuses."""
-    who = who.strip()
-    try:
-        micros = parse_refund_amount(amount)
-        done = await state.payments.refunds.refund(
-            _known_id(purchase_id, "purchase"),
-            amount_micros=micros,
-            operator=f"operator:{operator.id}",
-            reason=_clean(reason) or None,
-        )
-    except SizzleError as exc:
-        return await _purchases_page(
-            request,
-            state,
-            operator,
-            who=who,
-            limit=50,
-            offset=0,
-            status_code=exc.status_code,
-            error=exc.message,
-        )
-    query = {"done": "refunded", "refund": done.id} | ({"user": who} if who else {})
-    return RedirectResponse(f"/admin/purchases?{urlencode(query)}", status_code=303)
