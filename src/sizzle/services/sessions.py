@@ -163,6 +163,21 @@ async def list_sessions(
     return list(rows), (await tx.scalar(count)) or 0
 
 
+async def usage_totals(tx: AsyncSession, *, user_id: str) -> tuple[int, int]:
+    """All the user's sessions together: (minutes charged, their cost in micro-dollars)."""
+    minutes, cost = (
+        await tx.execute(
+            select(
+                func.coalesce(func.sum(GpuSession.charged_minutes), 0),
+                func.coalesce(
+                    func.sum(GpuSession.charged_minutes * GpuSession.price_micros_per_minute), 0
+                ),
+            ).where(GpuSession.user_id == user_id)
+        )
+    ).one()
+    return int(minutes), int(cost)
+
+
 async def start_session(db: Database, *, session_id: str, user: User, now: datetime) -> None:
     """Begin billing a ready session."""
     async with db.transaction() as tx:

@@ -178,18 +178,8 @@ async def statement(
     CSV or PDF. The figures add up to the ledger to the cent."""
     async with state.db.read() as tx:
         found = await statements.monthly_statement(tx, user, month)
-    if format == "csv":
-        return Response(
-            statements.statement_csv(found),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="sizzle-{month}.csv"'},
-        )
-    if format == "pdf":
-        return Response(
-            statements.statement_pdf(found),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="sizzle-{month}.pdf"'},
-        )
+    if format in ("csv", "pdf"):
+        return statement_download(found, format)
     return StatementOut(
         month=found.month,
         opening_balance_usd=usd(found.opening_micros),
@@ -224,14 +214,32 @@ async def statement(
 )
 async def receipt(purchase_id: str, user: CurrentUser, state: StateDep) -> Response:
     """The PDF receipt of a paid purchase of mine."""
+    return await receipt_download(state, purchase_id, user_id=user.id)
+
+
+def statement_download(found: statements.Statement, kind: str) -> Response:
+    """A statement as a CSV or PDF attachment (the API's and the billing page's)."""
+    if kind == "csv":
+        body: bytes | str = statements.statement_csv(found)
+        media = "text/csv"
+    else:
+        body, media = statements.statement_pdf(found), "application/pdf"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="sizzle-{found.month}.{kind}"'},
+    )
+
+
+async def receipt_download(state: AppState, purchase_id: str, *, user_id: str) -> Response:
+    """The PDF receipt of one of the user's paid purchases, as an attachment."""
     async with state.db.read() as tx:
-        pdf = await statements.receipt_pdf(tx, purchase_id[:64], user_id=user.id)
+        pdf = await statements.receipt_pdf(tx, purchase_id[:64], user_id=user_id)
+    name = f"sizzle-receipt-{purchase_id[:32]}.pdf"
     return Response(
         pdf,
         media_type="application/pdf",
-        headers={
-            "Content-Disposition": f'attachment; filename="sizzle-receipt-{purchase_id[:32]}.pdf"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

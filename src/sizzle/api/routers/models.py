@@ -11,6 +11,7 @@ from sizzle.api.deps import PagingDep
 from sizzle.api.schemas import Page, usd
 from sizzle.catalog import CatalogModel
 from sizzle.services import model_library, sessions
+from sizzle.services import recommend as recommender
 from sizzle.services.model_library import BuildFit
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
@@ -90,7 +91,7 @@ class RecommendationsOut(BaseModel):
 
 
 @router.get("/recommend", response_model=RecommendationsOut)
-async def recommend(
+async def recommend_models(
     task: Annotated[str, Query(min_length=1, max_length=200, description="e.g. 'write Python'")],
     tier: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=10)] = 3,
@@ -98,10 +99,10 @@ async def recommend(
     """A few models for a task, ranked, each with the tier it needs and why it was chosen.
     Without `tier`: the best pick for each tier, cheapest first."""
     chosen_tier = sessions.find_tier(tier) if tier else None
-    picks = model_library.recommend(task, tier=chosen_tier, limit=limit)
+    picks = recommender.recommend(task, tier=chosen_tier, limit=limit)
     return RecommendationsOut(
         task=task,
-        categories=model_library.task_categories(task),
+        categories=recommender.task_categories(task),
         items=[
             RecommendationOut(
                 model=ModelOut(**_summary(pick.model, pick.fit)),

@@ -109,8 +109,13 @@ async def stop(session_id: SessionId, user: CurrentUser, state: StateDep) -> Ses
 @router.get("/{session_id}/metrics", response_model=SessionMetricsOut)
 async def metrics(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionMetricsOut:
     """The session's chat traffic so far, and its GPU as read now."""
-    async with state.db.transaction() as tx:
-        session = await sessions.get_session(tx, session_id, user_id=user.id)
+    return await metrics_of(state, session_id, user_id=user.id)
+
+
+async def metrics_of(state: AppState, session_id: str, *, user_id: str) -> SessionMetricsOut:
+    """One of the user's sessions: its chat counts and its GPU now (the API's and the page's)."""
+    async with state.db.read() as tx:
+        session = await sessions.get_session(tx, session_id, user_id=user_id)
         chat = await session_metrics.chat_stats(tx, session_id)
     gpu = await session_metrics.gpu_reading(state.providers, session)
     return SessionMetricsOut(

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from sizzle.api.deps import Paging, PagingDep, StateDep
-from sizzle.api.routers.billing import return_urls
+from sizzle.api.routers.billing import receipt_download, return_urls, statement_download
 from sizzle.api.views import transaction_out
 from sizzle.db.models import LedgerAccount, Purchase, User
 from sizzle.domain.money import minutes_affordable, usd_to_micros
@@ -143,29 +143,12 @@ async def statement_file(
     """A month's statement, to download."""
     async with state.db.read() as tx:
         found = await statements.monthly_statement(tx, user, month)
-    if kind == "csv":
-        body: bytes | str = statements.statement_csv(found)
-        media = "text/csv"
-    else:
-        body, media = statements.statement_pdf(found), "application/pdf"
-    return Response(
-        body,
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="sizzle-{month}.{kind}"'},
-    )
+    return statement_download(found, kind)
 
 
 @router.get("/billing/receipts/{purchase_id}.pdf")
 async def receipt_file(state: StateDep, user: SignedIn, purchase_id: str) -> Response:
-    async with state.db.read() as tx:
-        pdf = await statements.receipt_pdf(tx, purchase_id[:64], user_id=user.id)
-    return Response(
-        pdf,
-        media_type="application/pdf",
-        headers={
-            "Content-Disposition": f'attachment; filename="sizzle-receipt-{purchase_id[:32]}.pdf"'
-        },
-    )
+    return await receipt_download(state, purchase_id, user_id=user.id)
 
 
 @router.post("/billing/checkout", dependencies=[CsrfChecked])
