@@ -8,9 +8,10 @@ from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sizzle.domain.lab import LabPlan, parse_lab_tiers
 from sizzle.domain.packages import DEFAULT_PACKAGES, CreditPackage, parse_packages
 
 DEFAULT_HOME = Path.home() / ".sizzle"
@@ -104,6 +105,15 @@ class Settings(BaseSettings):
         DEFAULT_PACKAGES,
         description="JSON list of credit packages: {id, price_usd, bonus_percent}.",
     )
+    lab_price_usd: Decimal = Field(
+        Decimal("19"), gt=0, le=10_000, description="Sizzle Lab, the monthly plan: its price."
+    )
+    lab_included_minutes: int = Field(
+        600, gt=0, le=1_000_000, description="GPU minutes Sizzle Lab includes each month."
+    )
+    lab_tiers: str = Field(
+        "starter,pro", description="Comma-separated tiers the Lab's included minutes pay for."
+    )
     stripe_secret_key: str = Field(
         "", description="Stripe secret key; without one, buying credit is switched off."
     )
@@ -141,6 +151,19 @@ class Settings(BaseSettings):
     def _packages_parse(cls, value: str) -> str:
         parse_packages(value)
         return value
+
+    @model_validator(mode="after")
+    def _lab_is_valid(self) -> Settings:
+        self.lab  # noqa: B018 - raises ValueError (a settings error) when the Lab is misconfigured
+        return self
+
+    @property
+    def lab(self) -> LabPlan:
+        return LabPlan(
+            price_usd=self.lab_price_usd,
+            included_minutes=self.lab_included_minutes,
+            tiers=parse_lab_tiers(self.lab_tiers),
+        )
 
     @property
     def packages(self) -> list[CreditPackage]:

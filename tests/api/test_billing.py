@@ -47,6 +47,7 @@ async def test_a_new_user_has_free_minutes_and_no_credit(
         "balance_usd": "0.00",
         "balance_micros": 0,
         "free_minutes": settings.free_minutes,
+        "included_minutes": 0,
     }
 
 
@@ -96,6 +97,7 @@ async def test_free_minutes_are_spent_before_credit(
         "balance_usd": "1.00",
         "balance_micros": 1_000_000,
         "free_minutes": 0,
+        "included_minutes": 0,
     }
     await run_for(state, clock, seconds=60)  # minute 3 started: paid from credit
     assert (await _balance(client, auth))["balance_usd"] == "0.85"
@@ -218,6 +220,7 @@ async def test_running_out_of_credit_stops_the_session_at_its_last_paid_minute(
         "balance_usd": "0.00",
         "balance_micros": 0,
         "free_minutes": 0,
+        "included_minutes": 0,
     }
 
 

@@ -1,5 +1,6 @@
 """A fake of the Stripe API calls Sizzle makes that localstripe does not serve: Checkout
-Sessions (create and retrieve), as Stripe documents them: form-encoded requests with
+Sessions (create and retrieve, payment and subscription mode), and the subscriptions and
+invoices such a Checkout makes, as Stripe documents them: form-encoded requests with
 bracketed keys, Bearer secret key, JSON answers, `Idempotency-Key` honoured."""
 
 from __future__ import annotations
@@ -33,6 +34,52 @@ class FakeStripe:
     payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     # what an off-session PaymentIntent does: succeeded, processing, requires_action, declined
     intent_outcome: str = "succeeded"
+
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def subscribe(self, session_id: str, *, start: int, end: int) -> dict[str, Any]:
+        """As if the customer paid a subscription-mode Checkout page: the session is complete
+        and names an active subscription whose first month is [start, end)."""
+        session = self.sessions[session_id]
+        sub_id = f"sub_test_{next(self.ids):04d}"
+        self.subscriptions[sub_id] = {
+            "id": sub_id,
+            "object": "subscription",
+            "customer": "cus_test_1",
+            "status": "active",
+            "cancel_at_period_end": False,
+            "metadata": session["subscription_metadata"],
+            "items": {
+                "object": "list",
+                "data": [{"current_period_start": start, "current_period_end": end}],
+            },
+        }
+        session.update(
+            status="complete", payment_status="paid", subscription=sub_id, customer="cus_test_1"
+        )
+        return session
+
+    def invoice(self, sub_id: str, *, start: int, end: int, paid: bool = True) -> dict[str, Any]:
+        """The invoice of one month of a subscription (Stripe API 2025-03-31 and later)."""
+        sub = self.subscriptions[sub_id]
+        item = sub["items"]["data"][0]
+        item.update(current_period_start=start, current_period_end=end)
+        if not paid:
+            sub["status"] = "past_due"
+        return {
+            "id": f"in_test_{next(self.ids):04d}",
+            "object": "invoice",
+            "currency": "usd",
+            "amount_paid": self.subscription_price_cents if paid else 0,
+            "status": "paid" if paid else "open",
+            "parent": {
+                "type": "subscription_details",
+                "subscription_details": {"subscription": sub_id},
+            },
+            "lines": {"object": "list", "data": [{"period": {"start": start, "end": end}}]},
+        }
+
+    subscription_price_cents: int = 1900
 
     def pay(self, session_id: str) -> dict[str, Any]:
         """As if the customer paid on the Checkout page (with a card Stripe keeps)."""
@@ -105,6 +152,11 @@ def build_app(state: FakeStripe) -> FastAPI:
             "success_url": form.get("success_url"),
             "cancel_url": form.get("cancel_url"),
             "payment_intent": None,
+            "subscription_metadata": {
+                k[len("subscription_data[metadata][") : -1]: v
+                for k, v in form.items()
+                if k.startswith("subscription_data[metadata][")
+            },
         }
         state.sessions[session_id] = session
         if key:
@@ -195,6 +247,28 @@ def build_app(state: FakeStripe) -> FastAPI:
                 status_code=404,
             )
         return state.payment_intents[intent_id]
+
+    @app.get("/v1/subscriptions/{sub_id}")
+    async def retrieve_subscription(sub_id: str, request: Request) -> Any:
+        if not authorized(request):
+            return unauthorized()
+        if sub_id not in state.subscriptions:
+            return JSONResponse(
+                {"error": {"type": "invalid_request_error", "message": "No such subscription"}},
+                status_code=404,
+            )
+        return state.subscriptions[sub_id]
+
+    @app.post("/v1/subscriptions/{sub_id}")
+    async def update_subscription(sub_id: str, request: Request) -> Any:
+        if not authorized(request):
+            return unauthorized()
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        state.requests.append(("subscription", form, dict(request.headers)))
+        sub = state.subscriptions[sub_id]
+        if "cancel_at_period_end" in form:
+            sub["cancel_at_period_end"] = form["cancel_at_period_end"] == "true"
+        return sub
 
     @app.get("/v1/checkout/sessions/{session_id}")
     async def retrieve(session_id: str, request: Request) -> Any:

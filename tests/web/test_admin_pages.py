@@ -533,7 +533,7 @@ async def test_the_revenue_page_shows_a_days_revenue_cost_and_margin(
     assert stat(page, "Revenue") == "$0.30"
     assert stat(page, "Upstream cost") == "$0.09"
     assert stat(page, "Margin") == "$0.21"
-    assert stat(page, "Free minutes") == "1"
+    assert stat(page, "Free and Lab minutes") == "1"
 
 
 async def test_the_revenue_page_covers_the_days_asked_for(

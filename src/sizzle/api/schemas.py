@@ -135,14 +135,23 @@ class BalanceOut(BaseModel):
     balance_usd: str
     balance_micros: int
     free_minutes: int
+    included_minutes: int = Field(0, description="Sizzle Lab minutes left this month.")
 
 
 class TransactionOut(BaseModel):
     id: int
     kind: str
-    direction: str = Field(description="'in' adds to the user's balance, 'out' spends from it.")
+    direction: str = Field(
+        description="'in' adds to the user's balance, 'out' spends from it, 'card' was paid by "
+        "card without touching it (Sizzle Lab)."
+    )
     amount: int = Field(description="Micro-dollars, or minutes when unit is 'minutes'.")
     unit: str
+    balance: str | None = Field(
+        None,
+        description="Which of my balances moved: credit, free_minutes or included_minutes "
+        "(Sizzle Lab); null for a card payment.",
+    )
     amount_usd: str | None
     session_id: str | None
     minute: int | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sizzle.api.schemas import (
@@ -66,14 +67,21 @@ def session_out(
     )
 
 
-def transaction_out(entry: LedgerEntry, *, user_account_ids: set[int]) -> TransactionOut:
-    direction = "in" if entry.credit_account_id in user_account_ids else "out"
+def transaction_out(entry: LedgerEntry, *, user_accounts: Mapping[int, str]) -> TransactionOut:
+    """One ledger entry as the user sees it; `user_accounts` maps their account ids to kinds."""
+    if entry.credit_account_id in user_accounts:
+        direction, balance = "in", user_accounts[entry.credit_account_id]
+    elif entry.debit_account_id in user_accounts:
+        direction, balance = "out", user_accounts[entry.debit_account_id]
+    else:  # e.g. a Sizzle Lab payment: charged to the card, no balance moves
+        direction, balance = "card", None
     return TransactionOut(
         id=entry.id,
         kind=entry.kind,
         direction=direction,
         amount=entry.amount,
         unit=entry.unit,
+        balance=balance,
         amount_usd=usd(entry.amount) if entry.unit == "usd_micros" else None,
         session_id=entry.session_id,
         minute=entry.minute,

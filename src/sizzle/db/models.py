@@ -114,6 +114,8 @@ class GpuSession(Base):
     gpu_type: Mapped[str | None] = mapped_column(String(64))
     gpu_count: Mapped[int | None] = mapped_column(Integer)
     price_micros_per_minute: Mapped[int] = mapped_column(BigInteger)
+    # Whether Sizzle Lab's included minutes may pay for this session (its tier, at launch).
+    lab_covered: Mapped[bool] = mapped_column(Boolean, default=False)
     upstream_micros_per_hour: Mapped[int | None] = mapped_column(BigInteger)
     max_minutes: Mapped[int | None] = mapped_column(Integer)
     charged_minutes: Mapped[int] = mapped_column(Integer, default=0)
@@ -283,4 +285,35 @@ class AutoTopUp(Base):
     armed: Mapped[bool] = mapped_column(Boolean)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LabSubscription(Base):
+    """A user's Sizzle Lab subscription, mirrored from Stripe's subscription.
+
+    Stripe is the truth for `status`, the period and `cancel_at_period_end`; Sizzle keeps when
+    the included minutes it granted run out (`minutes_expire_at`): the metering pass expires
+    what is left then, whether or not Stripe has said anything about the next month yet."""
+
+    __tablename__ = "lab_subscriptions"
+    __table_args__ = (
+        Index("ix_lab_subscriptions_user_id_created_at", "user_id", "created_at"),
+        Index("ix_lab_subscriptions_minutes_expire_at", "minutes_expire_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    # open (checkout started), then Stripe's: incomplete, active, past_due, unpaid, canceled...
+    status: Mapped[str] = mapped_column(String(24))
+    price_micros: Mapped[int] = mapped_column(BigInteger)
+    included_minutes: Mapped[int] = mapped_column(Integer)
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    minutes_expire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

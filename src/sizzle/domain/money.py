@@ -49,8 +49,10 @@ def minutes_started(active_ms: int) -> int:
     return -(-active_ms // MS_PER_MINUTE)
 
 
-def minutes_affordable(*, free_minutes: int, balance_micros: int, price_micros: int) -> int:
-    """How many whole minutes free minutes and credit can pay, free minutes first."""
+def minutes_affordable(
+    *, free_minutes: int, balance_micros: int, price_micros: int, included_minutes: int = 0
+) -> int:
+    """How many whole minutes free minutes, included (Lab) minutes and credit can pay."""
     if price_micros <= 0:
         raise ValueError("a minute must cost something")
-    return max(free_minutes, 0) + max(balance_micros, 0) // price_micros
+    return max(free_minutes, 0) + max(included_minutes, 0) + max(balance_micros, 0) // price_micros

@@ -17,6 +17,10 @@ GRANTS = "platform:grants"
 REVENUE = "platform:revenue"
 FREE_MINUTES_ISSUED = "platform:free_minutes_issued"
 FREE_MINUTES_SPENT = "platform:free_minutes_spent"
+INCLUDED_MINUTES_ISSUED = "platform:included_minutes_issued"
+INCLUDED_MINUTES_SPENT = "platform:included_minutes_spent"
+INCLUDED_MINUTES_EXPIRED = "platform:included_minutes_expired"
+SUBSCRIPTIONS = "platform:subscriptions"
 
 
 def credit_account_name(user_id: str) -> str:
@@ -27,14 +31,20 @@ def free_minutes_account_name(user_id: str) -> str:
     return f"user:{user_id}:free_minutes"
 
 
+def included_minutes_account_name(user_id: str) -> str:
+    """Sizzle Lab's minutes of the current month."""
+    return f"user:{user_id}:included_minutes"
+
+
 @dataclass(frozen=True)
 class Balances:
     free_minutes: int
     credit_micros: int
+    included_minutes: int = 0
 
 
 async def open_user_accounts(tx: AsyncSession, user_id: str) -> None:
-    """Create the user's credit and free-minute accounts, both at zero."""
+    """Create the user's credit, free-minute and included-minute accounts, all at zero."""
     tx.add_all(
         [
             LedgerAccount(
@@ -48,6 +58,13 @@ async def open_user_accounts(tx: AsyncSession, user_id: str) -> None:
                 name=free_minutes_account_name(user_id),
                 user_id=user_id,
                 kind="free_minutes",
+                unit=MINUTES,
+                balance=0,
+            ),
+            LedgerAccount(
+                name=included_minutes_account_name(user_id),
+                user_id=user_id,
+                kind="included_minutes",
                 unit=MINUTES,
                 balance=0,
             ),
@@ -102,6 +119,10 @@ async def post_entry(
     await _move(tx, debit_id=debit_id, credit_id=credit_id, amount=amount)
     await tx.flush()
     return True
+
+
+async def entry_exists(tx: AsyncSession, key: str) -> bool:
+    return bool(await tx.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)))
 
 
 async def refund_session_minutes(
@@ -166,13 +187,23 @@ async def _move(tx: AsyncSession, *, debit_id: int, credit_id: int, amount: int)
     )
 
 
+async def user_accounts(tx: AsyncSession, user_id: str) -> dict[int, str]:
+    """The user's account ids and their kinds (credit, free_minutes, included_minutes)."""
+    rows = await tx.execute(
+        select(LedgerAccount.id, LedgerAccount.kind).where(LedgerAccount.user_id == user_id)
+    )
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
 async def balances(tx: AsyncSession, user_id: str) -> Balances:
     rows = await tx.execute(
         select(LedgerAccount.kind, LedgerAccount.balance).where(LedgerAccount.user_id == user_id)
     )
     by_kind: dict[str, int] = {row[0]: row[1] for row in rows}
     return Balances(
-        free_minutes=by_kind.get("free_minutes", 0), credit_micros=by_kind.get("credit", 0)
+        free_minutes=by_kind.get("free_minutes", 0),
+        credit_micros=by_kind.get("credit", 0),
+        included_minutes=by_kind.get("included_minutes", 0),
     )
 
 
@@ -192,6 +223,46 @@ async def grant_free_minutes(
             user_id=user_id,
             memo=f"{minutes} free minutes",
         )
+
+
+async def expire_included_minutes(
+    tx: AsyncSession, user_id: str, *, key: str, now: datetime
+) -> int:
+    """Expire what is left of the user's Lab minutes (they do not roll over); how many."""
+    account = included_minutes_account_name(user_id)
+    left = await tx.scalar(select(LedgerAccount.balance).where(LedgerAccount.name == account))
+    if not left or left <= 0:
+        return 0
+    posted = await post_entry(
+        tx,
+        key=key,
+        kind="included_minutes_expired",
+        debit=account,
+        credit=INCLUDED_MINUTES_EXPIRED,
+        amount=left,
+        unit=MINUTES,
+        now=now,
+        user_id=user_id,
+        memo=f"{left} unused Sizzle Lab minutes expired",
+    )
+    return left if posted else 0
+
+
+async def grant_included_minutes(
+    tx: AsyncSession, user_id: str, minutes: int, *, key: str, now: datetime, memo: str
+) -> bool:
+    return await post_entry(
+        tx,
+        key=key,
+        kind="included_minutes_grant",
+        debit=INCLUDED_MINUTES_ISSUED,
+        credit=included_minutes_account_name(user_id),
+        amount=minutes,
+        unit=MINUTES,
+        now=now,
+        user_id=user_id,
+        memo=memo,
+    )
 
 
 async def grant_credits(

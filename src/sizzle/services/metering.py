@@ -1,7 +1,8 @@
 """The metering pass: charge every due minute of every active session, set-based.
 
 One pass is a handful of SQL statements whatever the number of sessions: the due minutes
-are generated and paid for in SQL (free minutes first, then credit, in minute order per user),
+are generated and paid for in SQL (free minutes first, then Sizzle Lab's included minutes on
+the tiers it covers, then credit, in minute order per user),
 written to the ledger with the key `session:<id>:minute:<k>` (unique, so a minute can never be
 charged twice), and the cached balances and `charged_minutes` are moved in the same
 transaction. Sessions whose next minute cannot be paid are returned to the caller, which
@@ -18,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.clock import to_ms
-from sizzle.db.models import UTCDateTime
+from sizzle.db.models import GpuSession, LabSubscription, UTCDateTime
 from sizzle.services import ledger
 
 METERING_LOCK_KEY = 7_301_994_002
@@ -37,38 +38,56 @@ class MeterResult:
 _DUE_MINUTES = """
 WITH RECURSIVE due AS (
     SELECT s.id AS session_id, s.user_id AS user_id, s.price_micros_per_minute AS price,
+           CASE WHEN s.lab_covered THEN 1 ELSE 0 END AS covered,
            s.charged_minutes + 1 AS first_minute,
            CASE WHEN s.max_minutes IS NOT NULL AND s.max_minutes < {started}
                 THEN s.max_minutes ELSE {started} END AS target
     FROM gpu_sessions s
     WHERE s.status = 'active' AND s.active_since_ms IS NOT NULL {only}
 ),
-minutes (session_id, user_id, price, minute, target) AS (
-    SELECT session_id, user_id, price, first_minute, target FROM due WHERE target >= first_minute
+minutes (session_id, user_id, price, covered, minute, target) AS (
+    SELECT session_id, user_id, price, covered, first_minute, target
+    FROM due WHERE target >= first_minute
     UNION ALL
-    SELECT session_id, user_id, price, minute + 1, target FROM minutes WHERE minute < target
+    SELECT session_id, user_id, price, covered, minute + 1, target
+    FROM minutes WHERE minute < target
 ),
 funded AS (
-    SELECT m.session_id, m.user_id, m.price, m.minute,
+    SELECT m.session_id, m.user_id, m.price, m.covered, m.minute,
            f.id AS free_account, f.balance AS free_left,
+           i.id AS included_account, i.balance AS included_left,
            c.id AS credit_account, c.balance AS credit_left,
            ROW_NUMBER() OVER (PARTITION BY m.user_id{c} ORDER BY m.minute, m.session_id{c}) AS n
     FROM minutes m
     JOIN ledger_accounts f ON f.user_id = m.user_id AND f.kind = 'free_minutes'
+    JOIN ledger_accounts i ON i.user_id = m.user_id AND i.kind = 'included_minutes'
     JOIN ledger_accounts c ON c.user_id = m.user_id AND c.kind = 'credit'
 ),
+queued AS (
+    SELECT funded.*,
+           SUM(CASE WHEN n > free_left THEN covered ELSE 0 END) OVER (
+               PARTITION BY user_id{c} ORDER BY minute, session_id{c} ROWS UNBOUNDED PRECEDING
+           ) AS included_n
+    FROM funded
+),
+sourced AS (
+    SELECT queued.*,
+           CASE WHEN n <= free_left THEN 'free'
+                WHEN covered = 1 AND included_n <= included_left THEN 'included'
+                ELSE 'credit' END AS source
+    FROM queued
+),
 costed AS (
-    SELECT session_id, user_id, price, minute, n, free_account, free_left,
-           credit_account, credit_left,
-           SUM(CASE WHEN n > free_left THEN price ELSE 0 END) OVER (
+    SELECT sourced.*,
+           SUM(CASE WHEN source = 'credit' THEN price ELSE 0 END) OVER (
                PARTITION BY user_id{c} ORDER BY minute, session_id{c} ROWS UNBOUNDED PRECEDING
            ) AS credit_needed
-    FROM funded
+    FROM sourced
 )
 SELECT session_id, user_id, minute, price,
-       CASE WHEN n <= free_left THEN 'free'
-            WHEN credit_needed <= credit_left THEN 'credit' END AS pay_with,
-       CASE WHEN n <= free_left THEN free_account
+       CASE WHEN source <> 'credit' OR credit_needed <= credit_left THEN source END AS pay_with,
+       CASE WHEN source = 'free' THEN free_account
+            WHEN source = 'included' THEN included_account
             WHEN credit_needed <= credit_left THEN credit_account END AS account_id
 FROM costed
 """
@@ -84,10 +103,11 @@ INSERT INTO ledger_entries (idempotency_key, kind, debit_account_id, credit_acco
                             amount, unit, user_id, session_id, minute, created_at)
 SELECT 'session:' || mc.session_id || ':minute:' || CAST(mc.minute AS VARCHAR(12)),
        'session_minute', mc.account_id,
-       CASE WHEN mc.pay_with = 'free' THEN CAST(:free_spent_id AS BIGINT)
-            ELSE CAST(:revenue_id AS BIGINT) END,
-       CASE WHEN mc.pay_with = 'free' THEN 1 ELSE mc.price END,
-       CASE WHEN mc.pay_with = 'free' THEN 'minutes' ELSE 'usd_micros' END,
+       CASE mc.pay_with WHEN 'free' THEN CAST(:free_spent_id AS BIGINT)
+                        WHEN 'included' THEN CAST(:included_spent_id AS BIGINT)
+                        ELSE CAST(:revenue_id AS BIGINT) END,
+       CASE WHEN mc.pay_with = 'credit' THEN mc.price ELSE 1 END,
+       CASE WHEN mc.pay_with = 'credit' THEN 'usd_micros' ELSE 'minutes' END,
        mc.user_id, mc.session_id, mc.minute, :now
 FROM meter_charges mc
 WHERE mc.account_id IS NOT NULL
@@ -96,7 +116,7 @@ WHERE mc.account_id IS NOT NULL
 _DEBIT_USERS = """
 UPDATE ledger_accounts SET balance = balance - d.amount
 FROM (
-    SELECT account_id, SUM(CASE WHEN pay_with = 'free' THEN 1 ELSE price END) AS amount
+    SELECT account_id, SUM(CASE WHEN pay_with = 'credit' THEN price ELSE 1 END) AS amount
     FROM meter_charges
     WHERE account_id IS NOT NULL
     GROUP BY account_id
@@ -106,12 +126,15 @@ WHERE ledger_accounts.id = d.account_id
 
 _CREDIT_PLATFORM = """
 UPDATE ledger_accounts SET balance = balance + COALESCE((
-    SELECT SUM(CASE WHEN mc.pay_with = 'free' THEN 1 ELSE mc.price END)
+    SELECT SUM(CASE WHEN mc.pay_with = 'credit' THEN mc.price ELSE 1 END)
     FROM meter_charges mc
-    WHERE mc.pay_with = CASE WHEN ledger_accounts.id = CAST(:free_spent_id AS BIGINT)
-                             THEN 'free' ELSE 'credit' END
+    WHERE mc.pay_with = CASE ledger_accounts.id
+                            WHEN CAST(:free_spent_id AS BIGINT) THEN 'free'
+                            WHEN CAST(:included_spent_id AS BIGINT) THEN 'included'
+                            ELSE 'credit' END
 ), 0)
-WHERE ledger_accounts.id IN (CAST(:free_spent_id AS BIGINT), CAST(:revenue_id AS BIGINT))
+WHERE ledger_accounts.id IN (CAST(:free_spent_id AS BIGINT), CAST(:included_spent_id AS BIGINT),
+                             CAST(:revenue_id AS BIGINT))
 """
 
 _ADVANCE_SESSIONS = """
@@ -127,10 +150,65 @@ WHERE gpu_sessions.id = p.session_id
 async def charge_due_minutes(
     tx: AsyncSession, *, now: datetime, session_ids: Sequence[str] | None = None
 ) -> MeterResult:
-    """Charge every started, unpaid minute of active sessions (all, or those given)."""
+    """Charge every started, unpaid minute of active sessions (all, or those given).
+
+    Sizzle Lab months that ended before `now` are closed first (`expire_included_minutes`),
+    so a minute started before a month's end can use that month's minutes and none after."""
     if session_ids is not None and not session_ids:
         return MeterResult(0, [])
     await lock_billing(tx)
+    closed = await expire_included_minutes(tx, now=now)
+    result = await _charge(tx, now=now, session_ids=session_ids)
+    if not closed.minutes_charged and not closed.starved_session_ids:
+        return result
+    return MeterResult(
+        minutes_charged=closed.minutes_charged + result.minutes_charged,
+        starved_session_ids=sorted(
+            set(closed.starved_session_ids) | set(result.starved_session_ids)
+        ),
+    )
+
+
+async def expire_included_minutes(tx: AsyncSession, *, now: datetime) -> MeterResult:
+    """Close every Lab month whose included minutes ran out by `now` (`minutes_expire_at`).
+
+    For each such moment, in order: charge the owners' sessions up to it (those minutes may
+    still use the month's minutes), then expire what is left (a ledger entry keyed by the
+    subscription and the moment, so it happens once). The caller holds the billing lock."""
+    lapsed = list(
+        await tx.scalars(
+            select(LabSubscription)
+            .where(LabSubscription.minutes_expire_at <= now)
+            .order_by(LabSubscription.minutes_expire_at)
+            .with_for_update()
+        )
+    )
+    charged, starved = 0, set()
+    for moment in sorted({sub.minutes_expire_at for sub in lapsed if sub.minutes_expire_at}):
+        closing = [sub for sub in lapsed if sub.minutes_expire_at == moment]
+        owners = [sub.user_id for sub in closing]
+        session_ids = list(
+            await tx.scalars(
+                select(GpuSession.id).where(
+                    GpuSession.user_id.in_(owners), GpuSession.status == "active"
+                )
+            )
+        )
+        if session_ids:
+            result = await _charge(tx, now=moment, session_ids=session_ids)
+            charged += result.minutes_charged
+            starved.update(result.starved_session_ids)
+        for sub in closing:
+            await ledger.expire_included_minutes(
+                tx, sub.user_id, key=f"lab:{sub.id}:expire:{to_ms(moment)}", now=moment
+            )
+            sub.minutes_expire_at = None
+    return MeterResult(minutes_charged=charged, starved_session_ids=sorted(starved))
+
+
+async def _charge(
+    tx: AsyncSession, *, now: datetime, session_ids: Sequence[str] | None
+) -> MeterResult:
     dialect = dialect_of(tx)
     await _prepare_work_table(tx, dialect)
 
@@ -155,6 +233,7 @@ async def charge_due_minutes(
 
     platform = {
         "free_spent_id": await ledger.account_id(tx, ledger.FREE_MINUTES_SPENT),
+        "included_spent_id": await ledger.account_id(tx, ledger.INCLUDED_MINUTES_SPENT),
         "revenue_id": await ledger.account_id(tx, ledger.REVENUE),
     }
     written = await tx.execute(
@@ -193,7 +272,7 @@ async def _prepare_work_table(tx: AsyncSession, dialect: str) -> None:
         text(
             "CREATE TEMP TABLE IF NOT EXISTS meter_charges ("
             "session_id VARCHAR(32) NOT NULL, user_id VARCHAR(32) NOT NULL, "
-            "minute INTEGER NOT NULL, price BIGINT NOT NULL, pay_with VARCHAR(8), "
+            "minute INTEGER NOT NULL, price BIGINT NOT NULL, pay_with VARCHAR(10), "
             "account_id BIGINT)"
         )
     )

@@ -33,7 +33,8 @@ class Revenue:
     """What session minutes brought in and cost us; every amount an exact integer."""
 
     paid_minutes: int  # minutes paid with credit
-    free_minutes: int  # minutes paid with free minutes (no revenue, but an upstream cost)
+    # minutes paid with free or Sizzle Lab minutes (no credit revenue, but an upstream cost)
+    free_minutes: int
     revenue_micros: int  # credit charged for those minutes
     upstream_sixtieths: int  # upstream cost in 1/60 micro-dollar: sum of per-hour prices
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,8 +70,11 @@ async def create_session(
     model: str | None,
     max_minutes: int | None,
     now: datetime,
+    lab_tiers: Collection[str] = (),
 ) -> GpuSession:
-    """A pending session, once the plan, the balance and live capacity all allow it."""
+    """A pending session, once the plan, the balance and live capacity all allow it.
+
+    On a tier in `lab_tiers`, Sizzle Lab's included minutes pay for it (after free minutes)."""
     tier = find_tier(tier_name)
     if max_minutes is not None and not 1 <= max_minutes <= MAX_MINUTES_LIMIT:
         raise ValidationFailed(f"max_minutes must be between 1 and {MAX_MINUTES_LIMIT}")
@@ -96,7 +100,8 @@ async def create_session(
                 "stop one first",
                 code="too_many_sessions",
             )
-        await _require_first_minute(tx, user.id, tier.price_micros_per_minute)
+        covered = tier.name in lab_tiers
+        await _require_first_minute(tx, user.id, tier.price_micros_per_minute, lab_covered=covered)
         if not offers:
             raise NoCapacity(f"no {tier.name} GPU is free right now; try another tier or later")
         session = GpuSession(
@@ -106,6 +111,7 @@ async def create_session(
             model=model,
             status=S.PENDING.value,
             price_micros_per_minute=tier.price_micros_per_minute,
+            lab_covered=covered,
             max_minutes=max_minutes,
             charged_minutes=0,
             active_ms_before=0,
@@ -183,7 +189,9 @@ async def start_session(db: Database, *, session_id: str, user: User, now: datet
     async with db.transaction() as tx:
         session = await lock_session(tx, session_id, user_id=user.id)
         _require_status(session, S.READY, "start")
-        await _require_first_minute(tx, session.user_id, session.price_micros_per_minute)
+        await _require_first_minute(
+            tx, session.user_id, session.price_micros_per_minute, lab_covered=session.lab_covered
+        )
         await switch_status(tx, session, S.ACTIVE, actor=f"user:{user.id}", now=now)
 
 
@@ -206,7 +214,9 @@ async def resume_session(
     async with db.transaction() as tx:
         session = await lock_session(tx, session_id, user_id=user.id)
         _require_status(session, S.PAUSED, "resume")
-        await _require_first_minute(tx, session.user_id, session.price_micros_per_minute)
+        await _require_first_minute(
+            tx, session.user_id, session.price_micros_per_minute, lab_covered=session.lab_covered
+        )
     provider = _provider_of(session, providers)
     if isinstance(provider, SupportsPause) and session.instance_id:
         await provider.start(session.instance_id)
@@ -300,10 +310,15 @@ def _require_status(session: GpuSession, expected: SessionStatus, action: str) -
         )
 
 
-async def _require_first_minute(tx: AsyncSession, user_id: str, price: int) -> None:
+async def _require_first_minute(
+    tx: AsyncSession, user_id: str, price: int, *, lab_covered: bool
+) -> None:
     funds = await ledger.balances(tx, user_id)
     affordable = minutes_affordable(
-        free_minutes=funds.free_minutes, balance_micros=funds.credit_micros, price_micros=price
+        free_minutes=funds.free_minutes,
+        balance_micros=funds.credit_micros,
+        price_micros=price,
+        included_minutes=funds.included_minutes if lab_covered else 0,
     )
     if affordable < 1:
         raise InsufficientCredit(

@@ -2,7 +2,8 @@
 
 A statement covers one UTC calendar month of a user's credit: the opening balance (every
 entry before the month), each movement in it (purchases and their bonus, refunds, grants,
-GPU time per session, minutes given back), and the closing balance. Opening plus money in
+GPU time per session, minutes given back), and the closing balance; Sizzle Lab payments,
+charged to the card rather than the balance, are listed apart. Opening plus money in
 minus money out is the closing balance, to the micro-dollar, or the statement is not made.
 """
 
@@ -50,6 +51,7 @@ class SessionUse:
     minutes: int = 0
     cost_micros: int = 0
     free_minutes: int = 0
+    included_minutes: int = 0  # paid with Sizzle Lab's minutes
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Statement:
     closing_micros: int
     lines: list[Line] = field(default_factory=list)
     sessions: list[SessionUse] = field(default_factory=list)
+    # Sizzle Lab payments: charged to the card, not to the balance, so outside its arithmetic
+    plan_payments: list[Line] = field(default_factory=list)
 
     @property
     def money_in_micros(self) -> int:
@@ -91,6 +95,8 @@ async def monthly_statement(tx: AsyncSession, user: User, month: str) -> Stateme
     start, end = month_bounds(month)
     credit_id = await ledger.account_id(tx, ledger.credit_account_name(user.id))
     free_id = await ledger.account_id(tx, ledger.free_minutes_account_name(user.id))
+    included_id = await ledger.account_id(tx, ledger.included_minutes_account_name(user.id))
+    plan_id = await ledger.account_id(tx, ledger.SUBSCRIPTIONS)
     signed = case(
         (LedgerEntry.credit_account_id == credit_id, LedgerEntry.amount),
         else_=-LedgerEntry.amount,
@@ -107,7 +113,9 @@ async def monthly_statement(tx: AsyncSession, user: User, month: str) -> Stateme
         await tx.scalars(
             select(LedgerEntry)
             .where(
-                (mine | (LedgerEntry.debit_account_id == free_id)),
+                mine
+                | LedgerEntry.debit_account_id.in_((free_id, included_id))
+                | ((LedgerEntry.credit_account_id == plan_id) & (LedgerEntry.user_id == user.id)),
                 LedgerEntry.created_at >= start,
                 LedgerEntry.created_at < end,
             )
@@ -128,6 +136,19 @@ async def monthly_statement(tx: AsyncSession, user: User, month: str) -> Stateme
         if entry.debit_account_id == free_id:  # a minute paid with free minutes
             if entry.kind == "session_minute" and entry.session_id:
                 _use(uses, entry.session_id).free_minutes += entry.amount
+            continue
+        if entry.debit_account_id == included_id:  # paid with Lab minutes (or they expired)
+            if entry.kind == "session_minute" and entry.session_id:
+                _use(uses, entry.session_id).included_minutes += entry.amount
+            continue
+        if entry.credit_account_id == plan_id:
+            statement.plan_payments.append(
+                Line(
+                    when=entry.created_at,
+                    what=entry.memo or "Sizzle Lab",
+                    amount_micros=entry.amount,
+                )
+            )
             continue
         amount = entry.amount if entry.credit_account_id == credit_id else -entry.amount
         moved += amount
@@ -205,8 +226,7 @@ def statement_csv(statement: Statement) -> str:
         )
     for use in statement.sessions:
         what = f"GPU time, {use.tier}" + (f", {use.model}" if use.model else "")
-        if use.free_minutes:
-            what += f" ({use.free_minutes} free minute{'s' if use.free_minutes != 1 else ''})"
+        what += _minutes_note(use)
         writer.writerow(["", what, use.session_id, use.minutes, signed_usd(-use.cost_micros)])
     writer.writerow(
         [
@@ -217,7 +237,28 @@ def statement_csv(statement: Statement) -> str:
             usd_text(statement.closing_micros),
         ]
     )
+    for payment in statement.plan_payments:
+        writer.writerow(
+            [
+                payment.when.date().isoformat(),
+                f"Paid by card, not from the balance: {payment.what}",
+                "",
+                "",
+                usd_text(payment.amount_micros),
+            ]
+        )
     return out.getvalue()
+
+
+def _minutes_note(use: SessionUse) -> str:
+    """' (3 free minutes, 10 Sizzle Lab minutes)' for what did not cost credit."""
+    notes = []
+    if use.free_minutes:
+        notes.append(f"{use.free_minutes} free minute{'s' if use.free_minutes != 1 else ''}")
+    if use.included_minutes:
+        plural = "s" if use.included_minutes != 1 else ""
+        notes.append(f"{use.included_minutes} Sizzle Lab minute{plural}")
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def signed_usd(micros: int) -> str:
@@ -261,10 +302,18 @@ def statement_pdf(statement: Statement) -> bytes:
         )
     for use in statement.sessions:
         label = f"GPU time, {use.tier}, {use.minutes} min" + (f", {use.model}" if use.model else "")
-        if use.free_minutes:
-            label += f" (+{use.free_minutes} free min)"
+        label += _minutes_note(use)
         _row(pdf, label, f"${signed_usd(-use.cost_micros)}")
     _row(pdf, "Closing balance", f"${usd_text(statement.closing_micros)}", bold=True)
+    if statement.plan_payments:
+        pdf.ln(3)
+        _row(pdf, "Paid by card, not from the balance", "", bold=True)
+        for payment in statement.plan_payments:
+            _row(
+                pdf,
+                f"{payment.when.date().isoformat()}  {payment.what}",
+                f"${usd_text(payment.amount_micros)}",
+            )
     return bytes(pdf.output())
 
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from sqlalchemy import select
 
 from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
 from sizzle.api.schemas import BalanceOut, CleanStr, Page, TransactionOut, usd
 from sizzle.api.views import transaction_out
-from sizzle.db.models import AutoTopUp, LedgerAccount, Purchase
+from sizzle.db.models import AutoTopUp, Purchase
+from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import BadRequest, ValidationFailed
 from sizzle.services import ledger, statements
@@ -28,6 +28,7 @@ async def balance(user: CurrentUser, tx: TxDep) -> BalanceOut:
         balance_usd=usd(funds.credit_micros),
         balance_micros=funds.credit_micros,
         free_minutes=funds.free_minutes,
+        included_minutes=funds.included_minutes,
     )
 
 
@@ -36,8 +37,8 @@ async def transactions(user: CurrentUser, tx: TxDep, paging: PagingDep) -> Page[
     entries, total = await ledger.list_entries(
         tx, user.id, limit=paging.limit, offset=paging.offset
     )
-    mine = set(await tx.scalars(select(LedgerAccount.id).where(LedgerAccount.user_id == user.id)))
-    return Page(items=[transaction_out(e, user_account_ids=mine) for e in entries], total=total)
+    mine = await ledger.user_accounts(tx, user.id)
+    return Page(items=[transaction_out(e, user_accounts=mine) for e in entries], total=total)
 
 
 class PackageOut(BaseModel):
@@ -150,7 +151,14 @@ class SessionUseOut(BaseModel):
     model: str | None
     minutes: int = Field(description="Minutes paid with credit.")
     free_minutes: int
+    included_minutes: int = Field(description="Minutes paid with Sizzle Lab's minutes.")
     cost_usd: str
+
+
+class PlanPaymentOut(BaseModel):
+    date: datetime
+    what: str
+    amount_usd: str = Field(description="Charged to the card, not to the balance.")
 
 
 class StatementOut(BaseModel):
@@ -161,6 +169,7 @@ class StatementOut(BaseModel):
     closing_balance_usd: str
     lines: list[StatementLineOut]
     sessions: list[SessionUseOut]
+    plan_payments: list[PlanPaymentOut]
 
 
 @router.get(
@@ -202,9 +211,14 @@ async def statement(
                 model=use.model,
                 minutes=use.minutes,
                 free_minutes=use.free_minutes,
+                included_minutes=use.included_minutes,
                 cost_usd=usd(use.cost_micros),
             )
             for use in found.sessions
+        ],
+        plan_payments=[
+            PlanPaymentOut(date=p.when, what=p.what, amount_usd=usd(p.amount_micros))
+            for p in found.plan_payments
         ],
     )
 
@@ -301,3 +315,89 @@ async def put_auto_top_up(body: AutoTopUpIn, user: CurrentUser, state: StateDep)
         user, enabled=body.enabled, threshold_micros=threshold, package_id=body.package
     )
     return auto_top_up_out(row, state)
+
+
+class LabPlanOut(BaseModel):
+    name: str
+    price_usd: str = Field(description="Charged to the card each month.")
+    included_minutes: int = Field(description="GPU minutes included each month.")
+    tiers: list[str] = Field(description="The tiers included minutes pay for.")
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    status: str = Field(description="Stripe's: active, past_due, canceled, ...")
+    included_minutes_left: int
+    current_period_end: datetime | None = Field(description="When this month's minutes end.")
+    cancel_at_period_end: bool
+    last_error: str | None = Field(description="Why the last payment failed, if it did.")
+
+
+class LabOut(BaseModel):
+    payments_enabled: bool
+    plan: LabPlanOut
+    subscription: SubscriptionOut | None
+
+
+class SubscribeOut(BaseModel):
+    subscription_id: str
+    url: str = Field(description="Stripe's checkout page: send the browser there.")
+
+
+async def lab_out(state: AppState, user_id: str) -> LabOut:
+    plan = state.settings.lab
+    current = await state.payments.lab.current(user_id)
+    subscription = None
+    if current is not None:
+        async with state.db.read() as tx:
+            funds = await ledger.balances(tx, user_id)
+        subscription = SubscriptionOut(
+            id=current.id,
+            status=current.status,
+            included_minutes_left=funds.included_minutes,
+            current_period_end=current.current_period_end,
+            cancel_at_period_end=current.cancel_at_period_end,
+            last_error=current.last_error,
+        )
+    return LabOut(
+        payments_enabled=state.payments.configured,
+        plan=LabPlanOut(
+            name=LAB_NAME,
+            price_usd=usd(plan.price_micros),
+            included_minutes=plan.included_minutes,
+            tiers=list(plan.tiers),
+        ),
+        subscription=subscription,
+    )
+
+
+@router.get("/subscription", response_model=LabOut)
+async def get_subscription(user: CurrentUser, state: StateDep) -> LabOut:
+    """Sizzle Lab, the monthly plan, and my subscription to it (null if none)."""
+    return await lab_out(state, user.id)
+
+
+@router.post("/subscription", status_code=status.HTTP_201_CREATED, response_model=SubscribeOut)
+async def subscribe(user: CurrentUser, state: StateDep, request: Request) -> SubscribeOut:
+    """Open a Stripe Checkout page for Sizzle Lab. Included minutes arrive when Stripe says the
+    month is paid. 409 `already_subscribed`; 503 where payments are not set up."""
+    success, cancel = return_urls(
+        request, state, success="/billing?plan=welcome", cancel="/billing"
+    )
+    started = await state.payments.lab.start_checkout(user, success_url=success, cancel_url=cancel)
+    return SubscribeOut(subscription_id=started.purchase_id, url=started.url)
+
+
+@router.delete("/subscription", response_model=LabOut)
+async def cancel_subscription(user: CurrentUser, state: StateDep) -> LabOut:
+    """Cancel at the end of the paid month: the month's minutes stay until then, and nothing
+    more is charged. 404 `no_subscription`."""
+    await state.payments.lab.set_cancel_at_period_end(user.id, cancel=True)
+    return await lab_out(state, user.id)
+
+
+@router.post("/subscription/resume", response_model=LabOut)
+async def resume_subscription(user: CurrentUser, state: StateDep) -> LabOut:
+    """Take back a cancellation before the month ends."""
+    await state.payments.lab.set_cancel_at_period_end(user.id, cancel=False)
+    return await lab_out(state, user.id)

@@ -50,6 +50,7 @@ async def create(body: SessionCreateIn, user: CurrentUser, state: StateDep) -> S
         model=chosen.ollama_tag if chosen else None,
         max_minutes=body.max_minutes,
         now=state.clock.now(),
+        lab_tiers=state.settings.lab.tiers,
     )
     state.jobs.poke()
     return session_out(

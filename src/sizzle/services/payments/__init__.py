@@ -1,7 +1,9 @@
-"""Payments: credit bought through Stripe Checkout, refunds, auto-top-up.
+"""Payments: credit bought through Stripe Checkout, refunds, auto-top-up, and Sizzle Lab
+(the monthly plan).
 
-`Payments` (checkout.py) is the entry point; it owns `refunds` (refunds.py) and `top_ups`
-(top_ups.py). Every flow credits through `credit_purchase` (common.py), keyed by the purchase.
+`Payments` (checkout.py) is the entry point; it owns `refunds` (refunds.py), `top_ups`
+(top_ups.py) and `lab` (lab.py). Every credit purchase lands through `credit_purchase`
+(common.py), keyed by the purchase.
 """
 
 from sizzle.services.payments.checkout import Checkout, Payments
@@ -12,6 +14,7 @@ from sizzle.services.payments.common import (
     PaymentsNotConfigured,
     credit_purchase,
 )
+from sizzle.services.payments.lab import Lab
 from sizzle.services.payments.refunds import Refunds, refundable_micros
 from sizzle.services.payments.top_ups import MAX_TOP_UP_FAILURES, TopUps
 
@@ -21,6 +24,7 @@ __all__ = [
     "STRIPE_ACCOUNT",
     "BadSignature",
     "Checkout",
+    "Lab",
     "Payments",
     "PaymentsNotConfigured",
     "Refunds",

@@ -1,4 +1,4 @@
-"""Buying credit with Stripe Checkout, exactly once.
+"""Buying credit with Stripe Checkout, exactly once; the entry point of every payment flow.
 
 A purchase starts as an `open` row and a Stripe Checkout Session. Credit lands only when
 Stripe says the session is paid: through the signed webhook (`checkout.session.completed`
@@ -31,6 +31,7 @@ from sizzle.services.payments.common import (
     PaymentsNotConfigured,
     credit_purchase,
 )
+from sizzle.services.payments.lab import Lab
 from sizzle.services.payments.refunds import Refunds
 from sizzle.services.payments.top_ups import TopUps
 from sizzle.settings import Settings
@@ -64,6 +65,7 @@ class Payments:
         )
         self.refunds = Refunds(self)
         self.top_ups = TopUps(self)
+        self.lab = Lab(self)
 
     @property
     def configured(self) -> bool:
@@ -163,6 +165,8 @@ class Payments:
             raise BadRequest(f"the event is not JSON: {exc}", code="bad_payload") from None
         kind = event["type"]
         obj = event["data"]["object"]
+        if kind == "checkout.session.completed" and obj.get("mode") == "subscription":
+            return await self.lab.on_checkout_completed(obj)
         if kind == "checkout.session.completed":
             if obj.get("payment_status") in ("paid", "no_payment_required"):
                 return await self.settle(obj)
@@ -175,6 +179,12 @@ class Payments:
             return await self.top_ups.on_payment_intent(obj, succeeded=kind.endswith("succeeded"))
         if kind in ("refund.failed", "refund.updated", "charge.refund.updated"):
             return await self.refunds.on_refund_event(obj)
+        if kind in ("invoice.paid", "invoice.payment_succeeded"):
+            return await self.lab.on_invoice_paid(obj)
+        if kind == "invoice.payment_failed":
+            return await self.lab.on_invoice_failed(obj)
+        if kind.startswith("customer.subscription."):
+            return await self.lab.refresh(str(obj["id"]))
         return "ignored"
 
     async def refresh(self, purchase_id: str, *, user_id: str) -> Purchase:

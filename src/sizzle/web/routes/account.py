@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sizzle.api.deps import Paging, PagingDep, StateDep
 from sizzle.api.routers.billing import receipt_download, return_urls, statement_download
 from sizzle.api.views import transaction_out
-from sizzle.db.models import LedgerAccount, Purchase, User
+from sizzle.db.models import Purchase, User
+from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.money import minutes_affordable, usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
@@ -34,6 +35,9 @@ ENTRY_LABELS = {
     "refund": "Refund to card",
     "refund_bonus": "Package bonus taken back",
     "refund_restored": "Refund failed: credit restored",
+    "included_minutes_grant": "Sizzle Lab minutes for the month",
+    "included_minutes_expired": "Unused Sizzle Lab minutes expired",
+    "lab_payment": "Sizzle Lab, paid by card",
 }
 
 
@@ -50,6 +54,7 @@ async def _billing_page(
     paging: Paging,
     *,
     top_up_error: str | None = None,
+    lab_error: str | None = None,
     status_code: int = 200,
 ) -> Response:
     async with state.db.read() as tx:
@@ -57,9 +62,7 @@ async def _billing_page(
         entries, total = await ledger.list_entries(
             tx, user.id, limit=paging.limit, offset=paging.offset
         )
-        mine = set(
-            await tx.scalars(select(LedgerAccount.id).where(LedgerAccount.user_id == user.id))
-        )
+        mine = await ledger.user_accounts(tx, user.id)
         purchases = list(
             await tx.scalars(
                 select(Purchase)
@@ -71,10 +74,12 @@ async def _billing_page(
     plan = PLANS.get(user.plan)
     allowed = [t for t in TIERS.values() if plan is None or t.name in plan.allowed_tiers]
     cheapest = min(allowed or TIERS.values(), key=lambda tier: tier.price_micros_per_minute)
+    lab = state.settings.lab
     affordable = minutes_affordable(
         free_minutes=funds.free_minutes,
         balance_micros=funds.credit_micros,
         price_micros=cheapest.price_micros_per_minute,
+        included_minutes=funds.included_minutes if lab.covers(cheapest.name) else 0,
     )
     return render(
         request,
@@ -83,7 +88,7 @@ async def _billing_page(
         balances=funds,
         cheapest=cheapest,
         affordable_minutes=affordable,
-        transactions=[transaction_out(e, user_account_ids=mine) for e in entries],
+        transactions=[transaction_out(e, user_accounts=mine) for e in entries],
         labels=ENTRY_LABELS,
         total=total,
         paging=paging,
@@ -93,6 +98,10 @@ async def _billing_page(
         months=_recent_months(state.clock.now(), user.created_at),
         top_up=await state.payments.top_ups.get(user.id),
         top_up_error=top_up_error,
+        lab=lab,
+        lab_name=LAB_NAME,
+        subscription=await state.payments.lab.current(user.id),
+        lab_error=lab_error,
         status_code=status_code,
     )
 
@@ -167,6 +176,38 @@ async def buy(
         user, package, success_url=success, cancel_url=cancel
     )
     return RedirectResponse(started.url, status_code=303)
+
+
+@router.post("/billing/lab", dependencies=[CsrfChecked])
+async def subscribe(request: Request, state: StateDep, user: SignedIn) -> Response:
+    """To Stripe's checkout page for Sizzle Lab; back to the billing page after."""
+    success, cancel = return_urls(request, state, success="/billing?lab=welcome", cancel="/billing")
+    try:
+        started = await state.payments.lab.start_checkout(
+            user, success_url=success, cancel_url=cancel
+        )
+    except SizzleError as exc:
+        return await _billing_page(
+            request, state, user, Paging(), lab_error=exc.message, status_code=exc.status_code
+        )
+    return RedirectResponse(started.url, status_code=303)
+
+
+@router.post("/billing/lab/{action}", dependencies=[CsrfChecked])
+async def change_lab(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    action: Annotated[str, Path(pattern="^(cancel|resume)$")],
+) -> Response:
+    """Cancel Sizzle Lab at the end of the paid month, or take that back."""
+    try:
+        await state.payments.lab.set_cancel_at_period_end(user.id, cancel=action == "cancel")
+    except SizzleError as exc:
+        return await _billing_page(
+            request, state, user, Paging(), lab_error=exc.message, status_code=exc.status_code
+        )
+    return RedirectResponse("/billing#lab", status_code=303)
 
 
 @router.get("/billing/return", response_class=HTMLResponse)

@@ -216,6 +216,7 @@ async def launch(
             model=chosen.ollama_tag if chosen else None,
             max_minutes=choice.effective_max_minutes,
             now=state.clock.now(),
+            lab_tiers=state.settings.lab.tiers,
         )
     except SizzleError as exc:
         async with state.db.read() as tx:
