@@ -5,15 +5,17 @@
 
 It wants an EMPTY database of its own (a fresh PostgreSQL database, or a new SQLite file): it
 migrates it, refuses to go on if it already holds users, fills it, and at the end drops every
-table it created (an Alembic downgrade to base), so it cleans up after itself. Pass --keep to
+table it created (an Alembic downgrade to base; a SQLite file is deleted), so it cleans up
+after itself. Pass --keep to
 leave the data behind for a look with psql.
 
 Each run:
 
-1. sets up, set-based: N users (executemany, in batches), and from them with INSERT ... SELECT their
-   credit and free-minute accounts, a funded credit balance with the matching grant entries
-   (so the ledger balances), and one active session each with exactly one minute due at `now`
-   (active since now - 30 s, nothing charged yet); then ANALYZE, as autovacuum would have;
+1. sets up, set-based: N users (executemany, in batches), and from them with INSERT ... SELECT
+   their credit, free-minute and (empty) Sizzle Lab minute accounts, a funded credit balance
+   with the matching grant entries (so the ledger balances), and one active session each with
+   exactly one minute due at `now` (active since now - 30 s, nothing charged yet); then
+   ANALYZE, as autovacuum would have;
 2. times the floor: ONE INSERT ... SELECT writing N session-shaped rows into ledger_entries
    (unique keys, the same four foreign keys filled in), committed; it runs first, so the
    pass below writes into the larger table;
@@ -35,6 +37,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -113,7 +116,11 @@ async def _setup(db: Database, n: int) -> None:
                     for uid in user_ids[start : start + 10_000]
                 ],
             )
-        for kind, unit in (("credit", ledger.USD), ("free_minutes", ledger.MINUTES)):
+        for kind, unit in (
+            ("credit", ledger.USD),
+            ("free_minutes", ledger.MINUTES),
+            ("included_minutes", ledger.MINUTES),
+        ):
             await tx.execute(
                 text(
                     "INSERT INTO ledger_accounts (name, user_id, kind, unit, balance) "
@@ -274,7 +281,7 @@ async def run(url: str, n: int, *, repeat: int, profile: bool, keep: bool) -> di
                 best_floor = min(best_floor, await _time_floor(db, n))
                 best_pass = min(best_pass, await _time_pass(db, n, profile=profile))
         finally:
-            if not keep:
+            if not keep and db.is_postgres:
                 await _drop_everything(db)
         return {
             "sessions": n,
@@ -284,6 +291,16 @@ async def run(url: str, n: int, *, repeat: int, profile: bool, keep: bool) -> di
         }
     finally:
         await db.dispose()
+        if not keep and not db.is_postgres:
+            _remove_sqlite_files(url)
+
+
+def _remove_sqlite_files(url: str) -> None:
+    """SQLite cleans up by deleting the file: downgrading past 0005 recreates gpu_sessions
+    (batch mode), which its foreign keys refuse."""
+    path = Path(url.split(":///", 1)[1])
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> None:

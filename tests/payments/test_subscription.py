@@ -219,6 +219,10 @@ async def test_cancel_at_period_end_keeps_the_month_then_ends_it(
     after = await lab_state(shop, auth)
     assert after["subscription"]["status"] == "canceled"
     assert after["subscription"]["included_minutes_left"] == 0
+    # a late invoice for a month of the ended subscription grants nothing
+    late = shop.stripe.invoice(sub_id, start=epoch(clock), end=epoch(clock, minutes=60))
+    assert await send(shop, "invoice.paid", late) == "subscription_ended"
+    assert (await lab_state(shop, auth))["subscription"]["included_minutes_left"] == 0
     assert_error(await shop.client.delete(LAB, headers=auth), 404, "no_subscription")
     # and a new subscription may be taken
     assert (await shop.client.post(LAB, headers=auth)).status_code == 201

@@ -1,5 +1,6 @@
 """The money rules under random histories: a hypothesis state machine over sessions, jobs,
-clock moves, credit grants and server crashes, checked against its own model of active time.
+clock moves, credit grants, paid Sizzle Lab months and server crashes, checked against its own
+model of active time.
 
 The machine is synchronous and owns one event loop; every example gets a fresh database
 (a copy of the migrated SQLite template, or the emptied PostgreSQL test database).
@@ -35,7 +36,14 @@ from sqlalchemy import select
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import GpuSession, LedgerAccount, LedgerEntry, SessionEvent, User
+from sizzle.db.models import (
+    GpuSession,
+    LabSubscription,
+    LedgerAccount,
+    LedgerEntry,
+    SessionEvent,
+    User,
+)
 from sizzle.domain.lifecycle import SessionStatus, can_transition
 from sizzle.domain.money import MS_PER_MINUTE, minutes_affordable, minutes_started
 from sizzle.domain.tiers import PLANS, TIERS
@@ -93,6 +101,7 @@ class ModelSession:
     user_id: str
     price: int
     status: SessionStatus
+    lab_covered: bool = False  # Sizzle Lab's minutes may pay for it
     before_ms: int = 0
     since_ms: int | None = None
 
@@ -120,6 +129,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.settings: Settings | None = None
         self.users: list[User] = []
         self.sessions: dict[str, ModelSession] = {}
+        self.invoices = 0
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -165,13 +175,14 @@ class BillingMachine(RuleBasedStateMachine):
             candidates = [m for m in candidates if m.status in fitting] or candidates
         return candidates[index % len(candidates)]
 
-    def can_pay_first_minute(self, user_id: str, price: int) -> bool:
+    def can_pay_first_minute(self, user_id: str, price: int, *, lab_covered: bool) -> bool:
         funds = self.balances(user_id)
         return (
             minutes_affordable(
                 free_minutes=funds.free_minutes,
                 balance_micros=funds.credit_micros,
                 price_micros=price,
+                included_minutes=funds.included_minutes if lab_covered else 0,
             )
             >= 1
         )
@@ -193,11 +204,14 @@ class BillingMachine(RuleBasedStateMachine):
         model.since_ms = None
         return cut_short
 
-    def assert_broke(self, user_id: str, *, price: int) -> None:
-        """The user could not pay one more minute of `price`: no free minutes, too little credit."""
+    def assert_broke(self, user_id: str, *, price: int, lab_covered: bool) -> None:
+        """The user could not pay one more minute of `price`: no free minutes, too little
+        credit, and no Lab minutes where they would have paid."""
         funds = self.balances(user_id)
         assert funds.free_minutes == 0, funds
         assert funds.credit_micros < price, funds
+        if lab_covered:
+            assert funds.included_minutes == 0, funds
 
     def expect(self, action: Coroutine[Any, Any, None], error: type[SizzleError] | None) -> bool:
         """Run `action`; it must fail with exactly `error`, or succeed when that is None."""
@@ -288,13 +302,15 @@ class BillingMachine(RuleBasedStateMachine):
 
     def create(self, user: User, tier: str) -> ModelSession | None:
         plan, price = PLANS[user.plan], TIERS[tier].price_micros_per_minute
+        assert self.settings is not None
+        covered = self.settings.lab.covers(tier)
         live = sum(1 for m in self.sessions.values() if m.user_id == user.id and m.status.is_live())
         expected: type[SizzleError] | None = None
         if tier not in plan.allowed_tiers:
             expected = Forbidden
         elif live >= plan.max_concurrent_sessions:
             expected = Conflict
-        elif not self.can_pay_first_minute(user.id, price):
+        elif not self.can_pay_first_minute(user.id, price, lab_covered=covered):
             expected = InsufficientCredit
         try:
             created = self.run(
@@ -306,6 +322,7 @@ class BillingMachine(RuleBasedStateMachine):
                     model=None,
                     max_minutes=None,
                     now=self.clock.now(),
+                    lab_tiers=self.settings.lab.tiers,
                 )
             )
         except SizzleError as exc:
@@ -314,7 +331,8 @@ class BillingMachine(RuleBasedStateMachine):
             return None
         assert expected is None, f"expected {expected.__name__}"
         assert created.status == S.PENDING.value
-        model = ModelSession(created.id, user.id, price, S.PENDING)
+        assert created.lab_covered is covered
+        model = ModelSession(created.id, user.id, price, S.PENDING, lab_covered=covered)
         self.sessions[created.id] = model
         return model
 
@@ -328,7 +346,7 @@ class BillingMachine(RuleBasedStateMachine):
         expected: type[SizzleError] | None = None
         if model.status is not S.READY:
             expected = InvalidTransition
-        elif not self.can_pay_first_minute(user.id, model.price):
+        elif not self.can_pay_first_minute(user.id, model.price, lab_covered=model.lab_covered):
             expected = InsufficientCredit
         action = sessions.start_session(
             self.app.db, session_id=model.id, user=user, now=self.clock.now()
@@ -353,7 +371,7 @@ class BillingMachine(RuleBasedStateMachine):
             stored = self.load(model.id)
             assert stored.status == S.PAUSED.value
             if self.leave_active(model, stored):
-                self.assert_broke(model.user_id, price=model.price)
+                self.assert_broke(model.user_id, price=model.price, lab_covered=model.lab_covered)
             model.status = S.PAUSED
 
     @precondition(lambda self: self.sessions)
@@ -363,7 +381,9 @@ class BillingMachine(RuleBasedStateMachine):
         expected: type[SizzleError] | None = None
         if model.status is not S.PAUSED:
             expected = InvalidTransition
-        elif not self.can_pay_first_minute(model.user_id, model.price):
+        elif not self.can_pay_first_minute(
+            model.user_id, model.price, lab_covered=model.lab_covered
+        ):
             expected = InsufficientCredit
         action = sessions.resume_session(
             self.app.db,
@@ -395,7 +415,7 @@ class BillingMachine(RuleBasedStateMachine):
         assert stored.status == S.TERMINATED.value
         assert stored.end_reason == "user"
         if model.status is S.ACTIVE and self.leave_active(model, stored):
-            self.assert_broke(model.user_id, price=model.price)
+            self.assert_broke(model.user_id, price=model.price, lab_covered=model.lab_covered)
         model.status = S.TERMINATED
 
     @rule()
@@ -414,7 +434,7 @@ class BillingMachine(RuleBasedStateMachine):
 
     def metering_pass(self) -> None:
         self.run(self.app.jobs.meter())
-        starved: dict[str, list[int]] = defaultdict(list)
+        starved: dict[str, list[ModelSession]] = defaultdict(list)
         for model in self.sessions.values():
             if model.status is not S.ACTIVE:
                 continue
@@ -426,10 +446,42 @@ class BillingMachine(RuleBasedStateMachine):
             assert stored.end_reason == "insufficient_credits"
             assert self.leave_active(model, stored), "stopped although every minute was paid"
             model.status = S.TERMINATED
-            starved[model.user_id].append(model.price)
-        for user_id, prices in starved.items():
-            self.assert_broke(user_id, price=max(prices))
+            starved[model.user_id].append(model)
+        for user_id, models in starved.items():
+            self.assert_broke(
+                user_id,
+                price=max(m.price for m in models),
+                lab_covered=any(m.lab_covered for m in models),
+            )
         self.assert_charged_minutes_follow_active_time()
+        self.assert_lab_minutes_end_with_their_month()
+
+    def assert_lab_minutes_end_with_their_month(self) -> None:
+        """After a pass, a user whose Lab month has ended (or who never paid one) has no Lab
+        minutes left: what was unused expired, and nothing was spent from it after its end."""
+
+        async def read() -> list[tuple[str, int, datetime | None]]:
+            async with self.app.db.transaction() as tx:
+                rows = await tx.execute(
+                    select(
+                        LedgerAccount.user_id,
+                        LedgerAccount.balance,
+                        LabSubscription.minutes_expire_at,
+                    )
+                    .outerjoin(LabSubscription, LabSubscription.user_id == LedgerAccount.user_id)
+                    .where(LedgerAccount.kind == "included_minutes")
+                )
+                return [(str(u), int(b), e) for u, b, e in rows]
+
+        now = self.clock.now()
+        running: dict[str, bool] = defaultdict(bool)
+        left_of: dict[str, int] = {}
+        for user_id, left, expires in self.run(read()):
+            left_of[user_id] = left
+            running[user_id] |= expires is not None and expires > now
+        for user_id, left in left_of.items():
+            if not running[user_id]:
+                assert left == 0, (user_id, left)
 
     @rule(ms=CLOCK_MOVES_MS)
     def move_clock(self, ms: int) -> None:
@@ -448,6 +500,45 @@ class BillingMachine(RuleBasedStateMachine):
 
         self.run(grant())
         assert self.balances(user.id).credit_micros == before.credit_micros + micros
+
+    @rule(
+        user_index=st.integers(0, 1),
+        minutes=st.sampled_from([1, 3, 7]),
+        month_seconds=st.sampled_from([30, 90, 240, 30 * 24 * 3600]),
+    )
+    def pay_a_lab_month(self, user_index: int, minutes: int, month_seconds: int) -> None:
+        """Stripe says a Sizzle Lab month starting now is paid (short months, to cross ends)."""
+        user = self.users[user_index % len(self.users)]
+        lab_id, stripe_id = "lab" + user.id[3:], f"sub_test_{user.id}"
+
+        async def pay() -> str:
+            async with self.app.db.transaction() as tx:
+                if await tx.get(LabSubscription, lab_id) is None:
+                    tx.add(
+                        LabSubscription(
+                            id=lab_id,
+                            user_id=user.id,
+                            status="active",
+                            price_micros=19_000_000,
+                            included_minutes=minutes,
+                            stripe_subscription_id=stripe_id,
+                            cancel_at_period_end=False,
+                            created_at=self.clock.now(),
+                            updated_at=self.clock.now(),
+                        )
+                    )
+            start = int(self.clock.now().timestamp())
+            self.invoices += 1
+            invoice = {
+                "id": f"in_test_{self.invoices}",
+                "currency": "usd",
+                "amount_paid": 1900,
+                "parent": {"subscription_details": {"subscription": stripe_id}},
+                "lines": {"data": [{"period": {"start": start, "end": start + month_seconds}}]},
+            }
+            return await self.app.payments.lab.on_invoice_paid(invoice)
+
+        assert self.run(pay()) in ("granted", "already_granted")
 
     @rule(downtime_ms=CLOCK_MOVES_MS)
     def crash_and_restart(self, downtime_ms: int) -> None:

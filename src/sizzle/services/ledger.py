@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import LedgerAccount, LedgerEntry
+from sizzle.domain.money import minutes_affordable
 
 USD = "usd_micros"
 MINUTES = "minutes"
@@ -41,6 +42,15 @@ class Balances:
     free_minutes: int
     credit_micros: int
     included_minutes: int = 0
+
+    def minutes_at(self, price_micros: int, *, lab_covered: bool) -> int:
+        """Whole minutes these balances pay at a price; Lab minutes only where they apply."""
+        return minutes_affordable(
+            free_minutes=self.free_minutes,
+            balance_micros=self.credit_micros,
+            price_micros=price_micros,
+            included_minutes=self.included_minutes if lab_covered else 0,
+        )
 
 
 async def open_user_accounts(tx: AsyncSession, user_id: str) -> None:

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, ProviderInstance, User
 from sizzle.domain.lifecycle import EndReason, SessionStatus
-from sizzle.domain.money import minutes_affordable
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import (
     Conflict,
@@ -314,12 +313,7 @@ async def _require_first_minute(
     tx: AsyncSession, user_id: str, price: int, *, lab_covered: bool
 ) -> None:
     funds = await ledger.balances(tx, user_id)
-    affordable = minutes_affordable(
-        free_minutes=funds.free_minutes,
-        balance_micros=funds.credit_micros,
-        price_micros=price,
-        included_minutes=funds.included_minutes if lab_covered else 0,
-    )
+    affordable = funds.minutes_at(price, lab_covered=lab_covered)
     if affordable < 1:
         raise InsufficientCredit(
             "no free minutes or credit left for the first minute; add credit to continue",

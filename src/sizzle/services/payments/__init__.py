@@ -6,11 +6,12 @@
 (common.py), keyed by the purchase.
 """
 
-from sizzle.services.payments.checkout import Checkout, Payments
+from sizzle.services.payments.checkout import Payments
 from sizzle.services.payments.common import (
     BONUS_ACCOUNT,
     STRIPE_ACCOUNT,
     BadSignature,
+    Checkout,
     PaymentsNotConfigured,
     credit_purchase,
 )

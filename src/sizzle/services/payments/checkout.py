@@ -12,7 +12,6 @@ stays paid whatever arrives after it.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import stripe
@@ -28,6 +27,7 @@ from sizzle.services.metering import lock_billing
 from sizzle.services.payments.common import (
     SIGNATURE_TOLERANCE_SECONDS,
     BadSignature,
+    Checkout,
     PaymentsNotConfigured,
     credit_purchase,
 )
@@ -37,12 +37,6 @@ from sizzle.services.payments.top_ups import TopUps
 from sizzle.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Checkout:
-    purchase_id: str
-    url: str
 
 
 class Payments:

@@ -3,6 +3,7 @@ purchase once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,14 @@ log = structlog.get_logger(__name__)
 STRIPE_ACCOUNT = "platform:stripe"
 BONUS_ACCOUNT = "platform:bonuses"
 SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A Stripe Checkout page opened for something of ours (a purchase, a subscription)."""
+
+    purchase_id: str
+    url: str
 
 
 class PaymentsNotConfigured(SizzleError):

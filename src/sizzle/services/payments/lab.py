@@ -22,16 +22,16 @@ import stripe
 import structlog
 from sqlalchemy import select
 
-from sizzle.db.models import LabSubscription, User
-from sizzle.domain.lab import LAB_NAME
+from sizzle.db.models import AutoTopUp, LabSubscription, User
+from sizzle.domain.lab import LAB_NAME, LabPlan
 from sizzle.domain.packages import MICROS_PER_CENT
 from sizzle.errors import Conflict, NotFound, ProviderUnavailable
 from sizzle.services import ledger
 from sizzle.services.metering import expire_included_minutes, lock_billing
-from sizzle.services.payments.common import STRIPE_ACCOUNT
+from sizzle.services.payments.common import STRIPE_ACCOUNT, Checkout
 
 if TYPE_CHECKING:
-    from sizzle.services.payments.checkout import Checkout, Payments
+    from sizzle.services.payments.checkout import Payments
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,7 @@ class Lab:
         self.payments = payments
 
     @property
-    def plan(self) -> Any:
+    def plan(self) -> LabPlan:
         return self.payments.settings.lab
 
     async def current(self, user_id: str) -> LabSubscription | None:
@@ -57,7 +57,10 @@ class Lab:
             rows = list(
                 await tx.scalars(
                     select(LabSubscription)
-                    .where(LabSubscription.user_id == user_id, LabSubscription.status != "open")
+                    .where(
+                        LabSubscription.user_id == user_id,
+                        LabSubscription.status.not_in(("open", "checkout_failed")),
+                    )
                     .order_by(LabSubscription.created_at.desc())
                     .limit(5)
                 )
@@ -68,8 +71,6 @@ class Lab:
 
     async def start_checkout(self, user: User, *, success_url: str, cancel_url: str) -> Checkout:
         """A Stripe Checkout page for the monthly plan; refused if one is already running."""
-        from sizzle.services.payments.checkout import Checkout
-
         client = self.payments.stripe_client()
         current = await self.current(user.id)
         if current is not None and current.status in LIVE_STATUSES:
@@ -130,6 +131,10 @@ class Lab:
             )
         except stripe.StripeError as exc:
             log.warning("lab.checkout_failed", subscription=subscription_id, error=str(exc))
+            async with self.payments.db.transaction() as tx:
+                row = await tx.get(LabSubscription, subscription_id)
+                if row is not None:
+                    row.status = "checkout_failed"
             raise ProviderUnavailable(
                 "Stripe did not open a checkout page; nothing was charged, try again in a moment",
                 code="payments_unavailable",
@@ -260,6 +265,8 @@ class Lab:
             row.last_error = None
             if row.status in ("incomplete", "past_due", "unpaid", "open"):
                 row.status = "active"
+            if row.status in ENDED_STATUSES:
+                return "subscription_ended"
             if end <= now:
                 return "paid_for_a_past_month"
             granted_key = f"lab:{row.id}:grant:{int(start.timestamp())}"
@@ -314,8 +321,6 @@ class Lab:
 
     async def _known_customer(self, user_id: str) -> str | None:
         """The Stripe customer this user already is, so Stripe shows their saved card."""
-        from sizzle.db.models import AutoTopUp
-
         async with self.payments.db.read() as tx:
             top_up = await tx.get(AutoTopUp, user_id)
             if top_up is not None and top_up.stripe_customer_id:

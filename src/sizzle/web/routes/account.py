@@ -14,7 +14,7 @@ from sizzle.api.routers.billing import receipt_download, return_urls, statement_
 from sizzle.api.views import transaction_out
 from sizzle.db.models import Purchase, User
 from sizzle.domain.lab import LAB_NAME
-from sizzle.domain.money import minutes_affordable, usd_to_micros
+from sizzle.domain.money import usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
 from sizzle.services import accounts, ledger, statements
@@ -75,11 +75,8 @@ async def _billing_page(
     allowed = [t for t in TIERS.values() if plan is None or t.name in plan.allowed_tiers]
     cheapest = min(allowed or TIERS.values(), key=lambda tier: tier.price_micros_per_minute)
     lab = state.settings.lab
-    affordable = minutes_affordable(
-        free_minutes=funds.free_minutes,
-        balance_micros=funds.credit_micros,
-        price_micros=cheapest.price_micros_per_minute,
-        included_minutes=funds.included_minutes if lab.covers(cheapest.name) else 0,
+    affordable = funds.minutes_at(
+        cheapest.price_micros_per_minute, lab_covered=lab.covers(cheapest.name)
     )
     return render(
         request,

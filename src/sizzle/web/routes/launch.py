@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sizzle.api.deps import StateDep
 from sizzle.api.schemas import usd
 from sizzle.catalog import CATEGORIES
-from sizzle.domain.money import minutes_affordable, usd_to_micros
+from sizzle.domain.money import usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import SizzleError
 from sizzle.services import ledger, model_library, sessions
@@ -168,10 +168,9 @@ async def launch_wizard(
                 )
         async with state.db.read() as tx:
             money = await ledger.balances(tx, user.id)
-        affordable = minutes_affordable(
-            free_minutes=money.free_minutes,
-            balance_micros=money.credit_micros,
-            price_micros=choice.tier.price_micros_per_minute,
+        affordable = money.minutes_at(
+            choice.tier.price_micros_per_minute,
+            lab_covered=state.settings.lab.covers(choice.tier.name),
         )
         limit = choice.effective_max_minutes
         context.update(
@@ -221,10 +220,9 @@ async def launch(
     except SizzleError as exc:
         async with state.db.read() as tx:
             money = await ledger.balances(tx, user.id)
-        affordable = minutes_affordable(
-            free_minutes=money.free_minutes,
-            balance_micros=money.credit_micros,
-            price_micros=choice.tier.price_micros_per_minute,
+        affordable = money.minutes_at(
+            choice.tier.price_micros_per_minute,
+            lab_covered=state.settings.lab.covers(choice.tier.name),
         )
         return render(
             request,

@@ -19,7 +19,7 @@ from sizzle.api.schemas import SessionMetricsOut, usd
 from sizzle.api.views import session_out
 from sizzle.db.models import User
 from sizzle.domain.lifecycle import EndReason, SessionStatus
-from sizzle.domain.money import minutes_affordable, usd_to_micros
+from sizzle.domain.money import usd_to_micros
 from sizzle.errors import NotFound
 from sizzle.services import ledger, sessions
 from sizzle.state import AppState
@@ -65,17 +65,15 @@ END_REASONS = {
 ACTIONS = ("start", "pause", "resume", "stop")
 
 
-async def _credit(state: AppState, user: User, price_micros: int) -> dict[str, object]:
+async def _credit(
+    state: AppState, user: User, price_micros: int, *, lab_covered: bool
+) -> dict[str, object]:
     async with state.db.read() as tx:
         money = await ledger.balances(tx, user.id)
     return {
         "balance_usd": usd(money.credit_micros),
         "free_minutes": money.free_minutes,
-        "minutes_left": minutes_affordable(
-            free_minutes=money.free_minutes,
-            balance_micros=money.credit_micros,
-            price_micros=price_micros,
-        ),
+        "minutes_left": money.minutes_at(price_micros, lab_covered=lab_covered),
     }
 
 
@@ -91,7 +89,9 @@ async def live(
         "sessions/live.html",
         user=user,
         s=seen,
-        credit=await _credit(state, user, found.price_micros_per_minute),
+        credit=await _credit(
+            state, user, found.price_micros_per_minute, lab_covered=found.lab_covered
+        ),
         ended=SessionStatus(found.status).is_terminal(),
         end_reason=END_REASONS.get(found.end_reason or "", found.end_reason),
     )
@@ -112,7 +112,9 @@ async def live_events(
             price = usd_to_micros(snapshot.price_per_minute_usd)
             payload = {
                 "session": snapshot.model_dump(mode="json"),
-                "credit": await _credit(state, user, price),
+                "credit": await _credit(
+                    state, user, price, lab_covered=state.settings.lab.covers(snapshot.tier)
+                ),
             }
             yield f"event: session\ndata: {json.dumps(payload)}\n\n"
 
