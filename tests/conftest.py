@@ -77,8 +77,9 @@ async def _empty_postgres(db: Database) -> None:
     async with db.transaction() as tx:
         await tx.execute(
             text(
-                "TRUNCATE lab_subscriptions, auto_top_ups, refunds, purchases, chat_requests, "
-                "ledger_entries, session_events, provider_instances, demo_instances, gpu_sessions "
+                "TRUNCATE api_keys, lab_subscriptions, auto_top_ups, refunds, purchases, "
+                "chat_requests, ledger_entries, session_events, provider_instances, "
+                "demo_instances, gpu_sessions "
                 "RESTART IDENTITY CASCADE"
             )
         )

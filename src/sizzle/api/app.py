@@ -14,7 +14,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
-from sizzle.api.routers import admin, auth, billing, catalog, health, models, openai, sessions
+from sizzle.api.routers import (
+    admin,
+    auth,
+    billing,
+    catalog,
+    health,
+    keys,
+    models,
+    openai,
+    sessions,
+)
 from sizzle.errors import SizzleError
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -65,7 +75,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sizzle = state
-    for module in (health, auth, catalog, models, sessions, billing, admin, openai):
+    for module in (health, auth, keys, catalog, models, sessions, billing, admin, openai):
         app.include_router(module.router)
     for page_module in web_routes.PAGE_MODULES:
         app.include_router(page_module.router)

@@ -1,18 +1,20 @@
-"""Typed dependencies for the routers: the app state, a transaction, the current user."""
+"""Typed dependencies for the routers: the app state, a transaction, the caller (a sign-in
+token or a scoped API key) and the current user."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import User
 from sizzle.errors import Forbidden, Unauthorized
 from sizzle.security import decode_access_token
-from sizzle.services import accounts
+from sizzle.services import accounts, api_keys
 from sizzle.state import AppState
 
 
@@ -35,33 +37,91 @@ TxDep = Annotated[AsyncSession, Depends(get_tx, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False)
 
+# Every API key may read whose it is (GET /api/v1/auth/me), whatever its scopes.
+IDENTITY = "identity"
 
-def get_token_user_id(
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request speaks for: a sign-in token (everything its user may do) or an API key
+    (only its scopes)."""
+
+    user_id: str
+    key_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    def require(self, needed: Sequence[str]) -> None:
+        if self.key_id is None:
+            return
+        if not needed:
+            raise Forbidden(
+                "API keys cannot do this; sign in with your password instead",
+                code="api_key_not_allowed",
+            )
+        missing = [scope for scope in needed if scope not in self.scopes and scope != IDENTITY]
+        if missing:
+            raise Forbidden(
+                f"this API key lacks the scope {', '.join(missing)}", code="insufficient_scope"
+            )
+
+
+async def get_principal(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The user id a valid token names, without reading the database: for a handler that
-    checks the account in its own transaction (and saves a round trip on a hot path)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized(
-            "sign in first: send Authorization: Bearer <token>", code="not_signed_in"
-        )
-    return decode_access_token(
-        credentials.credentials, secret=state.settings.resolved_secret_key, now=state.clock.now()
+    x_api_key: Annotated[str | None, Header(max_length=200, include_in_schema=False)] = None,
+) -> Principal:
+    """From `X-API-Key: sz_live_...`, or `Authorization: Bearer` with an API key or a sign-in
+    token. A sign-in token is checked without the database (a hot path saves a round trip);
+    an API key is looked up, so a revoked one is refused at once."""
+    bearer = (
+        credentials.credentials
+        if credentials is not None and credentials.scheme.lower() == "bearer"
+        else None
     )
+    presented = x_api_key or bearer
+    if not presented:
+        raise Unauthorized(
+            "sign in first: send Authorization: Bearer <token> or X-API-Key: <key>",
+            code="not_signed_in",
+        )
+    if api_keys.looks_like_key(presented):
+        async with state.db.transaction() as tx:
+            holder = await api_keys.authenticate(tx, presented, now=state.clock.now())
+        return Principal(holder.user_id, key_id=holder.key_id, scopes=holder.scopes)
+    user_id = decode_access_token(
+        presented, secret=state.settings.resolved_secret_key, now=state.clock.now()
+    )
+    return Principal(user_id)
 
 
-TokenUserId = Annotated[str, Depends(get_token_user_id)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_user_id(security_scopes: SecurityScopes, principal: PrincipalDep) -> str:
+    """The user id, once the caller may do what the endpoint needs, without reading the user:
+    for a handler that checks the account in its own transaction."""
+    principal.require(security_scopes.scopes)
+    return principal.user_id
 
 
 # The current user is read in its own short transaction. Put CurrentUser before TxDep in a
 # handler's parameters: on SQLite a second transaction waits for the first to end.
-async def get_current_user(state: StateDep, user_id: TokenUserId) -> User:
+async def get_current_user(
+    security_scopes: SecurityScopes, state: StateDep, principal: PrincipalDep
+) -> User:
+    principal.require(security_scopes.scopes)
     async with state.db.transaction() as tx:
-        return await accounts.get_active_user(tx, user_id)
+        return await accounts.get_active_user(tx, principal.user_id)
 
 
+# Signed in with a password (a sign-in token); API keys are refused.
 CurrentUser = Annotated[User, Depends(get_current_user)]
+# Also open to API keys with the scope named.
+AnyKeyUser = Annotated[User, Security(get_current_user, scopes=[IDENTITY])]
+SessionsReader = Annotated[User, Security(get_current_user, scopes=["sessions:read"])]
+SessionsWriter = Annotated[User, Security(get_current_user, scopes=["sessions:write"])]
+BillingReader = Annotated[User, Security(get_current_user, scopes=["billing:read"])]
+InferenceUserId = Annotated[str, Security(get_user_id, scopes=["inference"])]
 
 
 async def get_admin_user(user: CurrentUser) -> User:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, status
 
-from sizzle.api.deps import CurrentUser, StateDep, TxDep
+from sizzle.api.deps import AnyKeyUser, StateDep, TxDep
 from sizzle.api.schemas import LoginIn, RegisterIn, RegisterOut, TokenOut, UserOut
 from sizzle.api.views import user_out
 from sizzle.security import create_access_token
@@ -48,5 +48,5 @@ async def login(body: LoginIn, state: StateDep, tx: TxDep) -> TokenOut:
 
 
 @router.get("/me", response_model=UserOut)
-async def me(user: CurrentUser, tx: TxDep) -> UserOut:
+async def me(user: AnyKeyUser, tx: TxDep) -> UserOut:
     return user_out(await accounts.summarize(tx, user))

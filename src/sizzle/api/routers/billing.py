@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
+from sizzle.api.deps import BillingReader, CurrentUser, PagingDep, StateDep, TxDep
 from sizzle.api.schemas import BalanceOut, CleanStr, Page, TransactionOut, usd
 from sizzle.api.views import transaction_out
 from sizzle.db.models import AutoTopUp, Purchase
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 
 
 @router.get("/balance", response_model=BalanceOut)
-async def balance(user: CurrentUser, tx: TxDep) -> BalanceOut:
+async def balance(user: BillingReader, tx: TxDep) -> BalanceOut:
     funds = await ledger.balances(tx, user.id)
     return BalanceOut(
         balance_usd=usd(funds.credit_micros),
@@ -33,7 +33,7 @@ async def balance(user: CurrentUser, tx: TxDep) -> BalanceOut:
 
 
 @router.get("/transactions", response_model=Page[TransactionOut])
-async def transactions(user: CurrentUser, tx: TxDep, paging: PagingDep) -> Page[TransactionOut]:
+async def transactions(user: BillingReader, tx: TxDep, paging: PagingDep) -> Page[TransactionOut]:
     entries, total = await ledger.list_entries(
         tx, user.id, limit=paging.limit, offset=paging.offset
     )
@@ -122,7 +122,7 @@ async def checkout(
 
 
 @router.get("/purchases/{purchase_id}", response_model=PurchaseOut)
-async def purchase(purchase_id: str, user: CurrentUser, state: StateDep) -> PurchaseOut:
+async def purchase(purchase_id: str, user: BillingReader, state: StateDep) -> PurchaseOut:
     """One purchase of mine, asking Stripe if it is still open."""
     return purchase_out(await state.payments.refresh(purchase_id[:64], user_id=user.id))
 
@@ -179,7 +179,7 @@ class StatementOut(BaseModel):
 )
 async def statement(
     month: Annotated[str, Path(pattern=r"^\d{4}-\d{2}$")],
-    user: CurrentUser,
+    user: BillingReader,
     state: StateDep,
     format: Annotated[str, Query(pattern="^(json|csv|pdf)$")] = "json",
 ) -> Any:
@@ -226,7 +226,7 @@ async def statement(
 @router.get(
     "/purchases/{purchase_id}/receipt", responses={200: {"content": {"application/pdf": {}}}}
 )
-async def receipt(purchase_id: str, user: CurrentUser, state: StateDep) -> Response:
+async def receipt(purchase_id: str, user: BillingReader, state: StateDep) -> Response:
     """The PDF receipt of a paid purchase of mine."""
     return await receipt_download(state, purchase_id, user_id=user.id)
 
@@ -295,7 +295,7 @@ def auto_top_up_out(row: AutoTopUp | None, state: AppState) -> AutoTopUpOut:
 
 
 @router.get("/auto-top-up", response_model=AutoTopUpOut)
-async def get_auto_top_up(user: CurrentUser, state: StateDep) -> AutoTopUpOut:
+async def get_auto_top_up(user: BillingReader, state: StateDep) -> AutoTopUpOut:
     return auto_top_up_out(await state.payments.top_ups.get(user.id), state)
 
 
@@ -372,7 +372,7 @@ async def lab_out(state: AppState, user_id: str) -> LabOut:
 
 
 @router.get("/subscription", response_model=LabOut)
-async def get_subscription(user: CurrentUser, state: StateDep) -> LabOut:
+async def get_subscription(user: BillingReader, state: StateDep) -> LabOut:
     """Sizzle Lab, the monthly plan, and my subscription to it (null if none)."""
     return await lab_out(state, user.id)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-from sizzle.api.deps import StateDep, TokenUserId
+from sizzle.api.deps import InferenceUserId, StateDep
 from sizzle.api.relay import RelayResponse
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 
@@ -71,7 +71,7 @@ async def _read_body(request: Request) -> dict[str, Any]:
 )
 async def chat_completions(
     request: Request,
-    user_id: TokenUserId,
+    user_id: InferenceUserId,
     state: StateDep,
     x_sizzle_session: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Any:
@@ -99,7 +99,7 @@ class ModelList(BaseModel):
 
 
 @router.get("/models", response_model=ModelList, summary="The models of my active sessions")
-async def list_models(user_id: TokenUserId, state: StateDep) -> ModelList:
+async def list_models(user_id: InferenceUserId, state: StateDep) -> ModelList:
     sessions = await state.workspace.active_models(user_id=user_id)
     return ModelList(
         data=[

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 
-from sizzle.api.deps import CurrentUser, PagingDep, StateDep, TxDep
+from sizzle.api.deps import PagingDep, SessionsReader, SessionsWriter, StateDep, TxDep
 from sizzle.api.events import as_sse, session_snapshots
 from sizzle.api.schemas import (
     ChatStatsOut,
@@ -36,7 +36,7 @@ async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
-async def create(body: SessionCreateIn, user: CurrentUser, state: StateDep) -> SessionOut:
+async def create(body: SessionCreateIn, user: SessionsWriter, state: StateDep) -> SessionOut:
     """A pending session. A `model` is checked against the library: one that cannot fit the
     tier is a 422 naming the smallest tier that fits; one the library does not know is taken
     as an Ollama tag, with a warning."""
@@ -63,7 +63,7 @@ async def create(body: SessionCreateIn, user: CurrentUser, state: StateDep) -> S
 
 @router.get("", response_model=Page[SessionOut])
 async def list_mine(
-    user: CurrentUser, state: StateDep, tx: TxDep, paging: PagingDep
+    user: SessionsReader, state: StateDep, tx: TxDep, paging: PagingDep
 ) -> Page[SessionOut]:
     rows, total = await sessions.list_sessions(
         tx, user_id=user.id, limit=paging.limit, offset=paging.offset
@@ -73,18 +73,18 @@ async def list_mine(
 
 
 @router.get("/{session_id}", response_model=SessionOut)
-async def read(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
+async def read(session_id: SessionId, user: SessionsReader, state: StateDep) -> SessionOut:
     return await _read(state, session_id, user)
 
 
 @router.post("/{session_id}/start", response_model=SessionOut)
-async def start(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
+async def start(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.start_session(state.db, session_id=session_id, user=user, now=state.clock.now())
     return await _read(state, session_id, user)
 
 
 @router.post("/{session_id}/pause", response_model=SessionOut)
-async def pause(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
+async def pause(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.pause_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
@@ -92,7 +92,7 @@ async def pause(session_id: SessionId, user: CurrentUser, state: StateDep) -> Se
 
 
 @router.post("/{session_id}/resume", response_model=SessionOut)
-async def resume(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
+async def resume(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.resume_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
@@ -100,7 +100,7 @@ async def resume(session_id: SessionId, user: CurrentUser, state: StateDep) -> S
 
 
 @router.post("/{session_id}/stop", response_model=SessionOut)
-async def stop(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionOut:
+async def stop(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.stop_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
     )
@@ -108,7 +108,9 @@ async def stop(session_id: SessionId, user: CurrentUser, state: StateDep) -> Ses
 
 
 @router.get("/{session_id}/metrics", response_model=SessionMetricsOut)
-async def metrics(session_id: SessionId, user: CurrentUser, state: StateDep) -> SessionMetricsOut:
+async def metrics(
+    session_id: SessionId, user: SessionsReader, state: StateDep
+) -> SessionMetricsOut:
     """The session's chat traffic so far, and its GPU as read now."""
     return await metrics_of(state, session_id, user_id=user.id)
 
@@ -130,7 +132,7 @@ async def metrics_of(state: AppState, session_id: str, *, user_id: str) -> Sessi
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def events(
-    session_id: SessionId, user: CurrentUser, state: StateDep, request: Request
+    session_id: SessionId, user: SessionsReader, state: StateDep, request: Request
 ) -> StreamingResponse:
     """Server-sent events: an `event: session` with the session JSON on every change."""
     async with state.db.transaction() as tx:
