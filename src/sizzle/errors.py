@@ -89,6 +89,10 @@ class RateLimited(SizzleError):
     code = "rate_limited"
     status_code = 429
 
+    def __init__(self, message: str, *, retry_after: int | None = None, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+
 
 class BadGateway(SizzleError):
     """A session's own server (its model) failed or could not be reached."""

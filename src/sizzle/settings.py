@@ -8,6 +8,7 @@ from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 
+from limits import parse as parse_limit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -128,6 +129,21 @@ class Settings(BaseSettings):
         description="Where browsers reach Sizzle, for Stripe's return links; "
         "default: the address the request came to.",
     )
+    redis_url: str = Field(
+        "",
+        description="redis://host:port/db: rate limits shared by every replica; "
+        "unset, each process counts on its own.",
+    )
+    rate_limits_enabled: bool = Field(True, description="Switch the rate limits off (tests).")
+    rate_limit_per_user: str = Field("600/minute", description="API requests per account.")
+    rate_limit_per_key: str = Field("600/minute", description="API requests per API key.")
+    rate_limit_per_ip: str = Field("1200/minute", description="API requests per IP address.")
+    rate_limit_sign_in_per_account: str = Field(
+        "10/15minutes", description="Sign-in and password attempts per account."
+    )
+    rate_limit_sign_in_per_ip: str = Field(
+        "50/15minutes", description="Sign-in, sign-up and password attempts per IP address."
+    )
     test_clock_file: Path | None = Field(
         None,
         description="Tests only: read the current time (epoch seconds) from this file.",
@@ -144,6 +160,21 @@ class Settings(BaseSettings):
     @classmethod
     def _multipliers_are_a_json_map(cls, value: str) -> str:
         _parse_multipliers(value)
+        return value
+
+    @field_validator(
+        "rate_limit_per_user",
+        "rate_limit_per_key",
+        "rate_limit_per_ip",
+        "rate_limit_sign_in_per_account",
+        "rate_limit_sign_in_per_ip",
+    )
+    @classmethod
+    def _limit_parses(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit like 600/minute") from None
         return value
 
     @field_validator("credit_packages")

@@ -13,6 +13,7 @@ from sizzle.providers.registry import load_providers
 from sizzle.services.chat_proxy import ChatProxy
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.services.payments import Payments
+from sizzle.services.rate_limits import RateLimiter
 from sizzle.services.sessions import record_progress
 from sizzle.services.workspace import Workspace
 from sizzle.settings import Settings
@@ -34,6 +35,7 @@ class AppState:
     workspace: Workspace
     chat_proxy: ChatProxy
     payments: Payments
+    rate_limiter: RateLimiter
 
     @classmethod
     def build(
@@ -72,6 +74,7 @@ class AppState:
                 read_timeout_seconds=settings.chat_read_timeout_seconds,
             ),
             payments=payments,
+            rate_limiter=RateLimiter(settings),
         )
 
     async def close(self) -> None:

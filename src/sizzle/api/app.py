@@ -7,13 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
+from sizzle.api.deps import limit_by_address
 from sizzle.api.routers import (
     admin,
     auth,
@@ -25,7 +26,7 @@ from sizzle.api.routers import (
     openai,
     sessions,
 )
-from sizzle.errors import SizzleError
+from sizzle.errors import RateLimited, SizzleError
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from sizzle.web import routes as web_routes
@@ -75,8 +76,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sizzle = state
-    for module in (health, auth, keys, catalog, models, sessions, billing, admin, openai):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (auth, keys, catalog, models, sessions, billing, admin, openai):
+        app.include_router(module.router, dependencies=[Depends(limit_by_address)])
     for page_module in web_routes.PAGE_MODULES:
         app.include_router(page_module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
@@ -92,9 +94,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SizzleError)
     async def _domain(request: Request, exc: SizzleError) -> Response:
         if wants_page(request):
-            return await error_page(request, exc.status_code, exc.code, exc.message)
-        extra = {"details": exc.details} if exc.details else {}
-        return error_response(exc.status_code, exc.code, exc.message, **extra)
+            response = await error_page(request, exc.status_code, exc.code, exc.message)
+        else:
+            extra = {"details": exc.details} if exc.details else {}
+            response = error_response(exc.status_code, exc.code, exc.message, **extra)
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -65,6 +65,17 @@ class Principal:
             )
 
 
+def client_ip(request: Request) -> str:
+    """The caller's address (behind a proxy, run uvicorn with --proxy-headers so that this is
+    the client's, not the proxy's)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def limit_by_address(request: Request, state: StateDep) -> None:
+    """Every API request counts against its IP address's limit."""
+    await state.rate_limiter.from_address(client_ip(request))
+
+
 async def get_principal(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -87,11 +98,14 @@ async def get_principal(
     if api_keys.looks_like_key(presented):
         async with state.db.transaction() as tx:
             holder = await api_keys.authenticate(tx, presented, now=state.clock.now())
-        return Principal(holder.user_id, key_id=holder.key_id, scopes=holder.scopes)
-    user_id = decode_access_token(
-        presented, secret=state.settings.resolved_secret_key, now=state.clock.now()
-    )
-    return Principal(user_id)
+        principal = Principal(holder.user_id, key_id=holder.key_id, scopes=holder.scopes)
+    else:
+        user_id = decode_access_token(
+            presented, secret=state.settings.resolved_secret_key, now=state.clock.now()
+        )
+        principal = Principal(user_id)
+    await state.rate_limiter.api_call(user_id=principal.user_id, key_id=principal.key_id)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
-from sizzle.api.deps import AnyKeyUser, StateDep, TxDep
+from sizzle.api.deps import AnyKeyUser, StateDep, TxDep, client_ip
 from sizzle.api.schemas import LoginIn, RegisterIn, RegisterOut, TokenOut, UserOut
 from sizzle.api.views import user_out
 from sizzle.security import create_access_token
@@ -28,7 +28,8 @@ def _token(state: AppState, user_id: str) -> TokenOut:
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=RegisterOut)
-async def register(body: RegisterIn, state: StateDep, tx: TxDep) -> RegisterOut:
+async def register(body: RegisterIn, state: StateDep, request: Request, tx: TxDep) -> RegisterOut:
+    await state.rate_limiter.sign_up_attempt(ip=client_ip(request))
     user = await accounts.create_user(
         tx,
         email=body.email,
@@ -42,7 +43,9 @@ async def register(body: RegisterIn, state: StateDep, tx: TxDep) -> RegisterOut:
 
 
 @router.post("/login", response_model=TokenOut)
-async def login(body: LoginIn, state: StateDep, tx: TxDep) -> TokenOut:
+async def login(body: LoginIn, state: StateDep, request: Request, tx: TxDep) -> TokenOut:
+    """A sign-in token. Attempts are limited per account and per address (429 beyond)."""
+    await state.rate_limiter.sign_in_attempt(email=body.email, ip=client_ip(request))
     user = await accounts.authenticate(tx, email=body.email, password=body.password)
     return _token(state, user.id)
 

@@ -1,5 +1,5 @@
 """Page routes, one module per area."""
 
-from sizzle.web.routes import account, admin, admin_purchases, launch, public, sessions
+from sizzle.web.routes import account, admin, admin_purchases, keys, launch, public, sessions
 
-PAGE_MODULES = (public, launch, sessions, account, admin, admin_purchases)
+PAGE_MODULES = (public, launch, sessions, account, keys, admin, admin_purchases)

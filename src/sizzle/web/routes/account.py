@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from sizzle.api.deps import Paging, PagingDep, StateDep
+from sizzle.api.deps import Paging, PagingDep, StateDep, client_ip
 from sizzle.api.routers.billing import receipt_download, return_urls, statement_download
 from sizzle.api.views import transaction_out
 from sizzle.db.models import Purchase, User
@@ -255,6 +255,7 @@ async def change_password(
     repeat_password: Annotated[str, Form(max_length=1000)],
 ) -> Response:
     try:
+        await state.rate_limiter.sign_in_attempt(email=user.email, ip=client_ip(request))
         if new_password != repeat_password:
             raise ValidationFailed(
                 "the two new passwords are not the same", code="passwords_differ"

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from sizzle.api.deps import StateDep
+from sizzle.api.deps import StateDep, client_ip
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
 from sizzle.security import create_access_token
@@ -92,6 +92,7 @@ async def signup(
     name: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     try:
+        await state.rate_limiter.sign_up_attempt(ip=client_ip(request))
         async with state.db.transaction() as tx:
             created = await accounts.create_user(
                 tx,
@@ -139,6 +140,7 @@ async def signin(
     next: Annotated[str, Form(max_length=2000)] = "/sessions",
 ) -> Response:
     try:
+        await state.rate_limiter.sign_in_attempt(email=email, ip=client_ip(request))
         async with state.db.transaction() as tx:
             found = await accounts.authenticate(tx, email=email, password=password)
     except SizzleError as exc:
