@@ -1,4 +1,5 @@
-"""The `sizzle` command: serve, worker, db upgrade, admin tasks."""
+"""The `sizzle` command: serve, worker, db upgrade, admin tasks, and the client commands
+(login, tiers, up, ps, ...; see sizzle.client) that use a server through its API."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from decimal import InvalidOperation
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 from rich.console import Console
 
+from sizzle.client.commands import register as register_client_commands
 from sizzle.db.database import Database
 from sizzle.db.migrate import is_current, upgrade
 from sizzle.domain.money import usd_to_micros
@@ -23,6 +26,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_app = typer.Typer(help="Operator tasks.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+register_client_commands(app)
 console = Console(stderr=True)
 
 
@@ -63,10 +67,18 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus metrics (metering) on this port."),
+    ] = None,
+) -> None:
     """Run the background jobs only (metering, provisioning, reaper), for scale-out."""
     configure_logging()
     state = AppState.build(Settings())
+    if metrics_port is not None:
+        # the database's figures come from the API's /metrics; this serves what the jobs count
+        start_http_server(metrics_port, registry=state.metrics.process_registry)
 
     async def _run() -> None:
         if not await is_current(state.db):

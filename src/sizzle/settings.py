@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         description="redis://host:port/db: rate limits shared by every replica; "
         "unset, each process counts on its own.",
     )
+    metrics_token: str = Field(
+        "",
+        description="If set, /metrics wants `Authorization: Bearer <this>` (Prometheus "
+        "`authorization` config); unset, /metrics is open: keep it on an internal network.",
+    )
     rate_limits_enabled: bool = Field(True, description="Switch the rate limits off (tests).")
     rate_limit_per_user: str = Field("600/minute", description="API requests per account.")
     rate_limit_per_key: str = Field("600/minute", description="API requests per API key.")

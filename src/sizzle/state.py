@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sizzle.clock import Clock, FileClock, SystemClock
 from sizzle.db.database import Database
 from sizzle.jobs.runner import JobRunner
+from sizzle.metrics import Metrics
 from sizzle.providers.base import Provider, ProviderContext
 from sizzle.providers.registry import load_providers
 from sizzle.services.chat_proxy import ChatProxy
@@ -36,6 +37,7 @@ class AppState:
     chat_proxy: ChatProxy
     payments: Payments
     rate_limiter: RateLimiter
+    metrics: Metrics
 
     @classmethod
     def build(
@@ -54,8 +56,14 @@ class AppState:
             max_offers_tried=settings.max_offers_tried,
             launch_deadline_seconds=settings.launch_deadline_seconds,
         )
+        metrics = Metrics()
         jobs = JobRunner(
-            db=db, settings=settings, clock=clock, providers=providers, orchestrator=orchestrator
+            db=db,
+            settings=settings,
+            clock=clock,
+            providers=providers,
+            orchestrator=orchestrator,
+            metrics=metrics,
         )
         payments = Payments(settings, db, clock)
         jobs.after_metering.append(payments.top_ups.run_pass)
@@ -75,6 +83,7 @@ class AppState:
             ),
             payments=payments,
             rate_limiter=RateLimiter(settings),
+            metrics=metrics,
         )
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from sizzle.api.routers import (
     sessions,
 )
 from sizzle.errors import RateLimited, SizzleError
+from sizzle.metrics import RequestTimer
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from sizzle.web import routes as web_routes
@@ -76,6 +77,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sizzle = state
+    app.add_middleware(RequestTimer, metrics=state.metrics)
     app.include_router(health.router)
     for module in (auth, keys, catalog, models, sessions, billing, admin, openai):
         app.include_router(module.router, dependencies=[Depends(limit_by_address)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from sizzle.jobs.metering import run_metering_pass
 from sizzle.jobs.provisioning import launch_pending, mark_ready
 from sizzle.jobs.reaper import reap
 from sizzle.jobs.reconciler import ReconcileReport, reconcile
+from sizzle.metrics import Metrics
 from sizzle.providers.base import Provider
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.settings import Settings
@@ -33,7 +35,9 @@ class JobRunner:
         clock: Clock,
         providers: dict[str, Provider],
         orchestrator: Orchestrator,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -49,7 +53,10 @@ class JobRunner:
         self._wake.set()
 
     async def meter(self) -> None:
-        await run_metering_pass(self.db, self.providers, now=self.clock.now())
+        started = time.perf_counter()
+        result = await run_metering_pass(self.db, self.providers, now=self.clock.now())
+        self.metrics.metering_pass_seconds.observe(time.perf_counter() - started)
+        self.metrics.minutes_charged.inc(result.minutes_charged)
         for hook in self.after_metering:
             try:
                 await hook()
@@ -72,7 +79,10 @@ class JobRunner:
         await self.reconcile_now()
 
     async def reconcile_now(self) -> ReconcileReport:
-        return await reconcile(self.db, self.providers, now=self.clock.now())
+        report = await reconcile(self.db, self.providers, now=self.clock.now())
+        for orphan in report.orphans_destroyed:
+            self.metrics.orphans_destroyed.labels(orphan.split(":", 1)[0]).inc()
+        return report
 
     async def run_once(self) -> None:
         """Every job once, in order; what the tests call instead of waiting for the loops."""

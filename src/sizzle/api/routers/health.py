@@ -1,13 +1,18 @@
-"""Liveness and readiness."""
+"""Liveness, readiness, and the Prometheus metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from sizzle.api.deps import StateDep
 from sizzle.db.migrate import is_current
+from sizzle.errors import Unauthorized
 
 router = APIRouter(tags=["health"])
 
@@ -32,3 +37,14 @@ async def readyz(state: StateDep) -> JSONResponse:
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(state: StateDep, authorization: Annotated[str, Header()] = "") -> Response:
+    """Prometheus metrics (see sizzle/metrics.py): the database's figures are read now.
+    With SIZZLE_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+    wanted = state.settings.metrics_token
+    if wanted and not hmac.compare_digest(authorization.encode(), f"Bearer {wanted}".encode()):
+        raise Unauthorized("send Authorization: Bearer <SIZZLE_METRICS_TOKEN>")
+    await state.metrics.refresh(state.db, state.orchestrator, now=state.clock.now())
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,201 @@
+"""A small synchronous client for Sizzle's public API (/api/v1), on httpx.
+
+Every method returns the API's JSON as it came; an error answer raises `ApiError` with the
+server's own message, and a server that cannot be reached raises `Unreachable` naming the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sizzle import __version__
+from sizzle.client.errors import ApiError, ClientError, Unreachable
+
+# What `sizzle login` asks for: everything a key may do.
+CLI_SCOPES = ("sessions:read", "sessions:write", "billing:read", "inference")
+PAGE_LIMIT = 500  # the API's largest page
+
+JSON = dict[str, Any]
+
+
+class SizzleClient:
+    def __init__(
+        self,
+        api_url: str,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        headers = {"User-Agent": f"sizzle-cli/{__version__}", "Accept": "application/json"}
+        if key:
+            headers["X-API-Key"] = key
+        self._http = httpx.Client(
+            base_url=self.api_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> SizzleClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- transport -------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: JSON | None = None,
+        params: dict[str, str | int] | None = None,
+        token: str | None = None,
+    ) -> Any:
+        """One call; the decoded JSON answer (None for 204)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        try:
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise Unreachable(
+                f"the Sizzle API at {self.api_url} did not answer in time ({type(exc).__name__})"
+            ) from exc
+        except httpx.RequestError as exc:  # connection, protocol, decoding, redirects
+            reason = str(exc) or type(exc).__name__
+            raise Unreachable(
+                f"cannot reach the Sizzle API at {self.api_url} ({reason}); is the server "
+                "running, and is SIZZLE_API_URL right?"
+            ) from exc
+        if response.status_code == httpx.codes.NO_CONTENT:
+            return None
+        if response.is_error or response.is_redirect:
+            raise _api_error(response, self.api_url)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ClientError(
+                f"{self.api_url}{path} did not answer with JSON: is SIZZLE_API_URL a Sizzle server?"
+            ) from exc
+
+    # --- auth and keys ---------------------------------------------------------------------
+
+    def sign_in(self, email: str, password: str) -> str:
+        """A short-lived sign-in token, from an email and password."""
+        body = self.request(
+            "POST", "/api/v1/auth/login", json={"email": email, "password": password}
+        )
+        return str(body["access_token"])
+
+    def create_key(self, token: str, *, name: str, scopes: tuple[str, ...] = CLI_SCOPES) -> JSON:
+        """A new API key (its secret is in `key`, this once); needs a sign-in token."""
+        result: JSON = self.request(
+            "POST", "/api/v1/keys", json={"name": name, "scopes": list(scopes)}, token=token
+        )
+        return result
+
+    def me(self) -> JSON:
+        result: JSON = self.request("GET", "/api/v1/auth/me")
+        return result
+
+    # --- catalog ---------------------------------------------------------------------------
+
+    def tiers(self) -> list[JSON]:
+        result: list[JSON] = self.request("GET", "/api/v1/tiers")
+        return result
+
+    def availability(self) -> list[JSON]:
+        result: list[JSON] = self.request("GET", "/api/v1/availability")
+        return result
+
+    def models(
+        self,
+        *,
+        search: str | None = None,
+        category: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JSON:
+        """A page of the model library: `{"items": [...], "total": n}`."""
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
+        if search:
+            params["search"] = search
+        if category:
+            params["category"] = category
+        result: JSON = self.request("GET", "/api/v1/models", params=params)
+        return result
+
+    # --- sessions --------------------------------------------------------------------------
+
+    def create_session(
+        self, *, tier: str, model: str | None = None, max_minutes: int | None = None
+    ) -> JSON:
+        body: JSON = {"tier": tier}
+        if model is not None:
+            body["model"] = model
+        if max_minutes is not None:
+            body["max_minutes"] = max_minutes
+        result: JSON = self.request("POST", "/api/v1/sessions", json=body)
+        return result
+
+    def session(self, session_id: str) -> JSON:
+        result: JSON = self.request("GET", f"/api/v1/sessions/{_segment(session_id)}")
+        return result
+
+    def sessions_page(self, *, limit: int | None = None, offset: int = 0) -> JSON:
+        params: dict[str, str | int] = {"limit": limit or PAGE_LIMIT, "offset": offset}
+        result: JSON = self.request("GET", "/api/v1/sessions", params=params)
+        return result
+
+    def all_sessions(self) -> Iterator[JSON]:
+        """Every session of mine, newest first, page after page."""
+        offset = 0
+        while True:
+            page = self.sessions_page(offset=offset)
+            items: list[JSON] = page["items"]
+            yield from items
+            offset += len(items)
+            if not items or offset >= int(page["total"]):
+                return
+
+    def act(self, session_id: str, action: str) -> JSON:
+        """POST /sessions/{id}/{action}: start, pause, resume or stop; the session after."""
+        result: JSON = self.request("POST", f"/api/v1/sessions/{_segment(session_id)}/{action}")
+        return result
+
+    # --- billing ---------------------------------------------------------------------------
+
+    def balance(self) -> JSON:
+        result: JSON = self.request("GET", "/api/v1/billing/balance")
+        return result
+
+
+def _segment(value: str) -> str:
+    """A path segment as given, with anything that would change the path escaped."""
+    return quote(value, safe="")
+
+
+def _api_error(response: httpx.Response, api_url: str) -> ApiError:
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        where = f"{api_url}{response.request.url.path}"
+        return ApiError(
+            response.status_code,
+            "http_error",
+            f"HTTP {response.status_code} {response.reason_phrase} from {where}",
+        )
+    return ApiError(response.status_code, code, message or f"HTTP {response.status_code}")

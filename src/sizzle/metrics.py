@@ -1,0 +1,257 @@
+"""Prometheus metrics, served at `/metrics`.
+
+Two kinds:
+- read from the database at each scrape, so every replica tells the same truth: sessions by
+  status and tier, sessions stuck provisioning, metering lag, launch attempts (failovers) by
+  provider and outcome, provisioning time of the last day by provider, revenue charged;
+- counted in this process: metering pass duration and minutes charged (in the process that
+  meters: `sizzle serve`, or `sizzle worker --metrics-port`), orphan instances destroyed,
+  HTTP latency by route, and each provider's breaker as this process sees it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from sizzle.clock import to_ms
+from sizzle.db.models import GpuSession, LaunchAttempt, LedgerAccount
+from sizzle.services import ledger
+from sizzle.services.breaker import BreakerState
+
+if TYPE_CHECKING:
+    from sizzle.db.database import Database
+    from sizzle.services.orchestrator import Orchestrator
+
+PROVISIONING_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0)
+STUCK_PROVISIONING_AFTER = timedelta(minutes=15)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass
+class _Snapshot:
+    """What the last scrape read from the database."""
+
+    sessions: dict[tuple[str, str], int] = field(default_factory=dict)
+    stuck_provisioning: int = 0
+    metering_lag_seconds: float = 0.0
+    attempts: dict[tuple[str, str], int] = field(default_factory=dict)
+    provisioning: dict[str, list[float]] = field(default_factory=dict)
+    revenue_micros: int = 0
+    breakers: dict[str, str] = field(default_factory=dict)
+    usable: dict[str, bool] = field(default_factory=dict)
+
+
+class _FromDatabase(Collector):
+    def __init__(self) -> None:
+        self.snapshot = _Snapshot()
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.snapshot
+        sessions = GaugeMetricFamily(
+            "sizzle_sessions", "Sessions by status and tier.", labels=["status", "tier"]
+        )
+        for (status, tier), count in sorted(s.sessions.items()):
+            sessions.add_metric([status, tier], count)
+        yield sessions
+        yield GaugeMetricFamily(
+            "sizzle_sessions_stuck_provisioning",
+            f"Sessions pending or provisioning for over {STUCK_PROVISIONING_AFTER}.",
+            value=s.stuck_provisioning,
+        )
+        yield GaugeMetricFamily(
+            "sizzle_metering_lag_seconds",
+            "How long the oldest started, unbilled minute of an active session has waited.",
+            value=s.metering_lag_seconds,
+        )
+        attempts = CounterMetricFamily(
+            "sizzle_launch_attempts",
+            "Offers tried while launching, by provider and outcome (not launched = a failover).",
+            labels=["provider", "outcome"],
+        )
+        for (provider, outcome), count in sorted(s.attempts.items()):
+            attempts.add_metric([provider, outcome], count)
+        yield attempts
+        provisioning = HistogramMetricFamily(
+            "sizzle_provisioning_seconds",
+            "From request to ready, sessions ready in the last 24 hours, by provider.",
+            labels=["provider"],
+        )
+        for provider, seconds in sorted(s.provisioning.items()):
+            buckets = [
+                (str(bound), sum(1 for x in seconds if x <= bound))
+                for bound in PROVISIONING_BUCKETS
+            ]
+            buckets.append(("+Inf", len(seconds)))
+            provisioning.add_metric([provider], buckets, sum_value=sum(seconds))
+        yield provisioning
+        yield CounterMetricFamily(
+            "sizzle_revenue_micro_usd",
+            "Credit charged for GPU minutes, net of minutes given back, in micro-dollars.",
+            value=s.revenue_micros,
+        )
+        up = GaugeMetricFamily(
+            "sizzle_provider_up", "1 if launches may use the provider now.", labels=["provider"]
+        )
+        breaker = GaugeMetricFamily(
+            "sizzle_provider_breaker_state",
+            "The provider's circuit breaker: 1 on its current state.",
+            labels=["provider", "state"],
+        )
+        for provider in sorted(s.breakers):
+            up.add_metric([provider], 1 if s.usable[provider] else 0)
+            for state in BreakerState:
+                breaker.add_metric(
+                    [provider, state.value], 1 if s.breakers[provider] == state.value else 0
+                )
+        yield up
+        yield breaker
+
+
+class Metrics:
+    """One registry per app (tests build many apps in one process)."""
+
+    def __init__(self) -> None:
+        # What this process counts (a worker serves only these), and everything (/metrics).
+        self.process_registry = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        self._database = _FromDatabase()
+        self.registry.register(self._database)
+        self.metering_pass_seconds = Histogram(
+            "sizzle_metering_pass_seconds",
+            "Duration of one metering pass in this process.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.process_registry,
+        )
+        self.minutes_charged = Counter(
+            "sizzle_minutes_charged",
+            "Session minutes charged by this process's metering passes.",
+            registry=self.process_registry,
+        )
+        self.orphans_destroyed = Counter(
+            "sizzle_orphan_instances_destroyed",
+            "Instances found at a provider with no live session, and destroyed.",
+            ["provider"],
+            registry=self.process_registry,
+        )
+        self.http_request_seconds = Histogram(
+            "sizzle_http_request_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route", "status"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=self.process_registry,
+        )
+
+        for collector in (
+            self.metering_pass_seconds,
+            self.minutes_charged,
+            self.orphans_destroyed,
+            self.http_request_seconds,
+        ):
+            self.registry.register(collector)
+
+    async def refresh(self, db: Database, orchestrator: Orchestrator, *, now: datetime) -> None:
+        """Read the database's figures for the scrape (one short read transaction)."""
+        snapshot = _Snapshot()
+        now_ms = to_ms(now)
+        async with db.read() as tx:
+            rows = await tx.execute(
+                select(GpuSession.status, GpuSession.tier, func.count()).group_by(
+                    GpuSession.status, GpuSession.tier
+                )
+            )
+            snapshot.sessions = {(str(s), str(t)): int(n) for s, t, n in rows}
+            snapshot.stuck_provisioning = int(
+                await tx.scalar(
+                    select(func.count())
+                    .select_from(GpuSession)
+                    .where(
+                        GpuSession.status.in_(("pending", "provisioning")),
+                        GpuSession.created_at <= now - STUCK_PROVISIONING_AFTER,
+                    )
+                )
+                or 0
+            )
+            behind = await tx.scalar(
+                select(
+                    func.max(
+                        GpuSession.active_ms_before
+                        + (now_ms - GpuSession.active_since_ms)
+                        - GpuSession.charged_minutes * 60_000
+                    )
+                ).where(GpuSession.status == "active", GpuSession.active_since_ms.is_not(None))
+            )
+            snapshot.metering_lag_seconds = max(0, int(behind or 0)) / 1000
+            rows = await tx.execute(
+                select(LaunchAttempt.provider, LaunchAttempt.outcome, func.count()).group_by(
+                    LaunchAttempt.provider, LaunchAttempt.outcome
+                )
+            )
+            snapshot.attempts = {(str(p), str(o)): int(n) for p, o, n in rows}
+            ready_rows = await tx.execute(
+                select(GpuSession.provider, GpuSession.created_at, GpuSession.ready_at).where(
+                    GpuSession.ready_at >= now - timedelta(hours=24),
+                    GpuSession.provider.is_not(None),
+                )
+            )
+            for provider, created, ready in ready_rows:
+                if ready is not None:
+                    snapshot.provisioning.setdefault(str(provider), []).append(
+                        (ready - created).total_seconds()
+                    )
+            snapshot.revenue_micros = int(
+                await tx.scalar(
+                    select(LedgerAccount.balance).where(LedgerAccount.name == ledger.REVENUE)
+                )
+                or 0
+            )
+        for name, status in orchestrator.status.items():
+            snapshot.breakers[name] = status.state(now).value
+            snapshot.usable[name] = status.usable(now)
+        self._database.snapshot = snapshot
+
+
+class RequestTimer:
+    """ASGI middleware: the latency of every HTTP request, by its route's template."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.http_request_seconds.labels(scope["method"], route, str(status)).observe(
+                time.perf_counter() - started
+            )
