@@ -1,10 +1,14 @@
 """Logging: structlog and the standard library (uvicorn, alembic) through one formatter,
-readable lines on a terminal and JSON lines otherwise."""
+readable lines on a terminal and JSON lines otherwise; each line of an HTTP request carries
+its request id, and its session id where the path names one."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import uuid
+from typing import Any
 
 import structlog
 
@@ -43,3 +47,41 @@ def configure_logging(level: str = "INFO") -> None:
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContext:
+    """ASGI middleware: every log line of a request carries its `request_id` (the caller's
+    `X-Request-ID` when it is a sane token, else a new one), which the response echoes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+
+def log_session_id(session_id: str) -> str:
+    """A path validator for session ids: the request's log lines name the session too."""
+    structlog.contextvars.bind_contextvars(session_id=session_id)
+    return session_id

@@ -27,6 +27,7 @@ from sizzle.api.routers import (
     sessions,
 )
 from sizzle.errors import RateLimited, SizzleError
+from sizzle.logging import RequestContext
 from sizzle.metrics import RequestTimer
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -78,6 +79,7 @@ def create_app(
     )
     app.state.sizzle = state
     app.add_middleware(RequestTimer, metrics=state.metrics)
+    app.add_middleware(RequestContext)  # added last: outermost, so every line has the id
     app.include_router(health.router)
     for module in (auth, keys, catalog, models, sessions, billing, admin, openai):
         app.include_router(module.router, dependencies=[Depends(limit_by_address)])

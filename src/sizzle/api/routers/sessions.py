@@ -22,11 +22,12 @@ from sizzle.api.schemas import (
 )
 from sizzle.api.views import session_out
 from sizzle.db.models import User
+from sizzle.logging import log_session_id
 from sizzle.services import model_library, session_metrics, sessions
 from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
-SessionId = Annotated[str, Path(), AfterValidator(refuse_nul)]
+SessionId = Annotated[str, Path(), AfterValidator(refuse_nul), AfterValidator(log_session_id)]
 
 
 async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
