@@ -25,6 +25,7 @@ from sizzle.api.routers import (
     models,
     openai,
     sessions,
+    subscription,
 )
 from sizzle.errors import RateLimited, SizzleError
 from sizzle.logging import RequestContext
@@ -81,7 +82,7 @@ def create_app(
     app.add_middleware(RequestTimer, metrics=state.metrics)
     app.add_middleware(RequestContext)  # added last: outermost, so every line has the id
     app.include_router(health.router)
-    for module in (auth, keys, catalog, models, sessions, billing, admin, openai):
+    for module in (auth, keys, catalog, models, sessions, billing, subscription, admin, openai):
         app.include_router(module.router, dependencies=[Depends(limit_by_address)])
     for page_module in web_routes.PAGE_MODULES:
         app.include_router(page_module.router)

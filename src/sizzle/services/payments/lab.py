@@ -15,7 +15,6 @@ recorded in the ledger (Stripe to `platform:subscriptions`), keyed by the invoic
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import stripe
@@ -29,6 +28,12 @@ from sizzle.errors import Conflict, NotFound, ProviderUnavailable
 from sizzle.services import ledger
 from sizzle.services.metering import expire_included_minutes, lock_billing
 from sizzle.services.payments.common import STRIPE_ACCOUNT, Checkout
+from sizzle.services.payments.stripe_objects import (
+    as_dict,
+    invoice_period,
+    invoice_subscription,
+    subscription_period,
+)
 
 if TYPE_CHECKING:
     from sizzle.services.payments.checkout import Payments
@@ -163,7 +168,7 @@ class Lab:
                 "Stripe did not answer; nothing changed, try again in a moment",
                 code="payments_unavailable",
             ) from exc
-        await self.apply(_as_dict(updated))
+        await self.apply(as_dict(updated))
         async with self.payments.db.read() as tx:
             row = await tx.get(LabSubscription, current.id)
         assert row is not None  # noqa: S101 - rows are never deleted
@@ -198,7 +203,7 @@ class Lab:
                 f"could not read subscription {stripe_id} from Stripe: {exc}",
                 code="payments_unavailable",
             ) from exc
-        return await self.apply(_as_dict(subscription))
+        return await self.apply(as_dict(subscription))
 
     async def apply(self, subscription: dict[str, Any]) -> str:
         """Mirror Stripe's subscription; an ended one loses its minutes at once."""
@@ -215,7 +220,7 @@ class Lab:
                 row.stripe_customer_id = customer
             row.status = str(subscription.get("status") or row.status)
             row.cancel_at_period_end = bool(subscription.get("cancel_at_period_end"))
-            start, end = _subscription_period(subscription)
+            start, end = subscription_period(subscription)
             if start is not None and end is not None:
                 row.current_period_start, row.current_period_end = start, end
             row.updated_at = now
@@ -229,10 +234,10 @@ class Lab:
 
     async def on_invoice_paid(self, invoice: dict[str, Any]) -> str:
         """A month is paid: record the payment, and grant the month's minutes once."""
-        stripe_id = _invoice_subscription(invoice)
+        stripe_id = invoice_subscription(invoice)
         if stripe_id is None:
             return "ignored"
-        start, end = _invoice_period(invoice)
+        start, end = invoice_period(invoice)
         if start is None or end is None:
             log.error("lab.invoice_without_period", invoice=invoice.get("id"))
             return "no_period"
@@ -292,7 +297,7 @@ class Lab:
 
     async def on_invoice_failed(self, invoice: dict[str, Any]) -> str:
         """A month's payment failed: say so (Stripe retries, and its events say what next)."""
-        stripe_id = _invoice_subscription(invoice)
+        stripe_id = invoice_subscription(invoice)
         if stripe_id is None:
             return "ignored"
         error = (invoice.get("last_finalization_error") or {}).get("message") or (
@@ -366,46 +371,3 @@ async def _find_subscription(tx: Any, subscription: dict[str, Any]) -> LabSubscr
             select(LabSubscription).where(LabSubscription.id == str(reference)).with_for_update()
         )
     return found
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    """A Stripe object as the dict an event carries (nested objects stay mappings)."""
-    return dict(obj)
-
-
-def _at(epoch: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(epoch), UTC) if isinstance(epoch, int) else None
-
-
-def _subscription_period(subscription: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
-    """The current period: on the subscription's item (API 2025-03-31 on), or, in older API
-    versions, on the subscription itself."""
-    items = ((subscription.get("items") or {}).get("data")) or []
-    for source in [*items, subscription]:
-        start, end = _at(source.get("current_period_start")), _at(source.get("current_period_end"))
-        if start is not None and end is not None:
-            return start, end
-    return None, None
-
-
-def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
-    """The subscription an invoice bills: `parent.subscription_details` (API 2025-03-31 on)
-    or the older top-level `subscription`."""
-    details = (invoice.get("parent") or {}).get("subscription_details") or {}
-    found = details.get("subscription") or invoice.get("subscription")
-    return found if isinstance(found, str) else None
-
-
-def _invoice_period(invoice: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
-    """The month an invoice pays for: the latest service period among its lines (a proration
-    line, if any, covers part of an earlier one)."""
-    periods = []
-    for line in ((invoice.get("lines") or {}).get("data")) or []:
-        period = line.get("period") or {}
-        start, end = _at(period.get("start")), _at(period.get("end"))
-        if start is not None and end is not None:
-            periods.append((end, start))
-    if not periods:
-        return None, None
-    end, start = max(periods)
-    return start, end
