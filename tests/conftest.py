@@ -21,6 +21,7 @@ from sizzle.db.migrate import upgrade
 from sizzle.logging import configure_logging
 from sizzle.settings import Settings
 from sizzle.state import AppState
+from tests.smtp_inbox import inbox  # noqa: F401 - the SMTP fixture, for every test module
 
 TEST_SECRET = "test-secret-key-that-is-long-enough"
 POSTGRES_URL = os.environ.get("SIZZLE_TEST_DATABASE_URL", "")
@@ -77,8 +78,8 @@ async def _empty_postgres(db: Database) -> None:
     async with db.transaction() as tx:
         await tx.execute(
             text(
-                "TRUNCATE api_keys, lab_subscriptions, auto_top_ups, refunds, purchases, "
-                "chat_requests, ledger_entries, session_events, provider_instances, "
+                "TRUNCATE audit_events, api_keys, lab_subscriptions, auto_top_ups, refunds, "
+                "purchases, chat_requests, ledger_entries, session_events, provider_instances, "
                 "demo_instances, gpu_sessions "
                 "RESTART IDENTITY CASCADE"
             )

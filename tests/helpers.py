@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,7 +16,7 @@ import uvicorn
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import User
+from sizzle.db.models import Purchase, User
 from sizzle.domain.money import usd_to_micros
 from sizzle.services import accounts
 from sizzle.state import AppState
@@ -105,6 +106,26 @@ async def grant(db: Database, *, email: str, usd: str, now: datetime) -> None:
     async with db.transaction() as tx:
         user = await accounts.get_user_by_email(tx, email)
         await accounts.grant_credits(tx, user, usd_to_micros(usd), now=now, granted_by="tests")
+
+
+async def add_paid_purchase(db: Database, *, user_id: str, now: datetime, usd: str = "5") -> str:
+    """A paid purchase of the `usd` package, made straight in the database (no ledger entry:
+    the credit is not granted); its id."""
+    purchase_id = uuid.uuid4().hex
+    async with db.transaction() as tx:
+        tx.add(
+            Purchase(
+                id=purchase_id,
+                user_id=user_id,
+                package=usd,
+                paid_micros=usd_to_micros(usd),
+                credit_micros=usd_to_micros(usd),
+                status="paid",
+                created_at=now,
+                paid_at=now,
+            )
+        )
+    return purchase_id
 
 
 async def me(client: httpx.AsyncClient, *, auth: dict[str, str]) -> dict[str, Any]:

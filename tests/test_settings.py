@@ -53,6 +53,19 @@ def test_default_database_is_a_sqlite_file_in_the_home_folder(tmp_path: Path) ->
     assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path / 'sizzle.db'}"
 
 
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://sizzle:pw@db:5432/sizzle", "postgresql+asyncpg://sizzle:pw@db:5432/sizzle"),
+        ("postgres://db/sizzle", "postgresql+asyncpg://db/sizzle"),
+        ("postgresql+asyncpg://db/sizzle", "postgresql+asyncpg://db/sizzle"),
+        ("sqlite:////srv/sizzle.db", "sqlite+aiosqlite:////srv/sizzle.db"),
+    ],
+)
+def test_plain_database_urls_get_the_async_driver(given: str, used: str) -> None:
+    assert Settings(database_url=given).resolved_database_url == used
+
+
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIZZLE_PROVIDERS", "demo, vast")
     monkeypatch.setenv("SIZZLE_METER_INTERVAL_SECONDS", "2.5")

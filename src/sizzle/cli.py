@@ -70,7 +70,7 @@ def serve(
 def worker(
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="Serve this worker's Prometheus metrics (metering) on this port."),
+        typer.Option(help="Serve this worker's Prometheus metrics (jobs, breakers) on this port."),
     ] = None,
 ) -> None:
     """Run the background jobs only (metering, provisioning, reaper), for scale-out."""
@@ -78,7 +78,9 @@ def worker(
     state = AppState.build(Settings())
     if metrics_port is not None:
         # the database's figures come from the API's /metrics; this serves what the jobs count
-        start_http_server(metrics_port, registry=state.metrics.process_registry)
+        # and the breakers of the orchestrator that launches (API replicas only look up offers)
+        registry = state.metrics.worker_registry(state.orchestrator, clock=state.clock)
+        start_http_server(metrics_port, registry=registry)
 
     async def _run() -> None:
         if not await is_current(state.db):
@@ -142,6 +144,7 @@ def create_user(
                     is_admin=admin,
                     now=clock_for(settings).now(),
                     free_minutes=settings.free_minutes,
+                    actor="cli",
                 )
                 return user.id
         finally:
@@ -172,7 +175,9 @@ def grant_credits(email: str, usd: str) -> None:
             async with db.transaction() as tx:
                 user = await accounts.get_user_by_email(tx, email)
                 now = clock_for(settings).now()
-                await accounts.grant_credits(tx, user, micros, now=now, granted_by="cli")
+                await accounts.grant_credits(
+                    tx, user, micros, now=now, granted_by="cli", actor="cli"
+                )
         finally:
             await db.dispose()
 

@@ -1,6 +1,7 @@
 """Logging: structlog and the standard library (uvicorn, alembic) through one formatter,
 readable lines on a terminal and JSON lines otherwise; each line of an HTTP request carries
-its request id, and its session id where the path names one."""
+its request id, and its session id where the path names one. The request's address and
+browser are kept for the audit log."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import uuid
 from typing import Any
 
 import structlog
+
+from sizzle.services.audit import origin_from_scope, request_origin
 
 _SHARED: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -75,9 +78,11 @@ class RequestContext:
 
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        origin = request_origin.set(origin_from_scope(scope))
         try:
             await self.app(scope, receive, sending)
         finally:
+            request_origin.reset(origin)
             structlog.contextvars.clear_contextvars()
 
 

@@ -1,18 +1,22 @@
-"""Prometheus metrics, served at `/metrics`.
+"""Prometheus metrics: `Metrics.registry` is served at `/metrics`, `Metrics.worker_registry()`
+by `sizzle worker --metrics-port`.
 
-Two kinds:
-- read from the database at each scrape, so every replica tells the same truth: sessions by
-  status and tier, sessions stuck provisioning, metering lag, launch attempts (failovers) by
-  provider and outcome, provisioning time of the last day by provider, revenue charged;
+Three kinds:
+- read from the database at each scrape (`/metrics` only), so every replica tells the same
+  truth: sessions by status and tier, sessions stuck provisioning, metering lag, launch
+  attempts (failovers) by provider and outcome, provisioning time of the last day by provider,
+  and net revenue (a gauge: minutes given back lower it);
 - counted in this process: metering pass duration and minutes charged (in the process that
-  meters: `sizzle serve`, or `sizzle worker --metrics-port`), orphan instances destroyed,
-  HTTP latency by route, and each provider's breaker as this process sees it.
+  meters: `sizzle serve`, or `sizzle worker`), orphan instances destroyed, HTTP latency by
+  route;
+- each provider's breaker as this process's orchestrator sees it: an API replica's from its
+  offer look-ups, the worker's from the launches it makes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,6 +37,7 @@ from sizzle.services import ledger
 from sizzle.services.breaker import BreakerState
 
 if TYPE_CHECKING:
+    from sizzle.clock import Clock
     from sizzle.db.database import Database
     from sizzle.services.orchestrator import Orchestrator
 
@@ -45,6 +50,50 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _Breaker:
+    """One provider's breaker at a moment, and whether launches may use the provider."""
+
+    state: BreakerState
+    usable: bool
+
+
+def _read_breakers(orchestrator: Orchestrator, now: datetime) -> dict[str, _Breaker]:
+    return {
+        name: _Breaker(status.state(now), status.usable(now))
+        for name, status in orchestrator.status.items()
+    }
+
+
+def _provider_families(breakers: Mapping[str, _Breaker]) -> Iterator[Metric]:
+    """`sizzle_provider_up` and `sizzle_provider_breaker_state`, one series per provider."""
+    up = GaugeMetricFamily(
+        "sizzle_provider_up", "1 if launches may use the provider now.", labels=["provider"]
+    )
+    breaker = GaugeMetricFamily(
+        "sizzle_provider_breaker_state",
+        "The provider's circuit breaker: 1 on its current state.",
+        labels=["provider", "state"],
+    )
+    for provider, reading in sorted(breakers.items()):
+        up.add_metric([provider], 1 if reading.usable else 0)
+        for state in BreakerState:
+            breaker.add_metric([provider, state.value], 1 if reading.state is state else 0)
+    yield up
+    yield breaker
+
+
+class _ProviderBreakers(Collector):
+    """The provider gauges of an orchestrator, read at each scrape (the worker has no refresh)."""
+
+    def __init__(self, orchestrator: Orchestrator, clock: Clock) -> None:
+        self.orchestrator = orchestrator
+        self.clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        return _provider_families(_read_breakers(self.orchestrator, self.clock.now()))
+
+
 @dataclass
 class _Snapshot:
     """What the last scrape read from the database."""
@@ -55,8 +104,7 @@ class _Snapshot:
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     provisioning: dict[str, list[float]] = field(default_factory=dict)
     revenue_micros: int = 0
-    breakers: dict[str, str] = field(default_factory=dict)
-    usable: dict[str, bool] = field(default_factory=dict)
+    breakers: dict[str, _Breaker] = field(default_factory=dict)
 
 
 class _FromDatabase(Collector):
@@ -102,35 +150,21 @@ class _FromDatabase(Collector):
             buckets.append(("+Inf", len(seconds)))
             provisioning.add_metric([provider], buckets, sum_value=sum(seconds))
         yield provisioning
-        yield CounterMetricFamily(
-            "sizzle_revenue_micro_usd",
-            "Credit charged for GPU minutes, net of minutes given back, in micro-dollars.",
+        # a gauge, not a counter: minutes given back (a lost instance) lower the balance
+        yield GaugeMetricFamily(
+            "sizzle_revenue_net_micro_usd",
+            "Credit charged for GPU minutes, net of minutes given back, in micro-dollars "
+            "(the ledger's revenue balance).",
             value=s.revenue_micros,
         )
-        up = GaugeMetricFamily(
-            "sizzle_provider_up", "1 if launches may use the provider now.", labels=["provider"]
-        )
-        breaker = GaugeMetricFamily(
-            "sizzle_provider_breaker_state",
-            "The provider's circuit breaker: 1 on its current state.",
-            labels=["provider", "state"],
-        )
-        for provider in sorted(s.breakers):
-            up.add_metric([provider], 1 if s.usable[provider] else 0)
-            for state in BreakerState:
-                breaker.add_metric(
-                    [provider, state.value], 1 if s.breakers[provider] == state.value else 0
-                )
-        yield up
-        yield breaker
+        yield from _provider_families(s.breakers)
 
 
 class Metrics:
     """One registry per app (tests build many apps in one process)."""
 
     def __init__(self) -> None:
-        # What this process counts (a worker serves only these), and everything (/metrics).
-        self.process_registry = CollectorRegistry()
+        # everything, served at /metrics
         self.registry = CollectorRegistry()
         self._database = _FromDatabase()
         self.registry.register(self._database)
@@ -138,34 +172,44 @@ class Metrics:
             "sizzle_metering_pass_seconds",
             "Duration of one metering pass in this process.",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-            registry=self.process_registry,
+            registry=None,
         )
         self.minutes_charged = Counter(
             "sizzle_minutes_charged",
             "Session minutes charged by this process's metering passes.",
-            registry=self.process_registry,
+            registry=None,
         )
         self.orphans_destroyed = Counter(
             "sizzle_orphan_instances_destroyed",
             "Instances found at a provider with no live session, and destroyed.",
             ["provider"],
-            registry=self.process_registry,
+            registry=None,
         )
         self.http_request_seconds = Histogram(
             "sizzle_http_request_seconds",
             "HTTP request latency by route template.",
             ["method", "route", "status"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
-            registry=self.process_registry,
+            registry=None,
         )
-
-        for collector in (
+        # what this process counts, served by /metrics and by a worker alike
+        self._counted: tuple[Collector, ...] = (
             self.metering_pass_seconds,
             self.minutes_charged,
             self.orphans_destroyed,
             self.http_request_seconds,
-        ):
+        )
+        for collector in self._counted:
             self.registry.register(collector)
+
+    def worker_registry(self, orchestrator: Orchestrator, *, clock: Clock) -> CollectorRegistry:
+        """What `sizzle worker --metrics-port` serves: this process's counts and the breakers of
+        the orchestrator it launches with, no database figures (nothing would refresh them)."""
+        registry = CollectorRegistry()
+        for collector in self._counted:
+            registry.register(collector)
+        registry.register(_ProviderBreakers(orchestrator, clock))
+        return registry
 
     async def refresh(self, db: Database, orchestrator: Orchestrator, *, now: datetime) -> None:
         """Read the database's figures for the scrape (one short read transaction)."""
@@ -222,9 +266,7 @@ class Metrics:
                 )
                 or 0
             )
-        for name, status in orchestrator.status.items():
-            snapshot.breakers[name] = status.state(now).value
-            snapshot.usable[name] = status.usable(now)
+        snapshot.breakers = _read_breakers(orchestrator, now)
         self._database.snapshot = snapshot
 
 

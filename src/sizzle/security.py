@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sizzle.errors import Unauthorized
+from sizzle.errors import BadRequest, Unauthorized
 
 _hasher = PasswordHasher()
 JWT_ALGORITHM = "HS256"
@@ -34,8 +37,13 @@ def create_access_token(user_id: str, *, secret: str, now: datetime, lifetime: t
     return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)
 
 
-def decode_access_token(token: str, *, secret: str, now: datetime) -> str:
-    """The user id in a valid, unexpired token; Unauthorized otherwise."""
+class AccessToken(NamedTuple):
+    user_id: str
+    issued_at: int  # epoch seconds: refused when the user's tokens were revoked after it
+
+
+def decode_access_token(token: str, *, secret: str, now: datetime) -> AccessToken:
+    """The user in a valid, unexpired token; Unauthorized otherwise."""
     try:
         payload = jwt.decode(
             token, secret, algorithms=[JWT_ALGORITHM], options={"verify_exp": False}
@@ -46,6 +54,50 @@ def decode_access_token(token: str, *, secret: str, now: datetime) -> str:
     if int(payload.get("exp", 0)) <= int(now.timestamp()):
         raise Unauthorized("access token expired, sign in again", code="token_expired")
     subject = payload.get("sub")
-    if not isinstance(subject, str):
+    issued_at = payload.get("iat", 0)
+    if not isinstance(subject, str) or not isinstance(issued_at, int):
         raise Unauthorized("invalid access token", code="invalid_token")
-    return subject
+    return AccessToken(subject, issued_at)
+
+
+# Links mailed to a user (email verification, password reset) are signed with a key derived
+# from the secret key, so one can never pass for a sign-in token, nor the other way round.
+def _account_token_key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), b"sizzle account tokens", hashlib.sha256).digest()
+
+
+def fingerprint(*parts: str) -> str:
+    """A short digest of what a token depends on: when that changes, the token is spent."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
+
+
+def make_account_token(
+    purpose: str, user_id: str, *, fingerprint: str, secret: str, now: datetime, lifetime: timedelta
+) -> str:
+    payload = {
+        "pur": purpose,
+        "uid": user_id,
+        "fp": fingerprint,
+        "iat": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+    }
+    return jwt.encode(payload, _account_token_key(secret), algorithm=JWT_ALGORITHM)
+
+
+def read_account_token(token: str, purpose: str, *, secret: str, now: datetime) -> tuple[str, str]:
+    """(user id, fingerprint) of a valid, unexpired token made for `purpose`."""
+    try:
+        payload = jwt.decode(
+            token,
+            _account_token_key(secret),
+            algorithms=[JWT_ALGORITHM],
+            options={"verify_exp": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise BadRequest("this link is not valid", code="invalid_link") from exc
+    user_id, mark = payload.get("uid"), payload.get("fp")
+    if payload.get("pur") != purpose or not isinstance(user_id, str) or not isinstance(mark, str):
+        raise BadRequest("this link is not valid", code="invalid_link")
+    if int(payload.get("exp", 0)) <= int(now.timestamp()):
+        raise BadRequest("this link has expired; ask for a new one", code="link_expired")
+    return user_id, mark

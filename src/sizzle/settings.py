@@ -19,6 +19,13 @@ DEFAULT_HOME = Path.home() / ".sizzle"
 _PLACEHOLDER_SECRETS = {"changeme", "secret", "changethis", "sizzle"}
 
 
+_ASYNC_DRIVERS = {
+    "postgresql://": "postgresql+asyncpg://",
+    "postgres://": "postgresql+asyncpg://",
+    "sqlite://": "sqlite+aiosqlite://",
+}
+
+
 class Settings(BaseSettings):
     """The whole configuration of one Sizzle process."""
 
@@ -129,6 +136,19 @@ class Settings(BaseSettings):
         description="Where browsers reach Sizzle, for Stripe's return links; "
         "default: the address the request came to.",
     )
+    smtp_url: str = Field(
+        "",
+        description="Mail for sign-up checks and password resets: smtp://host:port (plain), "
+        "smtp+starttls://user:password@host:587 or smtps://user:password@host:465; "
+        "unset, mails are written to the log instead.",
+    )
+    mail_from: str = Field("Sizzle <no-reply@sizzle.localhost>", description="Mails' sender.")
+    password_reset_minutes: int = Field(
+        60, gt=0, le=24 * 60, description="How long a password reset link works."
+    )
+    email_verification_hours: int = Field(
+        72, gt=0, le=30 * 24, description="How long an email verification link works."
+    )
     redis_url: str = Field(
         "",
         description="redis://host:port/db: rate limits shared by every replica; "
@@ -159,6 +179,15 @@ class Settings(BaseSettings):
     def _refuse_placeholder(cls, value: str) -> str:
         if value and (value.lower() in _PLACEHOLDER_SECRETS or len(value) < 16):
             raise ValueError("SIZZLE_SECRET_KEY must be a real secret of at least 16 characters")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_is_one_we_speak(cls, value: str) -> str:
+        if value and value.split("://", 1)[0] not in ("smtp", "smtp+starttls", "smtps"):
+            raise ValueError(
+                "SIZZLE_SMTP_URL must start with smtp://, smtp+starttls:// or smtps://"
+            )
         return value
 
     @field_validator("provider_cost_multipliers")
@@ -215,7 +244,13 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'sizzle.db'}"
+        """The URL with Sizzle's async drivers: a plain `postgresql://` (as most tools write
+        it) means asyncpg, and a plain `sqlite://` aiosqlite."""
+        url = self.database_url or f"sqlite+aiosqlite:///{self.home / 'sizzle.db'}"
+        for plain, driver in _ASYNC_DRIVERS.items():
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
 
     @property
     def is_default_database(self) -> bool:

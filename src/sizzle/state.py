@@ -11,7 +11,9 @@ from sizzle.jobs.runner import JobRunner
 from sizzle.metrics import Metrics
 from sizzle.providers.base import Provider, ProviderContext
 from sizzle.providers.registry import load_providers
+from sizzle.services.account_links import AccountLinks
 from sizzle.services.chat_proxy import ChatProxy
+from sizzle.services.mail import Mailer
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.services.payments import Payments
 from sizzle.services.rate_limits import RateLimiter
@@ -38,6 +40,8 @@ class AppState:
     payments: Payments
     rate_limiter: RateLimiter
     metrics: Metrics
+    mailer: Mailer
+    account_links: AccountLinks
 
     @classmethod
     def build(
@@ -84,6 +88,8 @@ class AppState:
             payments=payments,
             rate_limiter=RateLimiter(settings),
             metrics=metrics,
+            mailer=Mailer(settings.smtp_url, settings.mail_from),
+            account_links=AccountLinks(db, clock, settings),
         )
 
     async def close(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -21,16 +20,18 @@ from sizzle.api.app import create_app
 from sizzle.api.deps import get_principal
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import Purchase
 from sizzle.security import create_access_token
 from sizzle.services.api_keys import SCOPES
 from sizzle.state import AppState
-from tests.helpers import create_session, log_in, make_user
+from tests.helpers import add_paid_purchase, create_session, log_in, make_user
 
 # Routes anyone may call (the webhook checks Stripe's signature instead).
 PUBLIC = {
     ("POST", "/api/v1/auth/register"),
     ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/verify-email"),
+    ("POST", "/api/v1/auth/password-reset"),
+    ("POST", "/api/v1/auth/password-reset/confirm"),
     ("GET", "/api/v1/tiers"),
     ("GET", "/api/v1/availability"),
     ("GET", "/api/v1/models"),
@@ -172,20 +173,7 @@ async def test_another_user_gets_404_for_my_things(
     owner = await make_user(db, now=clock.now(), credit_usd="5")
     owner_auth = await log_in(client, email=owner.email)
     session_id = (await create_session(client, auth=owner_auth, tier="starter"))["id"]
-    purchase_id = uuid.uuid4().hex
-    async with db.transaction() as tx:
-        tx.add(
-            Purchase(
-                id=purchase_id,
-                user_id=owner.id,
-                package="5",
-                paid_micros=5_000_000,
-                credit_micros=5_000_000,
-                status="paid",
-                created_at=clock.now(),
-                paid_at=clock.now(),
-            )
-        )
+    purchase_id = await add_paid_purchase(db, user_id=owner.id, now=clock.now())
     key_id = (
         await client.post(
             "/api/v1/keys", json={"name": "mine", "scopes": ["inference"]}, headers=owner_auth

@@ -103,6 +103,29 @@ async def test_nul_characters_in_text_are_422_on_every_database(
     assert_error(await client.post("/api/v1/sessions/ab%00/stop", headers=auth), 422)
 
 
+async def test_nul_characters_in_ids_are_422_on_every_database(client: httpx.AsyncClient) -> None:
+    auth = await sign_up(client)
+    for method, path in (
+        ("DELETE", "/api/v1/keys/%00"),
+        ("GET", "/api/v1/billing/purchases/ab%00"),
+        ("GET", "/api/v1/billing/purchases/%00/receipt"),
+    ):
+        assert_error(await client.request(method, path, headers=auth), 422, "validation_error")
+
+
+async def test_a_moment_that_utc_cannot_hold_or_a_bare_number_is_422(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = await sign_up(client)
+    for expires_at in ("9999-12-31T23:59:59-23:00", 99_999_999_999):
+        response = await client.post(
+            "/api/v1/keys",
+            json={"name": "late", "scopes": ["inference"], "expires_at": expires_at},
+            headers=auth,
+        )
+        assert_error(response, 422, "validation_error")
+
+
 async def test_huge_or_negative_paging_params_are_422(client: httpx.AsyncClient) -> None:
     auth = await sign_up(client)
     for path in ("/api/v1/sessions", "/api/v1/billing/transactions"):

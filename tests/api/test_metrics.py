@@ -1,5 +1,6 @@
 """/metrics for Prometheus: the database's figures (sessions, lag, attempts, provisioning,
-revenue), this process's counts (metering, HTTP latency), and the optional bearer token."""
+revenue), this process's counts (metering, HTTP latency), and the optional bearer token; and
+what `sizzle worker --metrics-port` serves (its counts, its orchestrator's breakers)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
+from sizzle.db.models import GpuSession
+from sizzle.domain.tiers import TIERS
+from sizzle.errors import ProviderUnavailable
 from sizzle.metrics import Metrics
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from tests.helpers import assert_error, launch_active_session, log_in, make_user, run_for
+from tests.services.test_orchestrator import ScriptedProvider, orchestrate
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -43,7 +48,7 @@ async def test_metrics_follow_a_session(
 ) -> None:
     auth = await log_in(client, email=(await make_user(db, now=clock.now(), credit_usd="5")).email)
     before = await scrape(client)
-    assert value(before, "sizzle_revenue_micro_usd_total") == 0
+    assert value(before, "sizzle_revenue_net_micro_usd") == 0
     assert value(before, "sizzle_provider_up", provider="demo") == 1
     assert value(before, "sizzle_provider_breaker_state", provider="demo", state="closed") == 1
 
@@ -54,7 +59,7 @@ async def test_metrics_follow_a_session(
     assert value(found, "sizzle_launch_attempts_total", provider="demo", outcome="launched") == 1
     assert value(found, "sizzle_provisioning_seconds_count", provider="demo") == 1
     assert value(found, "sizzle_provisioning_seconds_bucket", provider="demo", le="5.0") == 1
-    assert value(found, "sizzle_revenue_micro_usd_total") == 300_000
+    assert value(found, "sizzle_revenue_net_micro_usd") == 300_000
     assert value(found, "sizzle_minutes_charged_total") == 7
     assert value(found, "sizzle_metering_pass_seconds_count") > 0
     # metered every 5 s: the oldest unbilled minute is never more than a pass old
@@ -98,12 +103,65 @@ async def test_a_metrics_token_guards_the_scrape(
         assert "sizzle_sessions" in str(await scrape(client, Authorization="Bearer s3cret-scrape"))
 
 
-def test_a_worker_serves_only_what_it_counts() -> None:
-    """`sizzle worker --metrics-port` serves the process registry: no database figures, which
-    only the API's /metrics reads (a worker's would never be refreshed)."""
+async def test_revenue_is_a_gauge_that_minutes_given_back_lower(
+    client: httpx.AsyncClient, state: AppState, db: Database, clock: FakeClock
+) -> None:
+    """A lost instance's minutes are refunded: the revenue balance goes down, so it is exported
+    as a gauge (rate() would read the fall as a counter reset)."""
+    auth = await log_in(client, email=(await make_user(db, now=clock.now(), credit_usd="5")).email)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    await run_for(state, clock, seconds=6 * 60)  # 6 minutes started: 5 free, 1 paid
+    await state.jobs.reconcile_now()  # seen running now
+    async with db.transaction() as tx:
+        instance_id = (await tx.get(GpuSession, session_id)).instance_id
+    await state.providers["demo"].terminate(instance_id)  # gone behind our back
+    await run_for(state, clock, seconds=60)  # minute 7 is charged meanwhile
+    assert value(await scrape(client), "sizzle_revenue_net_micro_usd") == 300_000
+    await state.jobs.reconcile_now()
+    await run_for(state, clock, seconds=5)
+    assert (await state.jobs.reconcile_now()).sessions_lost == [session_id]
+
+    found = await scrape(client)
+    assert value(found, "sizzle_revenue_net_micro_usd") == 150_000  # minute 7 given back
+    types = {family.name: family.type for family in state.metrics.registry.collect()}
+    assert types["sizzle_revenue_net_micro_usd"] == "gauge"
+
+
+def test_a_worker_serves_only_what_it_counts(state: AppState, clock: FakeClock) -> None:
+    """`sizzle worker --metrics-port` serves its counts and its breakers: no database figures,
+    which only the API's /metrics reads (a worker's would never be refreshed)."""
     metrics = Metrics()
-    worker = {family.name for family in metrics.process_registry.collect()}
+    served = metrics.worker_registry(state.orchestrator, clock=clock)
+    worker = {family.name for family in served.collect()}
     everything = {family.name for family in metrics.registry.collect()}
     assert "sizzle_minutes_charged" in worker and "sizzle_metering_pass_seconds" in worker
+    assert "sizzle_provider_up" in worker and "sizzle_provider_breaker_state" in worker
     assert "sizzle_sessions" not in worker and "sizzle_metering_lag_seconds" not in worker
     assert worker < everything and "sizzle_sessions" in everything
+
+
+async def test_a_worker_serves_its_own_orchestrators_breakers(clock: FakeClock) -> None:
+    """Launches happen in the worker: its port shows the breakers they trip, read at scrape."""
+    flaky, steady = ScriptedProvider("flaky", [1]), ScriptedProvider("steady", [100])
+    orchestrator = orchestrate(clock, flaky, steady)
+    registry = Metrics().worker_registry(orchestrator, clock=clock)
+
+    def breaker(provider: str) -> tuple[float | None, ...]:
+        return (
+            registry.get_sample_value("sizzle_provider_up", {"provider": provider}),
+            *(
+                registry.get_sample_value(
+                    "sizzle_provider_breaker_state", {"provider": provider, "state": state}
+                )
+                for state in ("closed", "open", "half_open")
+            ),
+        )
+
+    assert breaker("flaky") == breaker("steady") == (1, 1, 0, 0)
+    flaky.offer_error = ProviderUnavailable("flaky: HTTP 502")
+    for _ in range(3):
+        await orchestrator.offers_for(TIERS["starter"], fresh=True)
+    assert breaker("flaky") == (0, 0, 1, 0)
+    assert breaker("steady") == (1, 1, 0, 0)
+    clock.advance(31)  # cooled down: one call may try it
+    assert breaker("flaky") == (1, 0, 0, 1)

@@ -14,9 +14,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
+from sizzle.api import openapi
 from sizzle.api.deps import limit_by_address
 from sizzle.api.routers import (
+    account,
     admin,
+    admin_audit,
     auth,
     billing,
     catalog,
@@ -82,12 +85,25 @@ def create_app(
     app.add_middleware(RequestTimer, metrics=state.metrics)
     app.add_middleware(RequestContext)  # added last: outermost, so every line has the id
     app.include_router(health.router)
-    for module in (auth, keys, catalog, models, sessions, billing, subscription, admin, openai):
+    for module in (
+        auth,
+        account,
+        keys,
+        catalog,
+        models,
+        sessions,
+        billing,
+        subscription,
+        admin,
+        admin_audit,
+        openai,
+    ):
         app.include_router(module.router, dependencies=[Depends(limit_by_address)])
     for page_module in web_routes.PAGE_MODULES:
         app.include_router(page_module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     _install_error_handlers(app)
+    openapi.install(app)
     return app
 
 

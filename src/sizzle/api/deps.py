@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request, Security
+from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sizzle.api.schemas import refuse_nul
 from sizzle.db.models import User
 from sizzle.errors import Forbidden, Unauthorized
 from sizzle.security import decode_access_token
@@ -49,6 +51,7 @@ class Principal:
     user_id: str
     key_id: str | None = None
     scopes: frozenset[str] = frozenset()
+    issued_at: int | None = None  # a sign-in token's; None for an API key
 
     def require(self, needed: Sequence[str]) -> None:
         if self.key_id is None:
@@ -69,6 +72,12 @@ def client_ip(request: Request) -> str:
     """The caller's address (behind a proxy, run uvicorn with --proxy-headers so that this is
     the client's, not the proxy's)."""
     return request.client.host if request.client else "unknown"
+
+
+def public_base_url(request: Request, state: AppState) -> str:
+    """Where browsers reach Sizzle, for links in mails and Stripe's return pages:
+    `SIZZLE_PUBLIC_URL`, else the address this request came to."""
+    return (state.settings.public_url or str(request.base_url)).rstrip("/")
 
 
 async def limit_by_address(request: Request, state: StateDep) -> None:
@@ -100,10 +109,10 @@ async def get_principal(
             holder = await api_keys.authenticate(tx, presented, now=state.clock.now())
         principal = Principal(holder.user_id, key_id=holder.key_id, scopes=holder.scopes)
     else:
-        user_id = decode_access_token(
+        claims = decode_access_token(
             presented, secret=state.settings.resolved_secret_key, now=state.clock.now()
         )
-        principal = Principal(user_id)
+        principal = Principal(claims.user_id, issued_at=claims.issued_at)
     await state.rate_limiter.api_call(user_id=principal.user_id, key_id=principal.key_id)
     return principal
 
@@ -125,7 +134,7 @@ async def get_current_user(
 ) -> User:
     principal.require(security_scopes.scopes)
     async with state.db.transaction() as tx:
-        return await accounts.get_active_user(tx, principal.user_id)
+        return await accounts.get_active_user(tx, principal.user_id, issued_at=principal.issued_at)
 
 
 # Signed in with a password (a sign-in token); API keys are refused.
@@ -162,3 +171,7 @@ class Paging:
 
 
 PagingDep = Annotated[Paging, Depends()]
+
+# The id of a thing in a path: no longer than any id Sizzle makes, and never a NUL (which
+# PostgreSQL text cannot hold): a 422, not a 500.
+IdPath = Annotated[str, Path(max_length=64), AfterValidator(refuse_nul)]

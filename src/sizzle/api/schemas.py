@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictInt
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictInt,
+)
 
 from sizzle.domain.money import usd_text
 
@@ -21,6 +30,35 @@ def refuse_nul(value: str) -> str:
 
 # Every client-given string that reaches the database is a CleanStr (or a path param like it).
 CleanStr = Annotated[str, AfterValidator(refuse_nul)]
+
+
+def iso_text(value: object) -> object:
+    """A moment is ISO 8601 text, as the schema says: not a number read as a Unix time."""
+    # A query parameter is always text: "0.5" is a number still, however it came.
+    if not isinstance(value, str | datetime) or (isinstance(value, str) and _is_number(value)):
+        raise ValueError("must be an ISO 8601 date and time, like 2026-03-01T12:00:00Z")
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def in_utc(value: datetime) -> datetime:
+    """The moment in UTC, as it is stored; one that UTC cannot hold (the first hours of year 1,
+    the last of 9999) is bad input, not a 500."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be between the years 1 and 9999 in UTC") from None
+
+
+# Every client-given date and time that reaches the database is a Moment.
+Moment = Annotated[AwareDatetime, BeforeValidator(iso_text), AfterValidator(in_utc)]
 
 
 def usd(micros: int) -> str:
@@ -61,10 +99,32 @@ class UserOut(BaseModel):
     free_minutes: int
     balance_usd: str
     created_at: datetime
+    email_verified: bool
 
 
 class RegisterOut(TokenOut):
     user: UserOut
+
+
+class EmailVerificationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=2000)
+
+
+class PasswordResetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: CleanStr = Field(max_length=320)
+
+
+class PasswordResetConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=2000)
+    password: str = Field(max_length=256)
+
+
+class AccountDeleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(max_length=256)
 
 
 class TierOut(BaseModel):
@@ -160,8 +220,13 @@ class TransactionOut(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
+    code: str = Field(description="Stable and machine-readable, e.g. `insufficient_credit`.")
+    message: str = Field(description="What went wrong, in plain words.")
+    details: Any = Field(
+        None,
+        description="Facts about the error where there are any: for a 422, a list of "
+        "`{field, problem}`.",
+    )
 
 
 class ErrorOut(BaseModel):

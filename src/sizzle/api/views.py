@@ -30,6 +30,7 @@ def user_out(summary: UserSummary) -> UserOut:
         free_minutes=summary.balances.free_minutes,
         balance_usd=usd(summary.balances.credit_micros),
         created_at=user.created_at,
+        email_verified=user.email_verified_at is not None,
     )
 
 

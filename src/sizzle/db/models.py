@@ -59,6 +59,11 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sign-in tokens issued before this moment are refused (a password change or reset).
+    tokens_valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the user deleted the account: personal data is erased, the ledger kept.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class LedgerAccount(Base):
@@ -336,3 +341,27 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """Who did what, from where: sign-ins, keys, session changes, account and admin actions.
+
+    `actor` is a user id or `system:<job>`; `user_id` is the account the event concerns (for
+    an admin action, the user acted on). Ledger entries are their own record and are read
+    into the audit view beside these rows, not copied."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_created_at", "created_at"),
+        Index("ix_audit_events_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    target: Mapped[str | None] = mapped_column(String(100))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[str | None] = mapped_column(String(500))

@@ -32,6 +32,7 @@ class EndReason(StrEnum):
     PROVISIONING_FAILED = "provisioning_failed"
     PROVIDER_LOST = "provider_lost"
     ACCOUNT_SUSPENDED = "account_suspended"
+    ACCOUNT_DELETED = "account_deleted"
 
 
 S = SessionStatus

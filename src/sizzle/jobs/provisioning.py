@@ -2,6 +2,13 @@
 
 A session is claimed (pending -> provisioning) in a short transaction with SKIP LOCKED, so
 several workers never launch it twice; the provider is called outside any transaction.
+
+Every provider-facing step on a provisioning session (its launch, each readiness check, a
+failover to the next offer) runs under the session's lease (`sizzle.db.leases`), taken before
+the claim commits. So with several workers exactly one of them talks to the provider about a
+session at a time, and a session that is provisioning with no instance and no lease holder
+really has lost its launcher: a launch in flight in another worker (a failover after a 15-minute
+provision timeout, say) is never mistaken for a dead one and failed under it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.clock import to_ms
 from sizzle.db.database import Database
+from sizzle.db.leases import lease_holder, session_lease
 from sizzle.db.models import GpuSession, LaunchAttempt, ProviderInstance
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import TIERS
@@ -34,21 +42,30 @@ LAUNCH_DEADLINE = timedelta(minutes=10)
 
 async def launch_pending(db: Database, orchestrator: Orchestrator, *, now: datetime) -> int:
     """Claim pending sessions and launch each on the best offer; returns how many were claimed."""
-    async with db.transaction() as tx:
-        await lock_billing(tx)
-        claimed = list(
-            await tx.scalars(
-                select(GpuSession)
-                .where(GpuSession.status == S.PENDING.value)
-                .order_by(GpuSession.created_at)
-                .limit(CLAIM_BATCH)
-                .with_for_update(skip_locked=True)
+    async with lease_holder(db) as leases:
+        async with db.transaction() as tx:
+            await lock_billing(tx)
+            candidates = list(
+                await tx.scalars(
+                    select(GpuSession)
+                    .where(GpuSession.status == S.PENDING.value)
+                    .order_by(GpuSession.created_at)
+                    .limit(CLAIM_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
             )
-        )
+            claimed = []
+            for session in candidates:
+                # Leased before the claim commits: never provisioning, instance-less and unleased
+                # while its launch is alive (see mark_ready).
+                if await leases.try_take(session_lease(session.id)):
+                    await switch_status(tx, session, S.PROVISIONING, actor=ACTOR, now=now)
+                    claimed.append(session)
         for session in claimed:
-            await switch_status(tx, session, S.PROVISIONING, actor=ACTOR, now=now)
-    for session in claimed:
-        await _launch(db, orchestrator, session, now=now)
+            try:
+                await _launch(db, orchestrator, session, now=now)
+            finally:
+                await leases.give_back(session_lease(session.id))
     return len(claimed)
 
 
@@ -143,32 +160,63 @@ async def mark_ready(
     db: Database, orchestrator: Orchestrator, *, now: datetime, provision_timeout: timedelta
 ) -> int:
     """Ask providers about provisioning sessions: the running ones become ready; an instance
-    that failed, vanished or is not ready in time is destroyed and the next offer tried."""
+    that failed, vanished or is not ready in time is destroyed and the next offer tried.
+
+    Each session is checked under its lease; one leased elsewhere (launching, or being checked
+    by another worker) is skipped this time, so no two workers ask, terminate or fail over the
+    same session at once."""
     async with db.transaction() as tx:
         waiting = list(
-            await tx.scalars(select(GpuSession).where(GpuSession.status == S.PROVISIONING.value))
+            await tx.scalars(select(GpuSession.id).where(GpuSession.status == S.PROVISIONING.value))
         )
+    if not waiting:
+        return 0
     became_ready = 0
-    for session in waiting:
-        provider = orchestrator.providers.get(session.provider or "")
-        if session.instance_id is None or provider is None:
-            if now - session.created_at > LAUNCH_DEADLINE:
-                await _fail(db, session.id, "the launch did not finish in time", now=now)
-            continue
-        instance = await provider.status(session.instance_id)
-        if instance is not None and instance.state is InstanceState.RUNNING:
-            became_ready += await _to_ready(db, session, now=now)
-            continue
-        if instance is None or instance.state is InstanceState.FAILED:
-            problem = (instance and instance.message) or "the instance disappeared while starting"
-        elif await _launched_before(db, session, now - provision_timeout):
-            problem = f"not ready within {provision_timeout.total_seconds():g} s"
-        else:
-            continue
-        await provider.terminate(session.instance_id)  # destroyed before anything else is tried
-        if await _forget_instance(db, session, problem, now=now):
-            await _launch(db, orchestrator, session, now=now, skip=await _tried(db, session.id))
+    async with lease_holder(db) as leases:
+        for session_id in waiting:
+            if not await leases.try_take(session_lease(session_id)):
+                continue
+            try:
+                became_ready += await _check_launch(
+                    db, orchestrator, session_id, now=now, provision_timeout=provision_timeout
+                )
+            finally:
+                await leases.give_back(session_lease(session_id))
     return became_ready
+
+
+async def _check_launch(
+    db: Database,
+    orchestrator: Orchestrator,
+    session_id: str,
+    *,
+    now: datetime,
+    provision_timeout: timedelta,
+) -> int:
+    """One provisioning session, read afresh under its lease (the list above may be stale)."""
+    async with db.transaction() as tx:
+        session = await tx.get(GpuSession, session_id)
+    if session is None or session.status != S.PROVISIONING.value:
+        return 0
+    provider = orchestrator.providers.get(session.provider or "")
+    if session.instance_id is None or provider is None:
+        # Nobody holds its lease, so its launcher died between claim and record.
+        if now - session.created_at > LAUNCH_DEADLINE:
+            await _fail(db, session.id, "the launch did not finish in time", now=now)
+        return 0
+    instance = await provider.status(session.instance_id)
+    if instance is not None and instance.state is InstanceState.RUNNING:
+        return await _to_ready(db, session, now=now)
+    if instance is None or instance.state is InstanceState.FAILED:
+        problem = (instance and instance.message) or "the instance disappeared while starting"
+    elif await _launched_before(db, session, now - provision_timeout):
+        problem = f"not ready within {provision_timeout.total_seconds():g} s"
+    else:
+        return 0
+    await provider.terminate(session.instance_id)  # destroyed before anything else is tried
+    if await _forget_instance(db, session, problem, now=now):
+        await _launch(db, orchestrator, session, now=now, skip=await _tried(db, session.id))
+    return 0
 
 
 async def _to_ready(db: Database, session: GpuSession, *, now: datetime) -> int:

@@ -5,6 +5,13 @@ destroyed. A session that should hold an instance but whose provider has not lis
 checks in a row has lost it: the session fails with `provider_lost`, billed only up to the
 last time its instance was seen running (minutes charged after that are refunded).
 A provider that cannot be listed is skipped for the round: silence is not evidence.
+
+With several workers, one round runs at a time (the `reconcile` job lease; a worker that finds
+it taken skips its turn). Two rounds at once would both count the same miss, failing a session
+on one check instead of two, and would both destroy, and count, the same orphan. An orphan is
+destroyed under its session's lease, after a fresh look at the session and at the instance:
+the listing is older than any release or failover that finished since, and those destroyed
+their own instance already.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.clock import to_ms
 from sizzle.db.database import Database
+from sizzle.db.leases import job_lease, lease, session_lease
 from sizzle.db.models import GpuSession, ProviderInstance
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.money import MS_PER_MINUTE, minutes_started
@@ -44,7 +52,19 @@ class ReconcileReport:
 async def reconcile(
     db: Database, providers: dict[str, Provider], *, now: datetime
 ) -> ReconcileReport:
+    """One reconciler round, unless another process is running one right now."""
     report = ReconcileReport()
+    async with lease(db, job_lease("reconcile")) as leased:
+        if leased:
+            await _reconcile(db, providers, report, now=now)
+        else:
+            log.debug("reconcile.skipped", reason="another process is reconciling")
+    return report
+
+
+async def _reconcile(
+    db: Database, providers: dict[str, Provider], report: ReconcileReport, *, now: datetime
+) -> None:
     listed: dict[str, dict[str, Instance]] = {}
     for name, provider in providers.items():
         try:
@@ -66,8 +86,10 @@ async def reconcile(
         }
     for provider_name, by_name in listed.items():
         for name, instance in by_name.items():
-            if _is_orphan(live.get(name.removeprefix(INSTANCE_PREFIX)), provider_name, instance):
-                await providers[provider_name].terminate(instance.external_id)
+            session_id = name.removeprefix(INSTANCE_PREFIX)
+            if not _is_orphan(live.get(session_id), provider_name, instance):
+                continue
+            if await _destroy_orphan(db, providers, provider_name, session_id, instance):
                 report.orphans_destroyed.append(f"{provider_name}:{instance.external_id}")
                 log.warning("reconcile.orphan_destroyed", provider=provider_name, name=name)
 
@@ -88,7 +110,30 @@ async def reconcile(
             if fresh.missing_checks >= MISSING_CHECKS_TO_FAIL:
                 await _fail_lost_session(tx, fresh, now=now)
                 report.sessions_lost.append(fresh.id)
-    return report
+
+
+async def _destroy_orphan(
+    db: Database,
+    providers: dict[str, Provider],
+    provider_name: str,
+    session_id: str,
+    instance: Instance,
+) -> bool:
+    """Destroy a listed orphan if it still is one; whether it was destroyed here."""
+    async with lease(db, session_lease(session_id)) as leased:
+        if not leased:
+            return False  # a launch, check or release is at work on it: look again next round
+        async with db.transaction() as tx:
+            session = await tx.get(GpuSession, session_id)
+        if session is not None and session.status in (S.TERMINATED.value, S.FAILED.value):
+            session = None
+        if not _is_orphan(session, provider_name, instance):
+            return False
+        provider = providers[provider_name]
+        if await provider.status(instance.external_id) is None:
+            return False  # already destroyed since the listing (by a release or a failover)
+        await provider.terminate(instance.external_id)
+        return True
 
 
 def _is_orphan(session: GpuSession | None, provider: str, instance: Instance) -> bool:

@@ -10,11 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sizzle.db.database import Database
 from sizzle.db.models import User
 from sizzle.domain.tiers import PLANS
 from sizzle.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from sizzle.security import hash_password, verify_password
-from sizzle.services import ledger
+from sizzle.services import audit, ledger
 
 MIN_PASSWORD_LENGTH = 8
 MAX_GRANT_MICROS = 1_000_000 * 1_000_000  # one million dollars
@@ -44,6 +45,14 @@ class UserSummary:
     balances: ledger.Balances
 
 
+def normal_email(email: str) -> str:
+    """An address as accounts are keyed by it: trimmed, lower case, and fit for the database
+    (a NUL is refused as bad input: PostgreSQL text cannot hold one)."""
+    if "\x00" in email:
+        raise ValidationFailed("that is not an email address", code="bad_email")
+    return email.strip().lower()
+
+
 def check_password_strength(password: str, *, email: str) -> None:
     """Refuse passwords that are short, common, or one repeated character."""
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -70,9 +79,11 @@ async def create_user(
     name: str | None = None,
     plan: str = "free",
     is_admin: bool = False,
+    actor: str | None = None,
 ) -> User:
-    """A new user with ledger accounts and their sign-up free minutes."""
-    email = email.strip().lower()
+    """A new user with ledger accounts and their sign-up free minutes. `actor` is who made
+    it when that is not the user signing up (an operator, the command line)."""
+    email = normal_email(email)
     if plan not in PLANS:
         raise BadRequest(f"unknown plan {plan!r}; plans: {', '.join(PLANS)}")
     check_password_strength(password, email=email)
@@ -97,11 +108,19 @@ async def create_user(
     await ledger.grant_free_minutes(
         tx, user.id, free_minutes, key=f"signup:{user.id}:free_minutes", now=now
     )
+    audit.record(
+        tx,
+        "account.created",
+        actor=actor or f"user:{user.id}",
+        now=now,
+        user_id=user.id,
+        detail=f"plan {plan}" + (", operator" if is_admin else ""),
+    )
     return user
 
 
 async def authenticate(tx: AsyncSession, *, email: str, password: str) -> User:
-    user = await tx.scalar(select(User).where(User.email == email.strip().lower()))
+    user = await tx.scalar(select(User).where(User.email == normal_email(email)))
     if user is None or not verify_password(user.password_hash, password):
         raise Unauthorized("wrong email or password", code="invalid_credentials")
     if not user.is_active:
@@ -109,17 +128,51 @@ async def authenticate(tx: AsyncSession, *, email: str, password: str) -> User:
     return user
 
 
-async def get_active_user(tx: AsyncSession, user_id: str) -> User:
+async def sign_in(db: Database, *, email: str, password: str, now: datetime, via: str) -> User:
+    """Check a password sign-in and put it in the audit log, refused or not (`via`: api, web)."""
+    try:
+        async with db.transaction() as tx:
+            user = await authenticate(tx, email=email, password=password)
+            audit.record(
+                tx, "auth.sign_in", actor=f"user:{user.id}", now=now, user_id=user.id, detail=via
+            )
+            return user
+    except (Unauthorized, Forbidden) as exc:
+        async with db.transaction() as tx:
+            known = await tx.scalar(select(User.id).where(User.email == normal_email(email)))
+            audit.record(
+                tx,
+                "auth.sign_in_failed",
+                actor=f"user:{known}" if known else "anonymous",
+                now=now,
+                user_id=known,
+                detail=f"{via}: {exc.code} for {normal_email(email)[:200]}",
+            )
+        raise
+
+
+async def get_active_user(tx: AsyncSession, user_id: str, *, issued_at: int | None = None) -> User:
+    """The user behind a token, unless the account is gone or suspended, or (given the
+    token's `issued_at`) its tokens were revoked since by a password change."""
     user = await tx.get(User, user_id)
-    if user is None:
+    if user is None or user.deleted_at is not None:
         raise Unauthorized("the account behind this token no longer exists", code="invalid_token")
     if not user.is_active:
         raise Forbidden("this account is suspended", code="account_suspended")
+    if (
+        issued_at is not None
+        and user.tokens_valid_from is not None
+        and issued_at < int(user.tokens_valid_from.timestamp())
+    ):
+        raise Unauthorized(
+            "this sign-in ended when the password was changed; sign in again",
+            code="token_revoked",
+        )
     return user
 
 
 async def get_user_by_email(tx: AsyncSession, email: str) -> User:
-    user = await tx.scalar(select(User).where(User.email == email.strip().lower()))
+    user = await tx.scalar(select(User).where(User.email == normal_email(email)))
     if user is None:
         raise NotFound(f"no user with email {email}")
     return user
@@ -130,7 +183,13 @@ async def summarize(tx: AsyncSession, user: User) -> UserSummary:
 
 
 async def grant_credits(
-    tx: AsyncSession, user: User, micros: int, *, now: datetime, granted_by: str
+    tx: AsyncSession,
+    user: User,
+    micros: int,
+    *,
+    now: datetime,
+    granted_by: str,
+    actor: str | None = None,
 ) -> None:
     """Add credit to a user: a ledger entry like any other, from the platform's grants account."""
     if micros <= 0:
@@ -138,20 +197,50 @@ async def grant_credits(
     if micros > MAX_GRANT_MICROS:
         # Far past any real top-up; also keeps balances inside the ledger's 64-bit integers.
         raise ValidationFailed("a single grant may be at most $1,000,000")
+    key = f"grant:{uuid.uuid4().hex}"
     await ledger.grant_credits(
+        tx, user.id, micros, key=key, now=now, memo=f"credit granted by {granted_by}"
+    )
+    audit.record(
         tx,
-        user.id,
-        micros,
-        key=f"grant:{uuid.uuid4().hex}",
+        "admin.credit_granted",
+        actor=actor or granted_by[:64],
         now=now,
-        memo=f"credit granted by {granted_by}",
+        user_id=user.id,
+        target=f"ledger:{key}",
+        detail=f"{micros} usd_micros",
     )
 
 
-async def change_password(tx: AsyncSession, user: User, *, current: str, new: str) -> None:
-    """Replace the user's password, once the current one is proven and the new one is strong."""
+async def change_password(
+    tx: AsyncSession, user: User, *, current: str, new: str, now: datetime
+) -> None:
+    """Replace the user's password, once the current one is proven and the new one is strong;
+    every sign-in made before now ends."""
     if not verify_password(user.password_hash, current):
         raise Unauthorized("your current password is not right", code="invalid_credentials")
+    set_password(tx, user, new, now=now, action="auth.password_changed")
+    await tx.flush()
+
+
+def set_password(tx: AsyncSession, user: User, new: str, *, now: datetime, action: str) -> None:
     check_password_strength(new, email=user.email)
     user.password_hash = hash_password(new)
-    await tx.flush()
+    user.tokens_valid_from = now
+    audit.record(tx, action, actor=f"user:{user.id}", now=now, user_id=user.id)
+
+
+def set_suspended(
+    tx: AsyncSession, target: User, *, suspended: bool, operator: User, now: datetime
+) -> None:
+    """Suspend an account (no sign-in, no API) or let it back in; never one's own."""
+    if suspended and target.id == operator.id:
+        raise Conflict("you cannot suspend your own account: ask another operator", code="self")
+    target.is_active = not suspended
+    audit.record(
+        tx,
+        "admin.user_suspended" if suspended else "admin.user_unsuspended",
+        actor=f"operator:{operator.id}",
+        now=now,
+        user_id=target.id,
+    )

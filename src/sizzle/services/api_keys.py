@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import ApiKey, User
 from sizzle.errors import NotFound, Unauthorized, ValidationFailed
+from sizzle.services import audit
 
 KEY_PREFIX = "sz_live_"
 SCOPES = {
@@ -105,6 +106,15 @@ async def create_key(
     )
     tx.add(row)
     await tx.flush()
+    audit.record(
+        tx,
+        "key.created",
+        actor=f"user:{user.id}",
+        now=now,
+        user_id=user.id,
+        target=f"key:{row.id}",
+        detail=f"{name}: {row.scopes}",
+    )
     return row, key
 
 
@@ -125,6 +135,14 @@ async def revoke_key(tx: AsyncSession, key_id: str, *, user_id: str, now: dateti
         raise NotFound("API key not found")
     if row.revoked_at is None:
         row.revoked_at = now
+        audit.record(
+            tx,
+            "key.revoked",
+            actor=f"user:{user_id}",
+            now=now,
+            user_id=user_id,
+            target=f"key:{row.id}",
+        )
     return row
 
 

@@ -13,6 +13,7 @@ from sizzle.db.models import GpuSession, SessionEvent
 from sizzle.domain.lifecycle import EndReason, SessionStatus, can_transition
 from sizzle.domain.money import MS_PER_MINUTE
 from sizzle.errors import InvalidTransition
+from sizzle.services import audit
 from sizzle.services.metering import charge_due_minutes
 
 log = structlog.get_logger(__name__)
@@ -87,6 +88,15 @@ async def switch_status(
             reason=reason or (end_reason.value if end_reason else None),
             created_at=now,
         )
+    )
+    audit.record(
+        tx,
+        f"session.{target.value}",
+        actor=actor,
+        now=now,
+        user_id=session.user_id,
+        target=f"session:{session.id}",
+        detail=reason or (end_reason.value if end_reason else None),
     )
     await tx.flush()
     log.info(

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.database import Database
+from sizzle.db.leases import lease, session_lease
 from sizzle.db.models import GpuSession, ProviderInstance, User
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import PLANS, TIERS, Tier
@@ -25,7 +26,7 @@ from sizzle.errors import (
     ValidationFailed,
 )
 from sizzle.providers.base import Provider, SupportsPause
-from sizzle.services import ledger
+from sizzle.services import audit, ledger
 from sizzle.services.lifecycle import active_ms, switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Orchestrator
@@ -35,6 +36,9 @@ log = structlog.get_logger(__name__)
 S = SessionStatus
 LIVE_STATUSES = [status.value for status in SessionStatus if status.is_live()]
 MAX_MINUTES_LIMIT = 60 * 24 * 30
+# How long a user's stop waits for another process's step on the session (a release, a launch
+# check) before answering "stopping" and leaving the release to that process or the reaper.
+RELEASE_WAIT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,9 @@ async def create_session(
         raise ValidationFailed(f"max_minutes must be between 1 and {MAX_MINUTES_LIMIT}")
     offers = await orchestrator.offers_for(tier)  # provider calls stay outside transactions
     async with db.transaction() as tx:
-        user = await tx.get(User, user_id)
+        # Locked (FOR NO KEY UPDATE: ledger inserts still pass) so that two requests of one
+        # user on two replicas cannot both count the same running sessions and pass the limit.
+        user = await tx.get(User, user_id, with_for_update={"key_share": True})
         if user is None:
             raise NotFound("user not found")
         plan = PLANS[user.plan]
@@ -118,6 +124,15 @@ async def create_session(
         )
         tx.add(session)
         await tx.flush()
+        audit.record(
+            tx,
+            "session.pending",
+            actor=f"user:{user.id}",
+            now=now,
+            user_id=user.id,
+            target=f"session:{session.id}",
+            detail=f"{tier.name}" + (f", {model}" if model else ""),
+        )
         log.info("session.created", session_id=session.id, user_id=user.id, tier=tier.name)
         return session
 
@@ -236,7 +251,7 @@ async def stop_session(
         await switch_status(
             tx, session, S.STOPPING, actor=f"user:{user.id}", now=now, end_reason=EndReason.USER
         )
-    await release_session(db, providers, session_id=session_id, now=now)
+    await release_session(db, providers, session_id=session_id, now=now, wait=True)
 
 
 async def stop_sessions_of_user(
@@ -267,35 +282,62 @@ async def stop_sessions_of_user(
                 tx, session, S.STOPPING, actor=actor, now=now, end_reason=end_reason
             )
     for session in stopping:
-        await release_session(db, providers, session_id=session.id, now=now)
+        await release_session(db, providers, session_id=session.id, now=now, wait=True)
     return [session.id for session in stopping]
 
 
 async def release_session(
-    db: Database, providers: dict[str, Provider], *, session_id: str, now: datetime
+    db: Database,
+    providers: dict[str, Provider],
+    *,
+    session_id: str,
+    now: datetime,
+    wait: bool = False,
 ) -> None:
-    """Destroy a stopping session's instance, then mark it terminated."""
-    async with db.transaction() as tx:
-        session = await get_session(tx, session_id, user_id=None)
-    if S(session.status) is not S.STOPPING:
-        return
-    provider = _provider_of(session, providers)
-    if provider is not None and session.instance_id:
-        await provider.terminate(session.instance_id)
-    async with db.transaction() as tx:
-        session = await lock_session(tx, session_id, user_id=None)
+    """Destroy a stopping session's instance, then mark it terminated.
+
+    Under the session's lease, so a user's stop on one replica and the reaper or metering on a
+    worker never both call the provider for it. A job (`wait` false) that finds the lease taken
+    leaves the session to its holder, or to the reaper's next pass; a user's stop waits for the
+    holder a while, then reads what it did."""
+    wait_seconds = RELEASE_WAIT_SECONDS if wait else 0
+    async with lease(db, session_lease(session_id), wait_seconds=wait_seconds) as leased:
+        if not leased:
+            log.debug("session.release_left_to_holder", session_id=session_id)
+            return
+        async with db.transaction() as tx:
+            session = await get_session(tx, session_id, user_id=None)
         if S(session.status) is not S.STOPPING:
             return
-        instance = await tx.scalar(
-            select(ProviderInstance).where(
-                ProviderInstance.session_id == session.id, ProviderInstance.terminated_at.is_(None)
+        provider = _provider_of(session, providers)
+        if provider is not None and session.instance_id:
+            await provider.terminate(session.instance_id)
+            log.info(
+                "session.instance_released",
+                session_id=session_id,
+                provider=session.provider,
+                instance_id=session.instance_id,
             )
-        )
-        if instance is not None:
-            instance.terminated_at = now
-        await switch_status(
-            tx, session, S.TERMINATED, actor="system:release", now=now, reason="instance released"
-        )
+        async with db.transaction() as tx:
+            session = await lock_session(tx, session_id, user_id=None)
+            if S(session.status) is not S.STOPPING:
+                return
+            instance = await tx.scalar(
+                select(ProviderInstance).where(
+                    ProviderInstance.session_id == session.id,
+                    ProviderInstance.terminated_at.is_(None),
+                )
+            )
+            if instance is not None:
+                instance.terminated_at = now
+            await switch_status(
+                tx,
+                session,
+                S.TERMINATED,
+                actor="system:release",
+                now=now,
+                reason="instance released",
+            )
 
 
 def _provider_of(session: GpuSession, providers: dict[str, Provider]) -> Provider | None:

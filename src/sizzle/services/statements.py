@@ -85,9 +85,9 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     try:
         year, number = (int(part) for part in month.split("-"))
         start = datetime(year, number, 1, tzinfo=UTC)
-    except ValueError:
+        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    except ValueError:  # not a month, or one whose end datetime cannot hold (9999-12)
         raise ValidationFailed(f"{month!r} is not a month like 2026-03", code="bad_month") from None
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 

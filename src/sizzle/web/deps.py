@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from sizzle.api.deps import StateDep
 from sizzle.db.models import User
 from sizzle.errors import Forbidden, SizzleError
-from sizzle.security import decode_access_token
+from sizzle.security import create_access_token, decode_access_token
 from sizzle.services import accounts
-from sizzle.web.security import SESSION_COOKIE, check_csrf
+from sizzle.state import AppState
+from sizzle.web.security import SESSION_COOKIE, check_csrf, set_session_cookie
 
 
 class SignInRequired(Exception):
@@ -27,13 +29,24 @@ async def optional_user(request: Request, state: StateDep) -> User | None:
     if not token:
         return None
     try:
-        user_id = decode_access_token(
+        claims = decode_access_token(
             token, secret=state.settings.resolved_secret_key, now=state.clock.now()
         )
         async with state.db.read() as tx:
-            return await accounts.get_active_user(tx, user_id)
+            return await accounts.get_active_user(tx, claims.user_id, issued_at=claims.issued_at)
     except SizzleError:
         return None  # expired, forged, or the account is gone or suspended
+
+
+def give_session_cookie(
+    request: Request, response: Response, state: AppState, user_id: str
+) -> None:
+    """Sign this browser in: the session cookie is a sign-in token, like the API's."""
+    lifetime = timedelta(minutes=state.settings.access_token_minutes)
+    token = create_access_token(
+        user_id, secret=state.settings.resolved_secret_key, now=state.clock.now(), lifetime=lifetime
+    )
+    set_session_cookie(request, response, token, max_age=int(lifetime.total_seconds()))
 
 
 MaybeUser = Annotated[User | None, Depends(optional_user)]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from sizzle.api.deps import AdminUser, PagingDep, StateDep, TxDep
+from sizzle.api.deps import AdminUser, IdPath, PagingDep, StateDep, TxDep
+from sizzle.api.openapi import error_responses
 from sizzle.api.routers.billing import PurchaseOut, purchase_out
 from sizzle.api.schemas import CleanStr, Page, SessionOut, usd
 from sizzle.api.views import session_out
@@ -73,7 +75,7 @@ async def all_sessions(
 
 @router.get("/sessions/{session_id}", response_model=SessionDetailOut)
 async def session_detail(
-    session_id: str, _admin: AdminUser, state: StateDep, tx: TxDep
+    session_id: IdPath, _admin: AdminUser, state: StateDep, tx: TxDep
 ) -> SessionDetailOut:
     session = await sessions.get_session(tx, session_id, user_id=None)
     attempts = await tx.scalars(
@@ -174,7 +176,10 @@ def refund_out(refund: Refund) -> RefundOut:
 
 @router.get("/purchases", response_model=Page[AdminPurchaseOut])
 async def purchases(
-    _admin: AdminUser, state: StateDep, paging: PagingDep, user_id: str | None = None
+    _admin: AdminUser,
+    state: StateDep,
+    paging: PagingDep,
+    user_id: Annotated[CleanStr | None, Query(max_length=32)] = None,
 ) -> Page[AdminPurchaseOut]:
     """Purchases, newest first (one user's with `user_id`), with what is refundable now."""
     query = select(Purchase)
@@ -202,8 +207,15 @@ async def purchases(
     return Page(items=items, total=total)
 
 
-@router.post("/purchases/{purchase_id}/refund", response_model=RefundOut, status_code=201)
-async def refund(purchase_id: str, body: RefundIn, admin: AdminUser, state: StateDep) -> RefundOut:
+@router.post(
+    "/purchases/{purchase_id}/refund",
+    response_model=RefundOut,
+    status_code=201,
+    responses=error_responses(409, 503),
+)
+async def refund(
+    purchase_id: IdPath, body: RefundIn, admin: AdminUser, state: StateDep
+) -> RefundOut:
     """Give money back to the card: the credit (and the bonus in proportion) comes off the
     balance now and goes back if Stripe's refund fails. Capped at paid, not refunded and not
     yet spent."""

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from sizzle.api.deps import BillingReader, CurrentUser, PagingDep, StateDep, TxDep
+from sizzle.api.deps import BillingReader, CurrentUser, IdPath, PagingDep, StateDep, TxDep
+from sizzle.api.openapi import error_responses
 from sizzle.api.schemas import BalanceOut, CleanStr, Page, TransactionOut, usd
 from sizzle.api.views import transaction_out
 from sizzle.db.models import AutoTopUp, Purchase
@@ -105,7 +106,12 @@ def return_urls(request: Request, state: AppState, *, success: str, cancel: str)
     return f"{base}{success}", f"{base}{cancel}"
 
 
-@router.post("/checkout", status_code=status.HTTP_201_CREATED, response_model=CheckoutOut)
+@router.post(
+    "/checkout",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CheckoutOut,
+    responses=error_responses(404, 503),
+)
 async def checkout(
     body: CheckoutIn, user: CurrentUser, state: StateDep, request: Request
 ) -> CheckoutOut:
@@ -121,12 +127,22 @@ async def checkout(
 
 
 @router.get("/purchases/{purchase_id}", response_model=PurchaseOut)
-async def purchase(purchase_id: str, user: BillingReader, state: StateDep) -> PurchaseOut:
+async def purchase(purchase_id: IdPath, user: BillingReader, state: StateDep) -> PurchaseOut:
     """One purchase of mine, asking Stripe if it is still open."""
-    return purchase_out(await state.payments.refresh(purchase_id[:64], user_id=user.id))
+    return purchase_out(await state.payments.refresh(purchase_id, user_id=user.id))
 
 
-@router.post("/webhook", include_in_schema=True)
+@router.post(
+    "/webhook",
+    responses=error_responses(503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "A Stripe event, signed in the Stripe-Signature header.",
+        }
+    },
+)
 async def webhook(request: Request, state: StateDep) -> dict[str, str]:
     """Stripe's events. The signature is checked on the raw body; a forged or stale one is a
     400 and changes nothing."""
@@ -225,7 +241,7 @@ async def statement(
 @router.get(
     "/purchases/{purchase_id}/receipt", responses={200: {"content": {"application/pdf": {}}}}
 )
-async def receipt(purchase_id: str, user: BillingReader, state: StateDep) -> Response:
+async def receipt(purchase_id: IdPath, user: BillingReader, state: StateDep) -> Response:
     """The PDF receipt of a paid purchase of mine."""
     return await receipt_download(state, purchase_id, user_id=user.id)
 
@@ -298,7 +314,7 @@ async def get_auto_top_up(user: BillingReader, state: StateDep) -> AutoTopUpOut:
     return auto_top_up_out(await state.payments.top_ups.get(user.id), state)
 
 
-@router.put("/auto-top-up", response_model=AutoTopUpOut)
+@router.put("/auto-top-up", response_model=AutoTopUpOut, responses=error_responses(404, 409, 503))
 async def put_auto_top_up(body: AutoTopUpIn, user: CurrentUser, state: StateDep) -> AutoTopUpOut:
     """Turn auto-top-up on or off: when a charge leaves the credit below the threshold, the card
     saved at the last purchase is charged for the package, once per crossing. 409

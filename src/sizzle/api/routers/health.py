@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from sizzle.api.deps import StateDep
+from sizzle.api.openapi import error_responses
 from sizzle.db.migrate import is_current
 from sizzle.errors import Unauthorized
 
@@ -22,7 +24,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready or not_ready")
+    checks: dict[str, str] = Field(description="Each check: ok, or what is wrong.")
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "Not ready: a check is not ok."}},
+)
 async def readyz(state: StateDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
@@ -39,7 +50,11 @@ async def readyz(state: StateDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **error_responses(401)},
+)
 async def metrics(state: StateDep, authorization: Annotated[str, Header()] = "") -> Response:
     """Prometheus metrics (see sizzle/metrics.py): the database's figures are read now.
     With SIZZLE_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""

@@ -4,13 +4,12 @@ key cannot make or revoke keys."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from sizzle.api.deps import CurrentUser, StateDep
-from sizzle.api.schemas import CleanStr
+from sizzle.api.deps import CurrentUser, IdPath, StateDep
+from sizzle.api.schemas import CleanStr, Moment
 from sizzle.db.models import ApiKey
 from sizzle.services import api_keys
 
@@ -25,7 +24,7 @@ class KeyIn(BaseModel):
         max_length=len(api_keys.SCOPES),
         description="Some of: " + "; ".join(f"`{k}` {v}" for k, v in api_keys.SCOPES.items()),
     )
-    expires_at: AwareDatetime | None = Field(None, description="Never, if left out.")
+    expires_at: Moment | None = Field(None, description="Never, if left out.")
 
 
 class KeyOut(BaseModel):
@@ -79,9 +78,7 @@ async def list_keys(user: CurrentUser, state: StateDep) -> list[KeyOut]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke(
-    key_id: Annotated[str, Path(max_length=64)], user: CurrentUser, state: StateDep
-) -> Response:
+async def revoke(key_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
     """Revoke a key: it is refused from the next request on."""
     async with state.db.transaction() as tx:
         await api_keys.revoke_key(tx, key_id, user_id=user.id, now=state.clock.now())

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from sizzle.api.deps import InferenceUserId, StateDep
+from sizzle.api.openapi import error_responses
 from sizzle.api.relay import RelayResponse
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 
@@ -61,7 +62,10 @@ async def _read_body(request: Request) -> dict[str, Any]:
 @router.post(
     "/chat/completions",
     summary="Chat with the model of one of my active sessions (OpenAI-compatible)",
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **error_responses(404, 409, 413, 502, 503, 504),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -12,6 +12,7 @@ from pydantic import AfterValidator
 
 from sizzle.api.deps import PagingDep, SessionsReader, SessionsWriter, StateDep, TxDep
 from sizzle.api.events import as_sse, session_snapshots
+from sizzle.api.openapi import error_responses
 from sizzle.api.schemas import (
     ChatStatsOut,
     Page,
@@ -36,7 +37,12 @@ async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
     return session_out(session, state.clock.now(), for_admin=user.is_admin)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionOut,
+    responses=error_responses(402, 409, 503),
+)
 async def create(body: SessionCreateIn, user: SessionsWriter, state: StateDep) -> SessionOut:
     """A pending session. A `model` is checked against the library: one that cannot fit the
     tier is a 422 naming the smallest tier that fits; one the library does not know is taken
@@ -78,13 +84,13 @@ async def read(session_id: SessionId, user: SessionsReader, state: StateDep) -> 
     return await _read(state, session_id, user)
 
 
-@router.post("/{session_id}/start", response_model=SessionOut)
+@router.post("/{session_id}/start", response_model=SessionOut, responses=error_responses(402, 409))
 async def start(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.start_session(state.db, session_id=session_id, user=user, now=state.clock.now())
     return await _read(state, session_id, user)
 
 
-@router.post("/{session_id}/pause", response_model=SessionOut)
+@router.post("/{session_id}/pause", response_model=SessionOut, responses=error_responses(409, 503))
 async def pause(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.pause_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
@@ -92,7 +98,11 @@ async def pause(session_id: SessionId, user: SessionsWriter, state: StateDep) ->
     return await _read(state, session_id, user)
 
 
-@router.post("/{session_id}/resume", response_model=SessionOut)
+@router.post(
+    "/{session_id}/resume",
+    response_model=SessionOut,
+    responses=error_responses(402, 409, 503),
+)
 async def resume(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.resume_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()
@@ -100,7 +110,7 @@ async def resume(session_id: SessionId, user: SessionsWriter, state: StateDep) -
     return await _read(state, session_id, user)
 
 
-@router.post("/{session_id}/stop", response_model=SessionOut)
+@router.post("/{session_id}/stop", response_model=SessionOut, responses=error_responses(409))
 async def stop(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
     await sessions.stop_session(
         state.db, state.providers, session_id=session_id, user=user, now=state.clock.now()

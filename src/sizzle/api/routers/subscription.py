@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
 from sizzle.api.deps import BillingReader, CurrentUser, StateDep
+from sizzle.api.openapi import error_responses
 from sizzle.api.routers.billing import return_urls
 from sizzle.api.schemas import usd
 from sizzle.domain.lab import LAB_NAME
@@ -78,7 +79,12 @@ async def get_subscription(user: BillingReader, state: StateDep) -> LabOut:
     return await lab_out(state, user.id)
 
 
-@router.post("/subscription", status_code=status.HTTP_201_CREATED, response_model=SubscribeOut)
+@router.post(
+    "/subscription",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubscribeOut,
+    responses=error_responses(409, 503),
+)
 async def subscribe(user: CurrentUser, state: StateDep, request: Request) -> SubscribeOut:
     """Open a Stripe Checkout page for Sizzle Lab. Included minutes arrive when Stripe says the
     month is paid. 409 `already_subscribed`; 503 where payments are not set up."""
@@ -89,7 +95,7 @@ async def subscribe(user: CurrentUser, state: StateDep, request: Request) -> Sub
     return SubscribeOut(subscription_id=started.purchase_id, url=started.url)
 
 
-@router.delete("/subscription", response_model=LabOut)
+@router.delete("/subscription", response_model=LabOut, responses=error_responses(404, 409, 503))
 async def cancel_subscription(user: CurrentUser, state: StateDep) -> LabOut:
     """Cancel at the end of the paid month: the month's minutes stay until then, and nothing
     more is charged. 404 `no_subscription`."""
@@ -97,7 +103,9 @@ async def cancel_subscription(user: CurrentUser, state: StateDep) -> LabOut:
     return await lab_out(state, user.id)
 
 
-@router.post("/subscription/resume", response_model=LabOut)
+@router.post(
+    "/subscription/resume", response_model=LabOut, responses=error_responses(404, 409, 503)
+)
 async def resume_subscription(user: CurrentUser, state: StateDep) -> LabOut:
     """Take back a cancellation before the month ends."""
     await state.payments.lab.set_cancel_at_period_end(user.id, cancel=False)

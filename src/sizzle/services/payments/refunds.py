@@ -14,7 +14,7 @@ from sizzle.db.models import Purchase, Refund
 from sizzle.domain.money import usd_text
 from sizzle.domain.packages import MICROS_PER_CENT
 from sizzle.errors import Conflict, NotFound, ProviderUnavailable, ValidationFailed
-from sizzle.services import ledger
+from sizzle.services import audit, ledger
 from sizzle.services.metering import lock_billing
 from sizzle.services.payments.common import BONUS_ACCOUNT, STRIPE_ACCOUNT
 
@@ -98,6 +98,15 @@ class Refunds:
             )
             tx.add(refund)
             await _take_back(tx, refund, purchase.user_id, now=now)
+            audit.record(
+                tx,
+                "admin.refund",
+                actor=operator[:64],
+                now=now,
+                user_id=purchase.user_id,
+                target=f"purchase:{purchase.id}",
+                detail=f"{amount} usd_micros" + (f": {reason}" if reason else ""),
+            )
             payment_intent = purchase.payment_intent_id
         try:
             answer = await client.v1.refunds.create_async(

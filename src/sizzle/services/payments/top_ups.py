@@ -107,6 +107,11 @@ class TopUps:
             return 0
         db = self.payments.db
         async with db.transaction() as tx:
+            # Arming reads a balance and writes `armed`: under the billing lock (as `_open`
+            # disarms), or a pass in another worker that read a balance above the threshold just
+            # before metering and `_open` ran could re-arm the user after `_open` disarmed them,
+            # and the same crossing would be charged to the card twice.
+            await lock_billing(tx)
             rows = (
                 await tx.execute(
                     select(AutoTopUp, LedgerAccount.balance)

@@ -1,5 +1,25 @@
 """Page routes, one module per area."""
 
-from sizzle.web.routes import account, admin, admin_purchases, keys, launch, public, sessions
+from sizzle.web.routes import (
+    account,
+    account_access,
+    admin,
+    admin_audit,
+    admin_purchases,
+    keys,
+    launch,
+    public,
+    sessions,
+)
 
-PAGE_MODULES = (public, launch, sessions, account, keys, admin, admin_purchases)
+PAGE_MODULES = (
+    public,
+    account_access,
+    launch,
+    sessions,
+    account,
+    keys,
+    admin,
+    admin_audit,
+    admin_purchases,
+)

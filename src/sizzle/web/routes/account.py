@@ -9,7 +9,8 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from sizzle.api.deps import Paging, PagingDep, StateDep, client_ip
+from sizzle.api.deps import IdPath, Paging, PagingDep, StateDep, client_ip
+from sizzle.api.routers.account import export_document
 from sizzle.api.routers.billing import receipt_download, return_urls, statement_download
 from sizzle.api.views import transaction_out
 from sizzle.db.models import Purchase, User
@@ -17,10 +18,11 @@ from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.money import usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
-from sizzle.services import accounts, ledger, statements
+from sizzle.services import account_data, accounts, ledger, statements
 from sizzle.state import AppState
-from sizzle.web.deps import CsrfChecked, SignedIn
+from sizzle.web.deps import CsrfChecked, SignedIn, give_session_cookie
 from sizzle.web.render import render
+from sizzle.web.security import clear_session_cookie
 
 router = APIRouter(include_in_schema=False)
 
@@ -153,7 +155,7 @@ async def statement_file(
 
 
 @router.get("/billing/receipts/{purchase_id}.pdf")
-async def receipt_file(state: StateDep, user: SignedIn, purchase_id: str) -> Response:
+async def receipt_file(state: StateDep, user: SignedIn, purchase_id: IdPath) -> Response:
     return await receipt_download(state, purchase_id, user_id=user.id)
 
 
@@ -226,6 +228,8 @@ def _profile(
     status_code: int = 200,
     error: str | None = None,
     changed: bool = False,
+    delete_error: str | None = None,
+    verification_sent: bool = False,
 ) -> HTMLResponse:
     return render(
         request,
@@ -236,13 +240,50 @@ def _profile(
         min_password_length=accounts.MIN_PASSWORD_LENGTH,
         error=error,
         changed=changed,
+        delete_error=delete_error,
+        verification_sent=verification_sent,
     )
 
 
 @router.get("/account", response_class=HTMLResponse)
-async def profile(request: Request, user: SignedIn) -> Response:
-    """Who I am here, and the form to change my password."""
-    return _profile(request, user)
+async def profile(
+    request: Request,
+    user: SignedIn,
+    verification: Annotated[str, Query(max_length=10)] = "",
+) -> Response:
+    """Who I am here; change my password; my data; leaving."""
+    return _profile(request, user, verification_sent=verification == "sent")
+
+
+@router.get("/account/export.json")
+async def export(state: StateDep, user: SignedIn) -> Response:
+    """Everything Sizzle holds about me, as a JSON download."""
+    return await export_document(state, user.id)
+
+
+@router.post("/account/delete", dependencies=[CsrfChecked])
+async def delete(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    password: Annotated[str, Form(max_length=1000)],
+    confirm: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Delete the account (password and a ticked box): the browser is signed out after."""
+    try:
+        await state.rate_limiter.sign_in_attempt(email=user.email, ip=client_ip(request))
+        if confirm != "yes":
+            raise ValidationFailed(
+                "tick the box to confirm that you want to delete the account", code="unconfirmed"
+            )
+        await account_data.delete_account(
+            state.db, state.providers, user_id=user.id, password=password, now=state.clock.now()
+        )
+    except SizzleError as exc:
+        return _profile(request, user, status_code=exc.status_code, delete_error=exc.message)
+    response = RedirectResponse("/?deleted=1", status_code=303)
+    clear_session_cookie(request, response)
+    return response
 
 
 @router.post("/account/password", dependencies=[CsrfChecked])
@@ -262,7 +303,12 @@ async def change_password(
             )
         async with state.db.transaction() as tx:
             account = await accounts.get_active_user(tx, user.id)
-            await accounts.change_password(tx, account, current=current_password, new=new_password)
+            await accounts.change_password(
+                tx, account, current=current_password, new=new_password, now=state.clock.now()
+            )
     except SizzleError as exc:
         return _profile(request, user, status_code=exc.status_code, error=exc.message)
-    return _profile(request, user, changed=True)
+    # Every other sign-in of this account has just ended; this browser gets a new one.
+    response = _profile(request, user, changed=True)
+    give_session_cookie(request, response, state, user.id)
+    return response

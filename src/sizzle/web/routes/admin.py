@@ -283,7 +283,12 @@ async def grant(
             # The ledger's memo holds 200 characters, "credit granted by " included.
             granted_by = f"{operator.email} ({note})" if note else operator.email
             await accounts.grant_credits(
-                tx, target, micros, now=state.clock.now(), granted_by=granted_by[:180]
+                tx,
+                target,
+                micros,
+                now=state.clock.now(),
+                granted_by=granted_by[:180],
+                actor=f"operator:{operator.id}",
             )
     except NotFound:
         raise
@@ -310,11 +315,9 @@ async def _set_active(
             target = await tx.get(User, known_id(user_id, "user"))
             if target is None:
                 raise NotFound("user not found")
-            if not active and target.id == operator.id:
-                raise Conflict(
-                    "you cannot suspend your own account: ask another operator", code="self"
-                )
-            target.is_active = active
+            accounts.set_suspended(
+                tx, target, suspended=not active, operator=operator, now=state.clock.now()
+            )
     except Conflict as exc:
         return await _users_page(
             request,

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sizzle.api.deps import StateDep, client_ip
+from sizzle.api.mailing import mail_verification
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
-from sizzle.security import create_access_token
 from sizzle.services import accounts
 from sizzle.state import AppState
-from sizzle.web.deps import CsrfChecked, MaybeUser
+from sizzle.web.deps import CsrfChecked, MaybeUser, give_session_cookie
 from sizzle.web.render import render
-from sizzle.web.security import clear_session_cookie, set_session_cookie
+from sizzle.web.security import clear_session_cookie
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,21 +55,20 @@ async def tier_cards(state: AppState) -> list[dict[str, object]]:
 
 
 def _signed_in(request: Request, state: AppState, user_id: str, target: str) -> Response:
-    lifetime = timedelta(minutes=state.settings.access_token_minutes)
-    token = create_access_token(
-        user_id, secret=state.settings.resolved_secret_key, now=state.clock.now(), lifetime=lifetime
-    )
     response = RedirectResponse(target, status_code=303)
-    set_session_cookie(request, response, token, max_age=int(lifetime.total_seconds()))
+    give_session_cookie(request, response, state, user_id)
     return response
 
 
 @router.get("/", response_class=HTMLResponse)
-async def landing(request: Request, state: StateDep, user: MaybeUser) -> Response:
+async def landing(
+    request: Request, state: StateDep, user: MaybeUser, deleted: bool = False
+) -> Response:
     return render(
         request,
         "landing.html",
         user=user,
+        deleted=deleted and user is None,
         tiers=await tier_cards(state),
         free_minutes=state.settings.free_minutes,
     )
@@ -87,6 +85,7 @@ async def signup_page(request: Request, state: StateDep, user: MaybeUser) -> Res
 async def signup(
     request: Request,
     state: StateDep,
+    background: BackgroundTasks,
     email: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1000)],
     name: Annotated[str, Form(max_length=100)] = "",
@@ -113,12 +112,17 @@ async def signup(
             name=name,
             free_minutes=state.settings.free_minutes,
         )
+    await mail_verification(state, request, background, created.id)
     return _signed_in(request, state, created.id, "/launch")
 
 
 @router.get("/signin", response_class=HTMLResponse)
 async def signin_page(
-    request: Request, state: StateDep, user: MaybeUser, next: str | None = None
+    request: Request,
+    state: StateDep,
+    user: MaybeUser,
+    next: str | None = None,
+    reset: bool = False,
 ) -> Response:
     if user:
         return RedirectResponse(safe_next(next), status_code=303)
@@ -128,6 +132,7 @@ async def signin_page(
         user=None,
         next=safe_next(next),
         free_minutes=state.settings.free_minutes,
+        reset=reset,
     )
 
 
@@ -141,8 +146,9 @@ async def signin(
 ) -> Response:
     try:
         await state.rate_limiter.sign_in_attempt(email=email, ip=client_ip(request))
-        async with state.db.transaction() as tx:
-            found = await accounts.authenticate(tx, email=email, password=password)
+        found = await accounts.sign_in(
+            state.db, email=email, password=password, now=state.clock.now(), via="web"
+        )
     except SizzleError as exc:
         return render(
             request,

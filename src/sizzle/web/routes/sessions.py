@@ -61,6 +61,7 @@ END_REASONS = {
     EndReason.PROVISIONING_FAILED.value: "No GPU could be started for it. You were not charged.",
     EndReason.PROVIDER_LOST.value: "The GPU's provider lost the machine.",
     EndReason.ACCOUNT_SUSPENDED.value: "An operator suspended the account.",
+    EndReason.ACCOUNT_DELETED.value: "The account was deleted.",
 }
 ACTIONS = ("start", "pause", "resume", "stop")
 
