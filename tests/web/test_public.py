@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import select
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
+from sizzle.db.models import AuditEvent
 from tests.helpers import PASSWORD, fresh_email
 from tests.web.pages import csrf_of, post_form, sign_in
 
@@ -73,11 +75,20 @@ async def test_a_form_without_the_csrf_token_is_refused(browser: httpx.AsyncClie
 
 
 async def test_sign_in_and_out(browser: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
-    await sign_in(browser, db, clock=clock)
+    user = await sign_in(browser, db, clock=clock)
     assert "Sign out" in (await browser.get("/")).text
     out = await post_form(browser, "/signout", {}, page="/")
     assert out.status_code == 303
     assert "Sign out" not in (await browser.get("/")).text
+    async with db.read() as tx:
+        actions = list(
+            await tx.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.user_id == user.id)
+                .order_by(AuditEvent.id)
+            )
+        )
+    assert actions[-2:] == ["auth.sign_in", "auth.sign_out"]
 
 
 async def test_a_wrong_password_says_so_on_the_form(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, String, Subquery, cast, func, literal, select, union_all
+from sqlalchemy import Select, String, cast, func, literal, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.database import Database
@@ -106,7 +106,8 @@ class AuditRow:
     detail: str | None
 
 
-def _union(where: AuditFilter) -> Subquery:
+def _parts(where: AuditFilter) -> list[Select[Any]]:
+    """The events and the ledger entries that match, as one or two selects of the same shape."""
     events: Select[Any] = select(  # type: ignore[assignment]
         AuditEvent.created_at.label("at"),
         AuditEvent.id.label("seq"),
@@ -157,7 +158,7 @@ def _union(where: AuditFilter) -> Subquery:
         parts.append(_common(entries, LedgerEntry.created_at, LedgerEntry.user_id, where))
     if not parts:  # a ledger action asked of someone other than the ledger: nothing
         parts.append(events.where(literal(False)))
-    return union_all(*parts).subquery()
+    return parts
 
 
 def _matches(column: Any, wanted: str) -> Any:
@@ -180,9 +181,22 @@ def _common(part: Select[Any], at: Any, user: Any, where: AuditFilter) -> Select
 async def search(
     tx: AsyncSession, where: AuditFilter, *, limit: int, offset: int
 ) -> tuple[list[AuditRow], int]:
-    """A page of the log, newest first, and how many rows match in all."""
-    union = _union(where)
-    total = await tx.scalar(select(func.count()).select_from(union)) or 0
+    """A page of the log, newest first, and how many rows match in all.
+
+    Each side is counted on its own and gives only its own newest `offset + limit` rows to the
+    union, so neither is sorted whole: a page costs what reading that far into each side does.
+    """
+    parts = _parts(where)
+    total = 0
+    for part in parts:
+        total += await tx.scalar(select(func.count()).select_from(part.subquery())) or 0
+    newest = [
+        select(
+            part.order_by(text("at DESC"), text("seq DESC")).limit(offset + limit).subquery()
+        )
+        for part in parts
+    ]
+    union = union_all(*newest).subquery()
     rows = await tx.execute(
         select(union)
         .order_by(union.c.at.desc(), union.c.source, union.c.seq.desc())

@@ -13,7 +13,7 @@ from sizzle.api.deps import StateDep, client_ip
 from sizzle.api.mailing import mail_verification
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
-from sizzle.services import accounts
+from sizzle.services import accounts, audit
 from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, MaybeUser, give_session_cookie
 from sizzle.web.render import render
@@ -164,7 +164,16 @@ async def signin(
 
 
 @router.post("/signout", dependencies=[CsrfChecked])
-async def signout(request: Request) -> Response:
+async def signout(request: Request, state: StateDep, user: MaybeUser) -> Response:
+    if user is not None:
+        await audit.record_alone(
+            state.db,
+            "auth.sign_out",
+            actor=f"user:{user.id}",
+            now=state.clock.now(),
+            user_id=user.id,
+            detail="web",
+        )
     response = RedirectResponse("/", status_code=303)
     clear_session_cookie(request, response)
     return response
