@@ -191,9 +191,7 @@ async def search(
     for part in parts:
         total += await tx.scalar(select(func.count()).select_from(part.subquery())) or 0
     newest = [
-        select(
-            part.order_by(text("at DESC"), text("seq DESC")).limit(offset + limit).subquery()
-        )
+        select(part.order_by(text("at DESC"), text("seq DESC")).limit(offset + limit).subquery())
         for part in parts
     ]
     union = union_all(*newest).subquery()
