@@ -186,3 +186,16 @@ async def test_the_audit_page_filters_and_pages(site: Any, clock: FakeClock) -> 
     csv_file = await browser.get("/admin/audit.csv", params={"user": other.email})
     assert csv_file.text.splitlines()[0].startswith("at,action,actor")
     assert len(csv_file.text.splitlines()) == 3  # the header, account.created, free minutes
+
+
+async def test_a_nul_in_an_address_is_bad_input_not_a_500(site: Any) -> None:
+    """PostgreSQL text cannot hold a NUL: the forms say the address is wrong instead."""
+    browser, _state, mails = site
+    for path in ("/signin", "/forgot-password", "/signup"):
+        fields = {"email": "a\x00b@example.com", "password": PASSWORD}
+        answer = await post_form(
+            browser, path, fields if path != "/forgot-password" else {"email": fields["email"]}
+        )
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert "not an email address" in answer.text
+    assert mails.messages == []
