@@ -47,6 +47,33 @@ async def test_create_user_makes_a_user_who_can_sign_in(
     assert body["free_minutes"] == settings.free_minutes
 
 
+async def test_the_first_operator_can_be_made_before_the_first_serve(tmp_path: Path) -> None:
+    """On the default SQLite file (no SIZZLE_DATABASE_URL), `admin create-user` makes the
+    database as `serve` would, instead of failing on missing tables."""
+    env = {"SIZZLE_HOME": str(tmp_path / "fresh"), "SIZZLE_SECRET_KEY": TEST_SECRET}
+    made = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["admin", "create-user", fresh_email(), "--admin", "--password", PASSWORD],
+        env=env,
+    )
+    assert made.exit_code == 0, made.output
+    assert "as admin" in made.output and (tmp_path / "fresh" / "sizzle.db").exists()
+
+
+async def test_on_another_database_the_cli_asks_for_an_upgrade_first(tmp_path: Path) -> None:
+    env = {
+        "SIZZLE_HOME": str(tmp_path / "home"),
+        "SIZZLE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}",
+        "SIZZLE_SECRET_KEY": TEST_SECRET,
+    }
+    refused = await asyncio.to_thread(
+        CliRunner().invoke, app, ["admin", "grant-credits", fresh_email(), "5"], env=env
+    )
+    assert refused.exit_code == 1
+    assert "run `sizzle db upgrade` first" in refused.output
+
+
 async def test_create_user_with_admin_and_plan(cli: Cli, client: httpx.AsyncClient) -> None:
     email = fresh_email()
     result = await cli(

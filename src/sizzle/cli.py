@@ -48,11 +48,7 @@ def serve(
 
     configure_logging()
     settings = Settings()
-    db = Database(settings.resolved_database_url)
-    if settings.is_default_database:
-        asyncio.run(_upgrade_and_dispose(db))
-    elif not asyncio.run(_is_current_and_dispose(db)):
-        raise _fail("the database schema is not current: run `sizzle db upgrade` first")
+    _prepare_database(settings)
     state = AppState.build(settings)
     console.print(
         f"Sizzle on http://{host or settings.host}:{port or settings.port} "
@@ -104,6 +100,16 @@ def db_upgrade() -> None:
     console.print("database is current")
 
 
+def _prepare_database(settings: Settings) -> None:
+    """The default SQLite file is brought up to date (made, the first time); any other
+    database must have been upgraded with `sizzle db upgrade` (once, by the operator)."""
+    db = Database(settings.resolved_database_url)
+    if settings.is_default_database:
+        asyncio.run(_upgrade_and_dispose(db))
+    elif not asyncio.run(_is_current_and_dispose(db)):
+        raise _fail("the database schema is not current: run `sizzle db upgrade` first")
+
+
 async def _upgrade_and_dispose(db: Database) -> None:
     try:
         await upgrade(db)
@@ -130,6 +136,7 @@ def create_user(
     from sizzle.services import accounts
 
     settings = Settings()
+    _prepare_database(settings)
 
     async def _run() -> str:
         db = Database(settings.resolved_database_url)
@@ -168,6 +175,7 @@ def grant_credits(email: str, usd: str) -> None:
     except (InvalidOperation, ValueError, ArithmeticError) as exc:
         raise _fail(f"{usd!r} is not an amount of dollars") from exc
     settings = Settings()
+    _prepare_database(settings)
 
     async def _run() -> None:
         db = Database(settings.resolved_database_url)
