@@ -14,6 +14,7 @@ from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, User
 from sizzle.services import ledger, reports
 from sizzle.services.metering import charge_due_minutes
+from sizzle.services.payments.common import STRIPE_ACCOUNT
 from tests.helpers import make_user
 
 DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -128,7 +129,11 @@ async def test_several_sessions_and_users_add_up_per_day(db: Database) -> None:
     assert day.revenue_micros == 150_000 + 2 * 1_500_000
     assert day.upstream_micros == 2 * 15_000  # an unknown upstream price counts as nothing
     assert reports.total([day]) == reports.Revenue(
-        paid_minutes=3, free_minutes=1, revenue_micros=3_150_000, upstream_sixtieths=1_800_000
+        paid_minutes=3,
+        free_minutes=1,
+        revenue_micros=3_150_000,
+        upstream_sixtieths=1_800_000,
+        plan_micros=0,
     )
 
 
@@ -152,6 +157,35 @@ async def test_refunded_minutes_count_back_on_the_day_of_the_refund(db: Database
 async def test_grants_and_sign_up_minutes_are_not_revenue(db: Database) -> None:
     await make_user(db, now=DAY1 + timedelta(hours=1), free_minutes=30, credit_usd="25")
     assert await daily(db, DAY1, DAY2) == []
+
+
+async def test_plan_payments_count_on_the_day_they_were_paid(db: Database) -> None:
+    """A Sizzle Lab month paid on day 1 (as `Lab.on_invoice_paid` posts it), minutes on day 2."""
+    user = await make_user(db, now=DAY1, free_minutes=0, credit_usd="5")
+    async with db.transaction() as tx:
+        await ledger.post_entry(
+            tx,
+            key="lab:invoice:in_1",
+            kind="lab_payment",
+            debit=STRIPE_ACCOUNT,
+            credit=ledger.SUBSCRIPTIONS,
+            amount=19_000_000,
+            unit=ledger.USD,
+            now=DAY1 + timedelta(hours=2),
+            user_id=user.id,
+        )
+    start = DAY2 + timedelta(hours=1)
+    await active_session(db, user, started=start, price=150_000, upstream=600_000)
+    await meter(db, start + timedelta(seconds=30))  # its first minute
+
+    first, second = await daily(db, DAY1, DAY3)
+
+    assert (first.day, first.plan_micros, first.paid_minutes) == (DAY1.date(), 19_000_000, 0)
+    assert first.margin_micros == 19_000_000
+    assert (second.day, second.plan_micros, second.revenue_micros) == (DAY2.date(), 0, 150_000)
+    assert second.margin_micros == 150_000 - 10_000
+    assert reports.total([first, second]).margin_micros == 19_000_000 + 140_000
+    assert await daily(db, DAY2, DAY3) == [second]
 
 
 @pytest.mark.parametrize(

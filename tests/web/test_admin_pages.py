@@ -529,10 +529,11 @@ async def test_the_revenue_page_shows_a_days_revenue_cost_and_margin(
     assert page.status_code == 200
     day = row_with(page, "2026-03-01")
     cells = re.findall(r'<td class="num">(.*?)</td>', day)
-    assert cells == ["2", "1", "$0.30", "$0.09", "$0.21"]
+    assert cells == ["2", "1", "$0.30", "$0.00", "$0.09", "$0.21"]  # no plan paid
     assert stat(page, "Revenue") == "$0.30"
     assert stat(page, "Upstream cost") == "$0.09"
     assert stat(page, "Margin") == "$0.21"
+    assert stat(page, "Sizzle Lab plans") == "$0.00"
     assert stat(page, "Free and Lab minutes") == "1"
 
 

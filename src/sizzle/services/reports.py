@@ -5,7 +5,9 @@ Revenue is read from the ledger, not from the sessions: every charged minute is 
 with a free minute), and a minute given back is one `session_minute_refund` entry, counted
 against the day of the refund. A minute costs us its session's `upstream_micros_per_hour / 60`
 whichever way the user paid for it, so upstream cost is kept exact in sixtieths of a
-micro-dollar and rounded only for display.
+micro-dollar and rounded only for display. Sizzle Lab plan payments (`lab_payment` entries,
+card to `platform:subscriptions`) count on the day Stripe's invoice was paid: the minutes they
+include show as free ones, with their upstream cost.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Revenue:
     free_minutes: int
     revenue_micros: int  # credit charged for those minutes
     upstream_sixtieths: int  # upstream cost in 1/60 micro-dollar: sum of per-hour prices
+    plan_micros: int  # Sizzle Lab plan payments
 
     @property
     def upstream_micros(self) -> Fraction:
@@ -45,8 +48,8 @@ class Revenue:
 
     @property
     def margin_micros(self) -> Fraction:
-        """Revenue less upstream cost, exact."""
-        return self.revenue_micros - self.upstream_micros
+        """Revenue (minutes charged to credit, and plan payments) less upstream cost, exact."""
+        return self.revenue_micros + self.plan_micros - self.upstream_micros
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def total(days: Iterable[Revenue]) -> Revenue:
         free_minutes=sum(r.free_minutes for r in rows),
         revenue_micros=sum(r.revenue_micros for r in rows),
         upstream_sixtieths=sum(r.upstream_sixtieths for r in rows),
+        plan_micros=sum(r.plan_micros for r in rows),
     )
 
 
@@ -95,8 +99,8 @@ def _as_date(value: date | str) -> date:
 
 
 async def daily_revenue(tx: AsyncSession, *, since: datetime, until: datetime) -> list[DayRevenue]:
-    """Revenue, free minutes and upstream cost of session minutes per UTC day in [since, until),
-    oldest day first; days with no charge are left out."""
+    """Revenue, free minutes and upstream cost of session minutes, and plan payments, per UTC
+    day in [since, until), oldest day first; days with neither are left out."""
     day = _utc_day(tx, LedgerEntry.created_at).label("day")
     sign = case((LedgerEntry.kind == MINUTE_CHARGE, 1), else_=-1)
     paid = LedgerEntry.unit == ledger.USD
@@ -117,16 +121,36 @@ async def daily_revenue(tx: AsyncSession, *, since: datetime, until: datetime) -
         .group_by(day)
         .order_by(day)
     )
+    minutes = {_as_date(row[0]): row for row in await tx.execute(query)}
+    plans = await _daily_plan_payments(tx, since=since, until=until)
     return [
         DayRevenue(
-            day=_as_date(row[0]),
-            paid_minutes=int(row[1]),
-            free_minutes=int(row[2]),
-            revenue_micros=int(row[3]),
-            upstream_sixtieths=int(row[4]),
+            day=day,
+            paid_minutes=int(minutes[day][1]) if day in minutes else 0,
+            free_minutes=int(minutes[day][2]) if day in minutes else 0,
+            revenue_micros=int(minutes[day][3]) if day in minutes else 0,
+            upstream_sixtieths=int(minutes[day][4]) if day in minutes else 0,
+            plan_micros=plans.get(day, 0),
         )
-        for row in await tx.execute(query)
+        for day in sorted(minutes.keys() | plans.keys())
     ]
+
+
+async def _daily_plan_payments(
+    tx: AsyncSession, *, since: datetime, until: datetime
+) -> dict[date, int]:
+    day = _utc_day(tx, LedgerEntry.created_at).label("day")
+    rows = await tx.execute(
+        select(day, func.sum(LedgerEntry.amount))
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.credit_account_id)
+        .where(
+            LedgerAccount.name == ledger.SUBSCRIPTIONS,
+            LedgerEntry.created_at >= since,
+            LedgerEntry.created_at < until,
+        )
+        .group_by(day)
+    )
+    return {_as_date(row[0]): int(row[1]) for row in rows}
 
 
 async def live_session_counts(tx: AsyncSession) -> dict[str, int]:

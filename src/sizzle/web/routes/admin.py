@@ -17,6 +17,7 @@ from sizzle.api.deps import PagingDep, StateDep
 from sizzle.api.schemas import usd
 from sizzle.api.views import session_out
 from sizzle.db.models import LaunchAttempt, SessionEvent, User
+from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.lifecycle import EndReason
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import Conflict, NotFound, SizzleError, ValidationFailed
@@ -105,6 +106,7 @@ def _money(row: reports.Revenue) -> dict[str, Any]:
         "paid_minutes": row.paid_minutes,
         "free_minutes": row.free_minutes,
         "revenue": reports.usd_cents(row.revenue_micros),
+        "plans": reports.usd_cents(row.plan_micros),
         "upstream": reports.usd_cents(row.upstream_micros),
         "margin": reports.usd_cents(row.margin_micros),
         "loss": row.margin_micros < 0,
@@ -372,7 +374,8 @@ async def revenue(
     user: Operator,
     days: Annotated[int, Query(ge=1, le=365)] = 30,
 ) -> Response:
-    """Revenue, upstream cost and margin of session minutes per UTC day, and totals."""
+    """Revenue of session minutes and Sizzle Lab plans, upstream cost and margin per UTC day,
+    and totals."""
     until = _start_of_day(state.clock.now()) + timedelta(days=1)
     since = until - timedelta(days=days)
     async with state.db.read() as tx:
@@ -386,4 +389,5 @@ async def revenue(
         until=(until - timedelta(days=1)).date(),
         rows=[(row.day, _money(row)) for row in reversed(rows)],
         totals=_money(reports.total(rows)),
+        lab_name=LAB_NAME,
     )
