@@ -1,0 +1,103 @@
+"""How the client commands print: rich tables and plain lines on stdout, progress and errors
+on stderr, or exactly one JSON document with `--json`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sizzle.client.api import JSON
+from sizzle.client.errors import ClientError
+from sizzle.domain.lifecycle import SessionStatus
+
+WAITING = frozenset({SessionStatus.PENDING.value, SessionStatus.PROVISIONING.value})
+ENDED = frozenset({SessionStatus.TERMINATED.value, SessionStatus.FAILED.value})
+
+
+def to_stdout() -> Console:
+    return Console(highlight=False)
+
+
+def to_stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(document: Any) -> None:
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def say(console: Console, text: str) -> None:
+    """A line of plain text (never read as rich markup), unwrapped."""
+    console.print(Text(text), soft_wrap=True)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """A ClientError becomes `error: <message>` (and its hint) on stderr, and exit status 1."""
+    try:
+        yield
+    except ClientError as exc:
+        typer.secho("error: ", fg="red", err=True, nl=False)
+        typer.echo(exc.message, err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        raise typer.Exit(1) from None
+
+
+def new_table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def cells(*values: object) -> list[Text]:
+    return [Text("" if v is None else str(v)) for v in values]
+
+
+def gpu_text(session: JSON) -> str:
+    if not session.get("gpu_type"):
+        return "-"
+    return f"{session.get('gpu_count') or 1}× {session['gpu_type']}"
+
+
+def when(stamp: str | None) -> str:
+    """An API timestamp to the minute: 2026-03-01T12:00:00Z -> 2026-03-01 12:00."""
+    return stamp[:16].replace("T", " ") if stamp else "-"
+
+
+def progress_text(session: JSON) -> str:
+    progress = session.get("progress") or {}
+    text = str(session["status"])
+    if progress.get("phase") and text in WAITING:  # the last phase lingers on after ready
+        text += f": {progress['phase']}"
+        if progress.get("percent") is not None:
+            text += f" {progress['percent']}%"
+    return text
+
+
+def print_session_summary(session: JSON, api_url: str) -> None:
+    out = to_stdout()
+    session_id = session["id"]
+    say(
+        out,
+        f"Session {session_id} is {session['status']}: {gpu_text(session)} ({session['tier']}), "
+        f"${session['price_per_minute_usd']} a minute, billed per started minute.",
+    )
+    if session.get("model"):
+        say(out, f"Model: {session['model']}")
+    workspace = session.get("workspace") or {}
+    if workspace.get("chat_available"):
+        say(out, f"Chat: POST {api_url}/v1/chat/completions with your API key.")
+    elif workspace.get("message"):
+        say(out, f"Chat: {workspace['message']}")
+    if session["status"] == SessionStatus.READY.value:
+        say(out, f"Start it with `sizzle start {session_id}` (billing begins then).")
+    say(out, f"Stop it with `sizzle stop {session_id}`.")
