@@ -1,12 +1,18 @@
-"""The Database's two kinds of transaction."""
+"""The Database's two kinds of transaction; the migrations against the models."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from sqlalchemy import text
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
 
 from sizzle.db.database import Database
+from sizzle.db.migrate import alembic_config
+from sizzle.db.models import Base
 
 
 async def test_a_read_does_not_wait_behind_a_writer(db: Database) -> None:
@@ -16,3 +22,59 @@ async def test_a_read_does_not_wait_behind_a_writer(db: Database) -> None:
         # 10 s busy timeout. A read transaction does not ask for it.
         async with asyncio.timeout(2), db.read() as reader:
             assert await reader.scalar(text("SELECT count(*) FROM users")) == 0
+
+
+def _index_leads(sync_connection: Any) -> dict[str, set[str]]:
+    """Each table's columns that some index, unique constraint or primary key begins with."""
+    inspector = inspect(sync_connection)
+    leads: dict[str, set[str]] = {}
+    for table in inspector.get_table_names():
+        heads = [index["column_names"] for index in inspector.get_indexes(table)]
+        heads += [unique["column_names"] for unique in inspector.get_unique_constraints(table)]
+        heads.append(inspector.get_pk_constraint(table)["constrained_columns"])
+        leads[table] = {str(columns[0]) for columns in heads if columns}
+    return leads
+
+
+async def _migrate_to(db: Database, revision: str, *, down: bool) -> None:
+    def _run(sync_connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = sync_connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    async with db.engine.begin() as connection:
+        await connection.run_sync(_run)
+
+
+async def test_the_models_match_the_migrations(db: Database) -> None:
+    def _differences(sync_connection: Any) -> list[Any]:
+        context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    async with db.engine.connect() as connection:
+        assert await connection.run_sync(_differences) == []
+
+
+async def test_every_foreign_key_column_begins_an_index(db: Database) -> None:
+    # Without one, deleting a referenced row scans the referencing table (per row deleted).
+    async with db.engine.connect() as connection:
+        leads = await connection.run_sync(_index_leads)
+    unindexed = [
+        f"{table.name}.{key.parent.name}"
+        for table in Base.metadata.sorted_tables
+        for key in table.foreign_keys
+        if key.parent.name not in leads[table.name]
+    ]
+    assert unindexed == []
+
+
+async def test_the_ledger_index_migration_goes_down_and_up(db: Database) -> None:
+    names = {"debit_account_id", "credit_account_id", "session_id"}
+    try:
+        await _migrate_to(db, "0010", down=True)
+        async with db.engine.connect() as connection:
+            assert not names & (await connection.run_sync(_index_leads))["ledger_entries"]
+    finally:
+        await _migrate_to(db, "head", down=False)
+    async with db.engine.connect() as connection:
+        assert names <= (await connection.run_sync(_index_leads))["ledger_entries"]

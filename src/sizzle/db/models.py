@@ -84,7 +84,13 @@ class LedgerEntry(Base):
     """An immutable movement of `amount` from the debit account to the credit account."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_entries_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_ledger_entries_user_id_id", "user_id", "id"),
+        # Foreign keys: deleting an account or a session checks its entries through these.
+        Index("ix_ledger_entries_debit_account_id", "debit_account_id"),
+        Index("ix_ledger_entries_credit_account_id", "credit_account_id"),
+        Index("ix_ledger_entries_session_id", "session_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
