@@ -1,13 +1,14 @@
 """Benchmark: one set-based metering pass over N active sessions, against a raw-SQL floor.
 
-    python bench/metering.py --sessions 100000 --database postgresql://postgres@127.0.0.1/sizzle_bench
+    python bench/metering.py --sessions 100000 --database postgresql://postgres@127.0.0.1/postgres
     python bench/metering.py --sessions 10000 --database sqlite+aiosqlite:///tmp/bench.db
 
-It wants an EMPTY database of its own (a fresh PostgreSQL database, or a new SQLite file): it
-migrates it, refuses to go on if it already holds users, fills it, and at the end drops every
-table it created (an Alembic downgrade to base; a SQLite file is deleted), so it cleans up
-after itself. Pass --keep to
-leave the data behind for a look with psql.
+It makes a database of its own and cleans up by dropping it: on PostgreSQL the URL only names
+the server to connect to (any database there): the benchmark creates `sizzle_metering_<random>`
+beside it and ends with DROP DATABASE; a SQLite URL names a file that must not exist yet, which
+it creates and deletes at the end. It never downgrades (undoing the migrations row by row is
+slow at this size and not what is measured). Pass --keep to leave the database behind for a
+look with psql; its name goes to stderr.
 
 Each run:
 
@@ -22,8 +23,9 @@ Each run:
 3. times ONE call of `charge_due_minutes(tx, now=...)` in one transaction, committed, and
    checks that it wrote exactly N minute entries and advanced every session to minute 1.
 
-It prints one JSON line: {"sessions", "seconds", "floor_seconds", "database"}; with --repeat R
-the data is recreated R times and the best of each figure is kept. --profile prints the time
+It prints one JSON line: {"sessions", "seconds", "floor_seconds", "database", "total_seconds"}
+(total: the whole run, creating and dropping the database included); with --repeat R the data
+is recreated R times and the best of each figure is kept. --profile prints the time
 of each SQL statement of the pass to stderr.
 """
 
@@ -36,17 +38,18 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from sqlalchemy import BindParameter, bindparam, event, insert, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sizzle.clock import to_ms
 from sizzle.db.database import Database
-from sizzle.db.migrate import alembic_config, upgrade
+from sizzle.db.migrate import upgrade
 from sizzle.db.models import User, UTCDateTime
 from sizzle.services import ledger
 from sizzle.services.metering import charge_due_minutes
@@ -71,11 +74,6 @@ def async_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
-
-
-async def _is_empty(db: Database) -> bool:
-    async with db.transaction() as tx:
-        return not await tx.scalar(text("SELECT COUNT(*) FROM users"))
 
 
 async def _empty(db: Database) -> None:
@@ -253,36 +251,52 @@ async def _warm(db: Database) -> None:
         await charge_due_minutes(tx, now=NOW)
 
 
-async def _drop_everything(db: Database) -> None:
-    def _downgrade(sync_connection: Any) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = sync_connection
-        command.downgrade(config, "base")
+@contextlib.asynccontextmanager
+async def _own_database(url: str, *, keep: bool) -> AsyncIterator[str]:
+    """The URL of a database made for this run, dropped (or its file deleted) afterwards."""
+    if make_url(url).get_backend_name() == "sqlite":
+        path = Path(make_url(url).database or "")
+        if not make_url(url).database or path.exists():
+            raise SystemExit(f"give the benchmark a new SQLite file of its own: {path} exists")
+        try:
+            yield url
+        finally:
+            if keep:
+                print(f"kept {path}", file=sys.stderr)
+            else:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    name = f"sizzle_metering_{uuid.uuid4().hex[:12]}"
+    server = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with server.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            if keep:
+                print(f"kept database {name}", file=sys.stderr)
+            else:
+                async with server.connect() as connection:
+                    # FORCE: a connection the run left open must not keep the database alive.
+                    await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        await server.dispose()
 
-    async with db.engine.begin() as connection:
-        await connection.run_sync(_downgrade)
-    async with db.engine.begin() as connection:
-        await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
-
-async def run(url: str, n: int, *, repeat: int, profile: bool, keep: bool) -> dict[str, Any]:
+async def _measure(url: str, n: int, *, repeat: int, profile: bool) -> dict[str, Any]:
     db = Database(url)
     try:
         await upgrade(db)
-        if not await _is_empty(db):
-            raise SystemExit("this benchmark wants an empty database of its own: it has users")
         best_pass = best_floor = float("inf")
-        try:
-            for attempt in range(repeat):
-                if attempt:
-                    await _empty(db)
-                await _warm(db)  # before the data: nothing is due yet
-                await _setup(db, n)
-                best_floor = min(best_floor, await _time_floor(db, n))
-                best_pass = min(best_pass, await _time_pass(db, n, profile=profile))
-        finally:
-            if not keep and db.is_postgres:
-                await _drop_everything(db)
+        for attempt in range(repeat):
+            if attempt:
+                await _empty(db)
+            await _warm(db)  # before the data: nothing is due yet
+            await _setup(db, n)
+            best_floor = min(best_floor, await _time_floor(db, n))
+            best_pass = min(best_pass, await _time_pass(db, n, profile=profile))
         return {
             "sessions": n,
             "seconds": round(best_pass, 4),
@@ -291,22 +305,24 @@ async def run(url: str, n: int, *, repeat: int, profile: bool, keep: bool) -> di
         }
     finally:
         await db.dispose()
-        if not keep and not db.is_postgres:
-            _remove_sqlite_files(url)
 
 
-def _remove_sqlite_files(url: str) -> None:
-    """SQLite cleans up by deleting the file: downgrading past 0005 recreates gpu_sessions
-    (batch mode), which its foreign keys refuse."""
-    path = Path(url.split(":///", 1)[1])
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+async def run(url: str, n: int, *, repeat: int, profile: bool, keep: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    async with _own_database(url, keep=keep) as own_url:
+        figures = await _measure(own_url, n, repeat=repeat, profile=profile)
+    return {**figures, "total_seconds": round(time.perf_counter() - started, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, required=True, help="active sessions (and users)")
-    parser.add_argument("--database", required=True, help="URL of an empty database")
+    parser.add_argument(
+        "--database",
+        required=True,
+        help="PostgreSQL: a URL to the server (a database is made there and dropped); "
+        "SQLite: a file that does not exist yet",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs; the best is kept")
     parser.add_argument("--profile", action="store_true", help="statement times to stderr")
     parser.add_argument("--keep", action="store_true", help="leave the tables and data behind")
