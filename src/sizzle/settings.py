@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         description="How long the chat proxy waits for the model server's next bytes "
         "(loading a large model before the first token can take minutes).",
     )
+    max_streams_per_user: int = Field(
+        20,
+        ge=1,
+        description="Live session streams (pages and /events) one account may have open at "
+        "once in one process; more is a 429.",
+    )
     provider_cost_multipliers: str = Field(
         "{}",
         description="JSON map provider -> factor applied to its upstream price when ranking "

@@ -17,6 +17,7 @@ from sizzle.services.mail import Mailer
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.services.payments import Payments
 from sizzle.services.rate_limits import RateLimiter
+from sizzle.services.session_watch import SessionWatcher
 from sizzle.services.sessions import record_progress
 from sizzle.services.workspace import Workspace
 from sizzle.settings import Settings
@@ -42,6 +43,7 @@ class AppState:
     metrics: Metrics
     mailer: Mailer
     account_links: AccountLinks
+    watcher: SessionWatcher
 
     @classmethod
     def build(
@@ -90,11 +92,13 @@ class AppState:
             metrics=metrics,
             mailer=Mailer(settings.smtp_url, settings.mail_from),
             account_links=AccountLinks(db, clock, settings),
+            watcher=SessionWatcher(db, clock, max_streams_per_user=settings.max_streams_per_user),
         )
 
     async def close(self) -> None:
-        """Stop the jobs, close provider connections and the database pool."""
+        """Stop the jobs and the live streams, close provider connections and the database pool."""
         await self.jobs.stop()
+        await self.watcher.close()
         await self.chat_proxy.close()
         for provider in self.providers.values():
             await provider.close()

@@ -105,6 +105,23 @@ async def test_an_invalid_email_is_422(client: httpx.AsyncClient) -> None:
     assert_error(response, 422, "validation_error")
 
 
+async def test_an_address_must_be_one_plain_address_everywhere(client: httpx.AsyncClient) -> None:
+    for typed in (
+        "a@evil.example.com, victim@corp.example.com",
+        "a@evil.example.com\r\nBcc: victim@corp.example.com",
+        "<b>x</b>@example.com",
+        "Victim <victim@corp.example.com>",
+    ):
+        for path, body in (
+            (REGISTER, {"email": typed, "password": PASSWORD}),
+            (LOGIN, {"email": typed, "password": PASSWORD}),
+            ("/api/v1/auth/password-reset", {"email": typed}),
+        ):
+            refused = await client.post(path, json=body)
+            assert_error(refused, 422, "validation_error")
+            assert "not an email address" in refused.json()["error"]["message"]
+
+
 async def test_register_refuses_unknown_fields(client: httpx.AsyncClient) -> None:
     response = await client.post(
         REGISTER, json={"email": fresh_email(), "password": PASSWORD, "is_admin": True}

@@ -1,23 +1,98 @@
-"""Live session events: the stream's snapshots as a session moves, over a fake clock."""
+"""Live session events: the stream's snapshots as a session moves, over a fake clock; one
+watcher read per tick however many streams are open, stops delivered at the next tick, the
+per-account cap, and streams given back when their client goes away (real HTTP on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
+from sqlalchemy import event
 
-from sizzle.api.events import session_snapshots
+from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import User
+from sizzle.services.session_watch import HEARTBEAT_TICKS, SessionWatcher
 from sizzle.state import AppState
-from tests.helpers import act, create_session, launch_active_session, sign_up
+from sizzle.web.security import SESSION_COOKIE
+from tests.helpers import act, create_session, launch_active_session, serve_here, sign_up
+
+WAIT = 10  # seconds a real socket gets to deliver what is already sent
 
 
-async def _user(db: Database, auth: dict[str, str], client: httpx.AsyncClient) -> User:
-    me = (await client.get("/api/v1/auth/me", headers=auth)).json()
-    async with db.transaction() as tx:
-        return await tx.get(User, me["id"])
+async def _user_id(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
+    return str((await client.get("/api/v1/auth/me", headers=auth)).json()["id"])
+
+
+def _manual_watcher(state: AppState, *, cap: int = 20) -> SessionWatcher:
+    """The app's watcher swapped for one that ticks only when the test says so."""
+    state.watcher = SessionWatcher.manual(state.db, state.clock, max_streams_per_user=cap)
+    return state.watcher
+
+
+@dataclass
+class Reads:
+    transactions: int = 0
+    selects: int = 0
+
+
+@contextmanager
+def counting(db: Database) -> Iterator[Reads]:
+    """Transactions begun and SELECTs sent to the database inside the block."""
+    reads = Reads()
+
+    def on_begin(_connection: Any) -> None:
+        reads.transactions += 1
+
+    def on_statement(*args: Any) -> None:
+        reads.selects += args[2].lstrip().upper().startswith("SELECT")
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        yield reads
+    finally:
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+
+class Stream:
+    """One open server-sent event stream, read event by event."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self) -> Any | None:
+        """The next event's data; None when the server ended the stream."""
+        async with asyncio.timeout(WAIT):
+            data = None
+            async for line in self._lines:
+                if line.startswith("data: "):
+                    data = json.loads(line.removeprefix("data: "))
+                elif line == "" and data is not None:
+                    return data
+        return None
+
+
+@asynccontextmanager
+async def streams(
+    base: str, paths: list[str], *, headers: dict[str, str]
+) -> AsyncIterator[list[Stream]]:
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=WAIT))
+        opened = []
+        for path in paths:
+            response = await stack.enter_async_context(http.stream("GET", path, headers=headers))
+            assert response.status_code == 200
+            opened.append(Stream(response))
+        yield opened
 
 
 async def test_the_stream_follows_a_session_from_pending_to_its_end(
@@ -25,11 +100,11 @@ async def test_the_stream_follows_a_session_from_pending_to_its_end(
 ) -> None:
     auth = await sign_up(client)
     session_id = (await create_session(client, auth=auth, tier="starter"))["id"]
-    user = await _user(db, auth, client)
-    script = iter(["launch", "wait", "ready", "start", "run", "run", "stop"])
-
-    async def tick(_seconds: float) -> None:  # instead of sleeping, move the world on
-        step = next(script)
+    watcher = SessionWatcher.manual(db, clock, max_streams_per_user=1)
+    first, subscription = await watcher.watch(session_id, user_id=await _user_id(client, auth))
+    assert subscription is not None
+    seen = [(first.session.status, first.session.charged_minutes)]
+    for step in ["launch", "wait", "ready", "start", "run", "run", "stop"]:
         if step in ("launch", "ready"):
             clock.advance(5 if step == "ready" else 0)
             await state.jobs.housekeep()
@@ -38,11 +113,9 @@ async def test_the_stream_follows_a_session_from_pending_to_its_end(
         elif step == "run":
             clock.advance(40)
             await state.jobs.meter()
-
-    seen = [
-        (s.status, s.charged_minutes)
-        async for s in session_snapshots(state, session_id, user, sleep=tick)
-    ]
+        await watcher.tick()
+        if (sighting := subscription.poll()) is not None:
+            seen.append((sighting.session.status, sighting.session.charged_minutes))
     assert seen == [
         ("pending", 0),
         ("provisioning", 0),
@@ -52,6 +125,132 @@ async def test_the_stream_follows_a_session_from_pending_to_its_end(
         ("active", 2),
         ("terminated", 2),
     ]
+    assert watcher.watched == 0  # an ended session is no longer read
+
+
+async def test_a_quiet_session_gets_a_heartbeat_every_few_ticks(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    watcher = SessionWatcher.manual(db, clock, max_streams_per_user=1)
+    _, subscription = await watcher.watch(session_id, user_id=await _user_id(client, auth))
+    assert subscription is not None
+    beats = []
+    for _ in range(2 * HEARTBEAT_TICKS):
+        await watcher.tick()
+        beats.append(subscription.poll() is not None)
+    assert beats == ([False] * (HEARTBEAT_TICKS - 1) + [True]) * 2
+
+
+async def test_many_streams_of_one_session_cost_one_read_per_tick(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    watcher = SessionWatcher.manual(db, clock, max_streams_per_user=100)
+    user_id = await _user_id(client, auth)
+    for _ in range(100):
+        await watcher.watch(session_id, user_id=user_id)
+    with counting(db) as reads:
+        for _ in range(3):
+            await watcher.tick()
+    assert (reads.transactions, reads.selects) == (3, 3)  # the old streams: 300 each
+
+
+async def test_every_stream_sees_a_stop_at_the_next_tick_over_http(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    watcher = _manual_watcher(state)
+    owners = [await sign_up(client) for _ in range(2)]
+    sessions = [await launch_active_session(client, state, clock, auth=a) for a in owners]
+    async with (
+        serve_here(create_app(state=state, run_jobs=False)) as base,
+        streams(base, [f"/api/v1/sessions/{sessions[0]}/events"] * 6, headers=owners[0]) as mine,
+        streams(base, [f"/api/v1/sessions/{sessions[1]}/events"] * 4, headers=owners[1]) as theirs,
+    ):
+        for stream in mine + theirs:
+            assert (await stream.next())["status"] == "active"
+        for auth, session_id in zip(owners, sessions, strict=True):
+            stopped = await act(client, auth=auth, session_id=session_id, action="stop")
+            assert stopped.json()["status"] == "terminated"
+        with counting(db) as reads:
+            await watcher.tick()
+        assert (reads.transactions, reads.selects) == (1, 1)
+        for stream in mine + theirs:
+            assert (await stream.next())["status"] == "terminated"
+            assert await stream.next() is None  # and the stream ends
+    assert watcher.watched == 0 and watcher.streams_of(await _user_id(client, owners[0])) == 0
+
+
+async def test_the_live_page_stream_carries_the_credit_read_in_the_same_tick(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    watcher = _manual_watcher(state)
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    cookie = {"Cookie": f"{SESSION_COOKIE}={auth['Authorization'].removeprefix('Bearer ')}"}
+    async with (
+        serve_here(create_app(state=state, run_jobs=False)) as base,
+        streams(base, [f"/sessions/{session_id}/events"] * 2, headers=cookie) as pages,
+    ):
+        for page in pages:
+            assert (await page.next())["credit"]["free_minutes"] == 5
+        clock.advance(61)
+        await state.jobs.meter()  # two started minutes, paid with free minutes
+        with counting(db) as reads:
+            await watcher.tick()
+        assert (reads.transactions, reads.selects) == (1, 2)  # the sessions, then the balances
+        for page in pages:
+            data = await page.next()
+            assert data["session"]["charged_minutes"] == 2
+            assert data["credit"]["free_minutes"] == 3
+
+
+async def test_more_streams_than_the_cap_is_a_429_until_one_closes(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock
+) -> None:
+    watcher = _manual_watcher(state, cap=2)
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    path = f"/api/v1/sessions/{session_id}/events"
+    async with serve_here(create_app(state=state, run_jobs=False)) as base:
+        async with streams(base, [path, path], headers=auth):
+            async with httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
+                refused = await http.get(path, headers=auth)
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "rate_limited"
+            assert "2 live session streams" in refused.json()["error"]["message"]
+        user_id = await _user_id(client, auth)
+        await _until(lambda: watcher.streams_of(user_id) == 0)
+        async with streams(base, [path], headers=auth) as again:
+            assert (await again[0].next())["status"] == "active"
+
+
+async def test_a_client_that_goes_away_gives_its_stream_back(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    watcher = _manual_watcher(state)
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    user_id = await _user_id(client, auth)
+    async with serve_here(create_app(state=state, run_jobs=False)) as base:
+        async with streams(base, [f"/api/v1/sessions/{session_id}/events"], headers=auth) as one:
+            assert (await one[0].next())["status"] == "active"
+            assert watcher.streams_of(user_id) == 1 and watcher.watched == 1
+        # no tick and nothing sent: the server hears the disconnect itself
+        await _until(lambda: watcher.streams_of(user_id) == 0)
+        assert watcher.watched == 0
+        with counting(db) as reads:
+            await watcher.tick()
+        assert reads.transactions == 0  # nothing watched: nothing read
+
+
+async def _until(condition: Any) -> None:
+    """Wait (bounded) for the server in this event loop to act on a closed socket."""
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 async def test_an_ended_session_streams_its_final_state_over_http(
@@ -65,6 +264,7 @@ async def test_an_ended_session_streams_its_final_state_over_http(
     event, data = response.text.strip().split("\n")
     assert event == "event: session"
     assert json.loads(data.removeprefix("data: "))["status"] == "terminated"
+    assert state.watcher.watched == 0
 
 
 async def test_another_users_session_stream_is_404(client: httpx.AsyncClient) -> None:

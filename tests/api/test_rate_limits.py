@@ -1,5 +1,6 @@
-"""Rate limits: sign-in attempts per account and per address, API requests per user, per key
-and per address; 429 with Retry-After; in Redis, shared by two app instances."""
+"""Rate limits: sign-in back-off per address and account, sign-ins per address, reset mails
+per account and address, API requests per user, per key and per address; 429 with
+Retry-After; in Redis, shared by two app instances."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
+from sizzle.services.rate_limits import MemoryCounters
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from tests.helpers import PASSWORD, assert_error, log_in, make_user
@@ -40,20 +42,91 @@ async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD)
     return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
 
 
-async def test_sign_in_attempts_are_limited_per_account(
+def from_address(state: AppState, ip: str) -> httpx.AsyncClient:
+    """A client whose requests come from `ip`, as a proxy-aware server would see them."""
+    transport = httpx.ASGITransport(app=create_app(state=state, run_jobs=False), client=(ip, 4000))
+    return httpx.AsyncClient(transport=transport, base_url="http://sizzle.test")
+
+
+async def test_wrong_passwords_make_that_address_wait_longer_each_time(
+    app_with: App, db: Database, clock: FakeClock
+) -> None:
+    user = await make_user(db, now=clock.now())
+    limits = {"sign_in_free_failures": 3, "sign_in_backoff_max_seconds": 8}
+    async with app_with(**limits) as (_, client):
+        for _ in range(3):  # the free ones; the third starts the back-off
+            assert_error(await login(client, user.email, "wrong password"), 401)
+        waits = []
+        for _ in range(5):
+            refused = await login(client, user.email)  # even the right password must wait
+            assert_error(refused, 429, "rate_limited")
+            waits.append(int(refused.headers["Retry-After"]))
+            clock.advance(waits[-1])
+            assert_error(await login(client, user.email, "wrong password"), 401)
+        assert waits == [1, 2, 4, 8, 8]  # doubling, up to the most
+        assert_error(await login(client, user.email.upper()), 429)  # however it is written
+        clock.advance(8)
+        assert (await login(client, user.email)).status_code == 200
+        # the right password cleared the count: the free tries are back
+        assert_error(await login(client, user.email, "wrong password"), 401)
+        assert_error(await login(client, user.email, "wrong password"), 401)
+        assert (await login(client, user.email)).status_code == 200
+
+
+async def test_wrong_passwords_from_other_addresses_never_lock_the_owner_out(
+    app_with: App, db: Database, clock: FakeClock
+) -> None:
+    """Twelve addresses guessing (one of them on and on) leave the owner's sign-in and
+    password reset alone."""
+    owner = await make_user(db, now=clock.now())
+    async with app_with() as (state, _):
+        for n in range(12):
+            async with from_address(state, f"198.51.100.{n}") as attacker:
+                for _ in range(10 if n == 0 else 2):
+                    response = await login(attacker, owner.email, "wrong password")
+                    assert response.status_code in (401, 429)
+        async with from_address(state, "198.51.100.0") as attacker:
+            assert_error(await login(attacker, owner.email), 429)  # the guesser waits
+        async with from_address(state, "203.0.113.7") as home:
+            assert (await login(home, owner.email)).status_code == 200
+            reset = await home.post("/api/v1/auth/password-reset", json={"email": owner.email})
+            assert reset.status_code == 202
+
+
+async def test_password_reset_mails_are_limited_on_their_own(
     app_with: App, db: Database, clock: FakeClock
 ) -> None:
     user = await make_user(db, now=clock.now())
     other = await make_user(db, now=clock.now())
-    async with app_with(rate_limit_sign_in_per_account="3/minute") as (_, client):
-        for _ in range(3):
-            assert_error(await login(client, user.email, "wrong password"), 401)
-        refused = await login(client, user.email)  # even the right password, now
+    limits = {"sign_in_free_failures": 1, "rate_limit_account_mail_per_account": "2/hour"}
+    async with app_with(**limits) as (_, client):
+        assert_error(await login(client, user.email, "wrong password"), 401)
+        assert_error(await login(client, user.email), 429)  # this address must wait to sign in
+
+        async def reset(email: str) -> httpx.Response:
+            return await client.post("/api/v1/auth/password-reset", json={"email": email})
+
+        assert (await reset(user.email)).status_code == 202  # ... but may ask for a reset
+        assert (await reset(user.email.upper())).status_code == 202
+        refused = await reset(user.email)
         assert_error(refused, 429, "rate_limited")
-        assert 1 <= int(refused.headers["Retry-After"]) <= 60
-        assert (await login(client, other.email)).status_code == 200
-        # the same account however its email is written
-        assert_error(await login(client, user.email.upper()), 429)
+        assert 1 <= int(refused.headers["Retry-After"]) <= 3600
+        assert (await reset(other.email)).status_code == 202
+        clock.advance(3600)
+        assert (await reset(user.email)).status_code == 202
+
+
+async def test_a_wrong_current_password_counts_like_a_wrong_sign_in(
+    app_with: App, db: Database, clock: FakeClock
+) -> None:
+    user = await make_user(db, now=clock.now())
+    async with app_with(sign_in_free_failures=1) as (_, client):
+        auth = await log_in(client, email=user.email)
+        wrong = await client.request(
+            "DELETE", "/api/v1/account", json={"password": "wrong password"}, headers=auth
+        )
+        assert_error(wrong, 401)
+        assert_error(await login(client, user.email), 429)
 
 
 async def test_sign_in_attempts_are_limited_per_address(
@@ -108,17 +181,45 @@ async def test_the_sign_in_form_says_to_wait(app_with: App, db: Database, clock:
     from tests.web.pages import csrf_of
 
     user = await make_user(db, now=clock.now())
-    async with app_with(rate_limit_sign_in_per_account="1/minute") as (state, _):
+    async with app_with(sign_in_free_failures=1) as (state, _):
         transport = httpx.ASGITransport(app=create_app(state=state, run_jobs=False))
         async with httpx.AsyncClient(transport=transport, base_url="https://sizzle.test") as web:
             token = csrf_of(await web.get("/signin"))
-            for expected in (303, 429):
+            for password, expected in (("wrong password", 401), (PASSWORD, 429)):
                 response = await web.post(
                     "/signin",
-                    data={"email": user.email, "password": PASSWORD, "csrf_token": token},
+                    data={"email": user.email, "password": password, "csrf_token": token},
                 )
                 assert response.status_code == expected, response.text
             assert "too many sign-in attempts" in response.text
+            clock.advance(1)
+            response = await web.post(
+                "/signin", data={"email": user.email, "password": PASSWORD, "csrf_token": token}
+            )
+            assert response.status_code == 303
+
+
+async def test_memory_windows_run_on_the_app_clock(app_with: App, clock: FakeClock) -> None:
+    async with app_with(rate_limit_per_ip="2/minute") as (_, client):
+        for _ in range(2):
+            assert (await client.get("/api/v1/tiers")).status_code == 200
+        assert_error(await client.get("/api/v1/tiers"), 429)
+        clock.advance(59)
+        assert_error(await client.get("/api/v1/tiers"), 429)
+        clock.advance(1)
+        assert (await client.get("/api/v1/tiers")).status_code == 200
+
+
+async def test_memory_counts_forget_keys_gone_quiet(clock: FakeClock) -> None:
+    counters = MemoryCounters(clock)
+    assert await counters.hit("a", 1, 60) == 0
+    assert await counters.hit("a", 1, 60) == 60
+    await counters.block("b", 5)
+    await counters.count_failure("c")
+    clock.advance(24 * 3600)
+    assert await counters.hit("d", 1, 60) == 0  # a hit after a quiet minute sweeps the rest
+    assert set(counters._windows) == {"d"}
+    assert not counters._blocks and not counters._failures
 
 
 def _redis_up() -> bool:
@@ -139,13 +240,20 @@ async def test_in_redis_two_app_instances_share_the_limits(
     user = await make_user(db, now=clock.now())
     shared = {
         "redis_url": "redis://127.0.0.1:6379/15",
-        "rate_limit_sign_in_per_account": "3/minute",
+        "sign_in_free_failures": 2,
+        "rate_limit_account_mail_per_account": "3/minute",
     }
     async with app_with(**shared) as (first, one), app_with(**shared) as (second, two):
         await first.rate_limiter.reset()  # a clean count: another run may have used this db
         assert first.rate_limiter.shared and second.rate_limiter.shared
-        assert (await login(one, user.email)).status_code == 200
-        assert (await login(two, user.email)).status_code == 200
-        assert (await login(one, user.email)).status_code == 200
-        assert_error(await login(two, user.email), 429)  # the fourth, counted across both
+        assert_error(await login(one, user.email, "wrong password"), 401)
+        assert_error(await login(two, user.email, "wrong password"), 401)
+        refused = await login(one, user.email)  # the second failure, counted across both
+        assert_error(refused, 429)
+        assert 1 <= int(refused.headers["Retry-After"]) <= 2
+        for client in (one, two, one):
+            reset = await client.post("/api/v1/auth/password-reset", json={"email": user.email})
+            assert reset.status_code == 202
+        reset = await two.post("/api/v1/auth/password-reset", json={"email": user.email})
+        assert_error(reset, 429)  # the fourth mail asked for, counted across both
         await first.rate_limiter.reset()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import AuditEvent
+from sizzle.db.models import AuditEvent, User
 from tests.helpers import PASSWORD, fresh_email
 from tests.web.pages import csrf_of, post_form, sign_in
 
@@ -61,6 +61,33 @@ async def test_sign_up_errors_are_shown_on_the_form(browser: httpx.AsyncClient) 
     assert taken.status_code == 409
     assert "already exists" in taken.text
     assert email in taken.text  # what was typed is kept
+
+
+NOT_ONE_ADDRESS = (
+    "a@evil.example.com, victim@corp.example.com",  # a list: the mail would go to both
+    "a@evil.example.com\r\nBcc: victim@corp.example.com",  # a header smuggled in
+    "<b>x</b>@example.com",
+    "Victim <victim@corp.example.com>",
+    "victim@corp.example.com\x00",
+)
+
+
+async def test_every_form_refuses_what_is_not_one_plain_address(
+    browser: httpx.AsyncClient, db: Database
+) -> None:
+    """Sign-up, sign-in and forgot-password use the API's address validator."""
+    for typed in NOT_ONE_ADDRESS:
+        for path, fields in (
+            ("/signup", {"password": PASSWORD, "name": "Ada"}),
+            ("/signin", {"password": PASSWORD}),
+            ("/forgot-password", {}),
+        ):
+            refused = await post_form(browser, path, {"email": typed, **fields})
+            assert refused.status_code == 422, (path, typed, refused.status_code)
+            assert "not an email address" in refused.text and 'role="alert"' in refused.text
+    async with db.read() as tx:
+        made = await tx.scalar(select(func.count()).select_from(User))
+    assert made == 0
 
 
 async def test_a_form_without_the_csrf_token_is_refused(browser: httpx.AsyncClient) -> None:

@@ -11,12 +11,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    EmailStr,
     Field,
     StrictInt,
+    WithJsonSchema,
 )
 
 from sizzle.domain.money import usd_text
+from sizzle.errors import ValidationFailed
+from sizzle.services.accounts import normal_email
 
 T = TypeVar("T")
 
@@ -30,6 +32,23 @@ def refuse_nul(value: str) -> str:
 
 # Every client-given string that reaches the database is a CleanStr (or a path param like it).
 CleanStr = Annotated[str, AfterValidator(refuse_nul)]
+
+
+def email_address(value: str) -> str:
+    """The address as accounts key it, by the one validator the pages use too."""
+    try:
+        return normal_email(value)
+    except ValidationFailed as exc:
+        raise ValueError(exc.message) from None
+
+
+# An account's address, wherever one is given: sign-up, sign-in, password reset.
+EmailAddress = Annotated[
+    str,
+    Field(max_length=320),
+    AfterValidator(email_address),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
+]
 
 
 def iso_text(value: object) -> object:
@@ -73,14 +92,14 @@ class Page(BaseModel, Generic[T]):
 
 class RegisterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: EmailStr
+    email: EmailAddress
     password: str = Field(max_length=256)
     name: CleanStr | None = Field(None, max_length=200)
 
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: CleanStr = Field(max_length=320)
+    email: EmailAddress
     password: str = Field(max_length=256)
 
 
@@ -113,7 +132,7 @@ class EmailVerificationIn(BaseModel):
 
 class PasswordResetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: CleanStr = Field(max_length=320)
+    email: EmailAddress
 
 
 class PasswordResetConfirmIn(BaseModel):

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,11 +47,14 @@ class UserSummary:
 
 
 def normal_email(email: str) -> str:
-    """An address as accounts are keyed by it: trimmed, lower case, and fit for the database
-    (a NUL is refused as bad input: PostgreSQL text cannot hold one)."""
-    if "\x00" in email:
-        raise ValidationFailed("that is not an email address", code="bad_email")
-    return email.strip().lower()
+    """An address as accounts are keyed by it, in lower case: one plain address by
+    email-validator's rules (the API's), so a list, a display name, CRLF, markup or a NUL is
+    refused as bad input before it can reach a mail header or the database."""
+    try:
+        checked = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationFailed(f"that is not an email address: {exc}", code="bad_email") from None
+    return checked.normalized.lower()
 
 
 def check_password_strength(password: str, *, email: str) -> None:

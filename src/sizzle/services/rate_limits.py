@@ -1,26 +1,40 @@
-"""Rate limits, with the `limits` library: moving windows per user, per API key, per IP, and
-for sign-in attempts per account and per IP.
+"""Rate limits: moving windows per user, per API key and per IP; sign-in back-off per address
+and account; mails asked for (password resets, confirmations) per account and per IP.
 
-Counts live in memory by default (one process), or in Redis when `SIZZLE_REDIS_URL` is set,
-so that several API replicas share them. Going over a limit is a 429 with `Retry-After`.
+Counts live in this process by default (`MemoryCounters`: plain dicts on the app's clock, no
+locks and no threads, since the event loop runs one request at a time between awaits), or in
+Redis when `SIZZLE_REDIS_URL` is set, so that several API replicas share them (the `limits`
+library's storage, on Redis's clock). Going over a limit is a 429 with `Retry-After`.
+
+Wrong passwords are counted per (address, account): after `sign_in_free_failures` of them,
+that pair waits 1 s, then 2 s, 4 s, ... up to `sign_in_backoff_max_seconds` between tries,
+until a right password clears it. Failures from other addresses never slow the owner's,
+and asking for a password reset is limited on its own, never by wrong passwords.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
+from limits.aio.storage import RedisStorage
 
-from sizzle.errors import RateLimited
+from sizzle.clock import Clock, SystemClock
+from sizzle.errors import RateLimited, Unauthorized
 from sizzle.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+FAILURES_KEPT_SECONDS = 24 * 3600  # wrong passwords are forgotten a day after the first
+SWEEP_SECONDS = 60.0  # how often memory counts drop the keys that have gone quiet
+MAX_IDENTITY = 400  # an address from a proxy header is the caller's text: bound the keys
 
 
 @dataclass(frozen=True)
@@ -30,8 +44,9 @@ class Limits:
     per_user: RateLimitItem
     per_key: RateLimitItem
     per_ip: RateLimitItem
-    sign_in_per_account: RateLimitItem
     sign_in_per_ip: RateLimitItem
+    account_mail_per_account: RateLimitItem
+    account_mail_per_ip: RateLimitItem
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -39,38 +54,158 @@ class Limits:
             per_user=parse(settings.rate_limit_per_user),
             per_key=parse(settings.rate_limit_per_key),
             per_ip=parse(settings.rate_limit_per_ip),
-            sign_in_per_account=parse(settings.rate_limit_sign_in_per_account),
             sign_in_per_ip=parse(settings.rate_limit_sign_in_per_ip),
+            account_mail_per_account=parse(settings.rate_limit_account_mail_per_account),
+            account_mail_per_ip=parse(settings.rate_limit_account_mail_per_ip),
         )
+
+
+class Counters(Protocol):
+    """Where counts are kept: this process, or Redis."""
+
+    async def hit(self, key: str, limit: int, window: int) -> float:
+        """Count one hit in the moving window; 0 if allowed, else seconds until one is."""
+
+    async def count_failure(self, key: str) -> int:
+        """One more failure under `key`; how many there are now."""
+
+    async def block(self, key: str, seconds: int) -> None:
+        """Mark `key` blocked for `seconds` from now."""
+
+    async def blocked_for(self, key: str) -> float:
+        """Seconds left of a block on `key`; 0 when there is none."""
+
+    async def clear(self, *keys: str) -> None: ...
+
+    async def reset(self) -> None: ...
+
+
+class MemoryCounters:
+    """Counts in this process, on the app's clock. Each moving window is the times of its
+    allowed hits, oldest first; idle keys are dropped by a sweep once a minute."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._windows: dict[str, tuple[int, deque[float]]] = {}
+        self._failures: dict[str, tuple[int, float]] = {}  # key: (count, forgotten at)
+        self._blocks: dict[str, float] = {}  # key: blocked until
+        self._next_sweep = 0.0
+
+    def _now(self) -> float:
+        now = self.clock.now().timestamp()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        return now
+
+    async def hit(self, key: str, limit: int, window: int) -> float:
+        now = self._now()
+        held = self._windows.get(key)
+        if held is None:
+            held = self._windows[key] = (window, deque())
+        hits = held[1]
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        if len(hits) >= limit:
+            return hits[0] + window - now
+        hits.append(now)
+        return 0.0
+
+    async def count_failure(self, key: str) -> int:
+        now = self._now()
+        count, forgotten_at = self._failures.get(key, (0, now + FAILURES_KEPT_SECONDS))
+        self._failures[key] = (count + 1, forgotten_at)
+        return count + 1
+
+    async def block(self, key: str, seconds: int) -> None:
+        self._blocks[key] = self._now() + seconds
+
+    async def blocked_for(self, key: str) -> float:
+        until = self._blocks.get(key)
+        return 0.0 if until is None else max(0.0, until - self._now())
+
+    async def clear(self, *keys: str) -> None:
+        for key in keys:
+            self._windows.pop(key, None)
+            self._failures.pop(key, None)
+            self._blocks.pop(key, None)
+
+    async def reset(self) -> None:
+        self._windows.clear()
+        self._failures.clear()
+        self._blocks.clear()
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + SWEEP_SECONDS
+        for key, (window, hits) in list(self._windows.items()):
+            if not hits or hits[-1] <= now - window:
+                del self._windows[key]
+        for key, (_count, forgotten_at) in list(self._failures.items()):
+            if forgotten_at <= now:
+                del self._failures[key]
+        for key, until in list(self._blocks.items()):
+            if until <= now:
+                del self._blocks[key]
+
+
+class RedisCounters:
+    """Counts in Redis, through the `limits` library's storage, shared by every replica."""
+
+    def __init__(self, url: str) -> None:
+        # `limits` names its async Redis storage async+redis://
+        self.storage = RedisStorage(url if url.startswith("async+") else f"async+{url}")
+
+    async def hit(self, key: str, limit: int, window: int) -> float:
+        if await self.storage.acquire_entry(key, limit, window):
+            return 0.0
+        oldest, _count = await self.storage.get_moving_window(key, limit, window)
+        return self._seconds_until(oldest + window)
+
+    async def count_failure(self, key: str) -> int:
+        return await self.storage.incr(key, FAILURES_KEPT_SECONDS)
+
+    async def block(self, key: str, seconds: int) -> None:
+        await self.storage.clear(key)
+        await self.storage.incr(key, seconds)
+
+    async def blocked_for(self, key: str) -> float:
+        if not await self.storage.get(key):
+            return 0.0
+        return self._seconds_until(await self.storage.get_expiry(key))
+
+    async def clear(self, *keys: str) -> None:
+        for key in keys:
+            await self.storage.clear(key)
+
+    async def reset(self) -> None:
+        await self.storage.reset()
+
+    @staticmethod
+    def _seconds_until(moment: float) -> float:
+        # Redis's windows and expiries run on the wall clock, not the app's
+        return max(0.0, moment - time.time())
 
 
 class RateLimiter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.enabled = settings.rate_limits_enabled
         self.limits = Limits.from_settings(settings)
-        url = settings.redis_url
-        # `limits` names its async Redis storage async+redis://
-        storage = storage_from_string(
-            f"async+{url}" if url and not url.startswith("async+") else url or "async+memory://"
+        self.free_failures = settings.sign_in_free_failures
+        self.max_wait = settings.sign_in_backoff_max_seconds
+        self.shared = bool(settings.redis_url)
+        self.counters: Counters = (
+            RedisCounters(settings.redis_url)
+            if settings.redis_url
+            else MemoryCounters(clock or SystemClock())
         )
-        assert isinstance(storage, Storage)  # noqa: S101 - an async+ URL gives an async storage
-        self.storage = storage
-        self.shared = bool(url)
-        self._strategy = MovingWindowRateLimiter(self.storage)
 
     async def hit(self, item: RateLimitItem, *identity: str, what: str) -> None:
         """Count one request against `item` for `identity`; RateLimited when over it."""
         if not self.enabled:
             return
-        if await self._strategy.hit(item, *identity):
-            return
-        reset, _remaining = await self._strategy.get_window_stats(item, *identity)
-        retry_after = max(1, math.ceil(reset - time.time()))
-        log.info("rate_limited", what=what, limit=str(item), retry_after=retry_after)
-        raise RateLimited(
-            f"too many {what}: the limit is {item}; try again in {retry_after} s",
-            retry_after=retry_after,
-        )
+        key = item.key_for(*(part[:MAX_IDENTITY] for part in identity))
+        wait = await self.counters.hit(key, item.amount, item.get_expiry())
+        if wait > 0:
+            self._refuse(f"too many {what}: the limit is {item}", wait, limit=str(item))
 
     async def from_address(self, ip: str) -> None:
         await self.hit(self.limits.per_ip, "ip", ip, what="requests from this address")
@@ -83,15 +218,54 @@ class RateLimiter:
     async def sign_up_attempt(self, *, ip: str) -> None:
         await self.hit(self.limits.sign_in_per_ip, "sign-in-ip", ip, what="sign-up attempts")
 
-    async def sign_in_attempt(self, *, email: str, ip: str) -> None:
-        """Every attempt counts, right or wrong: guessing is slowed per account and per IP."""
+    @asynccontextmanager
+    async def password_attempt(self, *, email: str, ip: str) -> AsyncIterator[None]:
+        """Around one check of an account's password: refused while this address must wait
+        for this account; a wrong password (Unauthorized, invalid_credentials) is counted for
+        the pair, a right one clears it."""
+        if not self.enabled:
+            yield
+            return
         await self.hit(self.limits.sign_in_per_ip, "sign-in-ip", ip, what="sign-in attempts")
+        pair = f"{ip[:MAX_IDENTITY]}/{email.strip().lower()[:MAX_IDENTITY]}"
+        wait = await self.counters.blocked_for(f"sign-in-wait/{pair}")
+        if wait > 0:
+            self._refuse(
+                "too many sign-in attempts with a wrong password for this account from your "
+                "address",
+                wait,
+                limit="back-off",
+            )
+        try:
+            yield
+        except Unauthorized as exc:
+            if exc.code == "invalid_credentials":
+                await self._failed(pair)
+            raise
+        await self.counters.clear(f"sign-in-failures/{pair}", f"sign-in-wait/{pair}")
+
+    async def _failed(self, pair: str) -> None:
+        failures = await self.counters.count_failure(f"sign-in-failures/{pair}")
+        if failures >= self.free_failures:
+            wait = min(self.max_wait, 2 ** min(failures - self.free_failures, 30))
+            await self.counters.block(f"sign-in-wait/{pair}", wait)
+            log.info("sign_in.backing_off", failures=failures, wait=wait)
+
+    async def account_mail(self, *, email: str, ip: str) -> None:
+        """A password reset or confirmation mail asked for: limited per address and per
+        account (whether it exists or not), never by wrong passwords."""
+        await self.hit(self.limits.account_mail_per_ip, "mail-ip", ip, what="mails asked for")
         await self.hit(
-            self.limits.sign_in_per_account,
-            "sign-in-account",
+            self.limits.account_mail_per_account,
+            "mail-account",
             email.strip().lower(),
-            what="sign-in attempts for this account",
+            what="mails asked for this account",
         )
 
+    def _refuse(self, message: str, wait: float, *, limit: str) -> None:
+        retry_after = max(1, math.ceil(wait))
+        log.info("rate_limited", limit=limit, retry_after=retry_after)
+        raise RateLimited(f"{message}; try again in {retry_after} s", retry_after=retry_after)
+
     async def reset(self) -> None:
-        await self.storage.reset()
+        await self.counters.reset()

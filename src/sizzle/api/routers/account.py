@@ -52,7 +52,11 @@ async def delete(
     """Delete my account, with my password: running sessions are stopped and billed to now,
     personal data is erased, and the ledger is kept under an anonymous id. 409 for an operator,
     or while a Sizzle Lab plan would renew."""
-    await state.rate_limiter.sign_in_attempt(email=user.email, ip=client_ip(request))
-    await account_data.delete_account(
-        state.db, state.providers, user_id=user.id, password=body.password, now=state.clock.now()
-    )
+    async with state.rate_limiter.password_attempt(email=user.email, ip=client_ip(request)):
+        await account_data.delete_account(
+            state.db,
+            state.providers,
+            user_id=user.id,
+            password=body.password,
+            now=state.clock.now(),
+        )

@@ -66,11 +66,12 @@ async def register(
 
 @router.post("/login", response_model=TokenOut, responses=error_responses(401))
 async def login(body: LoginIn, state: StateDep, request: Request) -> TokenOut:
-    """A sign-in token. Attempts are limited per account and per address (429 beyond)."""
-    await state.rate_limiter.sign_in_attempt(email=body.email, ip=client_ip(request))
-    user = await accounts.sign_in(
-        state.db, email=body.email, password=body.password, now=state.clock.now(), via="api"
-    )
+    """A sign-in token. Attempts are limited per address; wrong passwords for one account from
+    one address make that address wait longer each time (429 with Retry-After)."""
+    async with state.rate_limiter.password_attempt(email=body.email, ip=client_ip(request)):
+        user = await accounts.sign_in(
+            state.db, email=body.email, password=body.password, now=state.clock.now(), via="api"
+        )
     return _token(state, user.id)
 
 
@@ -89,7 +90,7 @@ async def resend_verification(
     user: CurrentUser, state: StateDep, request: Request, background: BackgroundTasks
 ) -> dict[str, bool]:
     """Mail the confirmation link again; `{"sent": false}` when the address is confirmed."""
-    await state.rate_limiter.sign_in_attempt(email=user.email, ip=client_ip(request))
+    await state.rate_limiter.account_mail(email=user.email, ip=client_ip(request))
     return {"sent": await mail_verification(state, request, background, user.id)}
 
 
@@ -97,8 +98,9 @@ async def resend_verification(
 async def request_password_reset(
     body: PasswordResetIn, state: StateDep, request: Request, background: BackgroundTasks
 ) -> dict[str, str]:
-    """Mail a reset link if the address has an account. The answer is the same either way."""
-    await state.rate_limiter.sign_in_attempt(email=body.email, ip=client_ip(request))
+    """Mail a reset link if the address has an account. The answer is the same either way.
+    Limited per address and per account, never by wrong passwords."""
+    await state.rate_limiter.account_mail(email=body.email, ip=client_ip(request))
     await mail_password_reset(state, request, background, body.email)
     return {"message": "if an account has this address, a reset link is on its way"}
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, status
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 
 from sizzle.api.deps import PagingDep, SessionsReader, SessionsWriter, StateDep, TxDep
-from sizzle.api.events import as_sse, session_snapshots
+from sizzle.api.events import session_event, session_stream
 from sizzle.api.openapi import error_responses
 from sizzle.api.schemas import (
     ChatStatsOut,
@@ -142,21 +141,10 @@ async def metrics_of(state: AppState, session_id: str, *, user_id: str) -> Sessi
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def events(
-    session_id: SessionId, user: SessionsReader, state: StateDep, request: Request
-) -> StreamingResponse:
-    """Server-sent events: an `event: session` with the session JSON on every change."""
-    async with state.db.transaction() as tx:
-        await sessions.get_session(tx, session_id, user_id=user.id)  # 404 before streaming
-
-    async def stream() -> AsyncIterator[str]:
-        async for snapshot in session_snapshots(state, session_id, user):
-            if await request.is_disconnected():
-                return
-            yield as_sse(snapshot)
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+async def events(session_id: SessionId, user: SessionsReader, state: StateDep) -> StreamingResponse:
+    """Server-sent events: an `event: session` with the session JSON on every change (and at
+    least every 15 s), until the session has ended. An account may hold
+    `SIZZLE_MAX_STREAMS_PER_USER` streams open at once; more is a 429."""
+    return await session_stream(
+        state, session_id, user, render=session_event(for_admin=user.is_admin)
     )

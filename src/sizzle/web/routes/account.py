@@ -271,14 +271,18 @@ async def delete(
 ) -> Response:
     """Delete the account (password and a ticked box): the browser is signed out after."""
     try:
-        await state.rate_limiter.sign_in_attempt(email=user.email, ip=client_ip(request))
         if confirm != "yes":
             raise ValidationFailed(
                 "tick the box to confirm that you want to delete the account", code="unconfirmed"
             )
-        await account_data.delete_account(
-            state.db, state.providers, user_id=user.id, password=password, now=state.clock.now()
-        )
+        async with state.rate_limiter.password_attempt(email=user.email, ip=client_ip(request)):
+            await account_data.delete_account(
+                state.db,
+                state.providers,
+                user_id=user.id,
+                password=password,
+                now=state.clock.now(),
+            )
     except SizzleError as exc:
         return _profile(request, user, status_code=exc.status_code, delete_error=exc.message)
     response = RedirectResponse("/?deleted=1", status_code=303)
@@ -296,12 +300,14 @@ async def change_password(
     repeat_password: Annotated[str, Form(max_length=1000)],
 ) -> Response:
     try:
-        await state.rate_limiter.sign_in_attempt(email=user.email, ip=client_ip(request))
         if new_password != repeat_password:
             raise ValidationFailed(
                 "the two new passwords are not the same", code="passwords_differ"
             )
-        async with state.db.transaction() as tx:
+        async with (
+            state.rate_limiter.password_attempt(email=user.email, ip=client_ip(request)),
+            state.db.transaction() as tx,
+        ):
             account = await accounts.get_active_user(tx, user.id)
             await accounts.change_password(
                 tx, account, current=current_password, new=new_password, now=state.clock.now()

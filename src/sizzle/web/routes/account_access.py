@@ -37,9 +37,11 @@ async def forgot(
     background: BackgroundTasks,
     email: Annotated[str, Form(max_length=320)],
 ) -> Response:
-    """Mail a reset link; the page says the same whether the address has an account or not."""
+    """Mail a reset link; the page says the same whether the address has an account or not.
+    Limited on its own (per address and per account): wrong passwords never block it."""
     try:
-        await state.rate_limiter.sign_in_attempt(email=email, ip=client_ip(request))
+        address = accounts.normal_email(email)
+        await state.rate_limiter.account_mail(email=address, ip=client_ip(request))
     except SizzleError as exc:
         return render(
             request,
@@ -123,6 +125,6 @@ async def resend(
     request: Request, state: StateDep, user: SignedIn, background: BackgroundTasks
 ) -> Response:
     """Mail the confirmation link again, from the account page."""
-    await state.rate_limiter.sign_in_attempt(email=user.email, ip=client_ip(request))
+    await state.rate_limiter.account_mail(email=user.email, ip=client_ip(request))
     await mail_verification(state, request, background, user.id)
     return RedirectResponse("/account?verification=sent", status_code=303)

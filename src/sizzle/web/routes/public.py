@@ -145,10 +145,11 @@ async def signin(
     next: Annotated[str, Form(max_length=2000)] = "/sessions",
 ) -> Response:
     try:
-        await state.rate_limiter.sign_in_attempt(email=email, ip=client_ip(request))
-        found = await accounts.sign_in(
-            state.db, email=email, password=password, now=state.clock.now(), via="web"
-        )
+        address = accounts.normal_email(email)
+        async with state.rate_limiter.password_attempt(email=address, ip=client_ip(request)):
+            found = await accounts.sign_in(
+                state.db, email=address, password=password, now=state.clock.now(), via="web"
+            )
     except SizzleError as exc:
         return render(
             request,

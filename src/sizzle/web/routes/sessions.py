@@ -4,15 +4,14 @@ launch wizard is in launch.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sizzle.api.deps import PagingDep, StateDep
-from sizzle.api.events import session_snapshots
+from sizzle.api.events import session_stream, snapshot
 from sizzle.api.relay import RelayResponse
 from sizzle.api.routers.sessions import SessionId, metrics_of
 from sizzle.api.schemas import SessionMetricsOut, usd
@@ -22,6 +21,8 @@ from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import NotFound
 from sizzle.services import ledger, sessions
+from sizzle.services.ledger import Balances
+from sizzle.services.session_watch import Sighting
 from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, SignedIn
 from sizzle.web.render import render
@@ -71,6 +72,10 @@ async def _credit(
 ) -> dict[str, object]:
     async with state.db.read() as tx:
         money = await ledger.balances(tx, user.id)
+    return _credit_of(money, price_micros, lab_covered=lab_covered)
+
+
+def _credit_of(money: Balances, price_micros: int, *, lab_covered: bool) -> dict[str, object]:
     return {
         "balance_usd": usd(money.credit_micros),
         "free_minutes": money.free_minutes,
@@ -99,31 +104,25 @@ async def live(
 
 
 @router.get("/sessions/{session_id}/events")
-async def live_events(
-    request: Request, state: StateDep, user: SignedIn, session_id: SessionId
-) -> StreamingResponse:
+async def live_events(state: StateDep, user: SignedIn, session_id: SessionId) -> StreamingResponse:
     """Server-sent events for the live page: the session and the credit left, on each change."""
-    async with state.db.read() as tx:
-        await sessions.get_session(tx, session_id, user_id=user.id)  # 404 before streaming
 
-    async def stream() -> AsyncIterator[str]:
-        async for snapshot in session_snapshots(state, session_id, user):
-            if await request.is_disconnected():
-                return
-            price = usd_to_micros(snapshot.price_per_minute_usd)
+    def render(seen: Sighting) -> str:
+        if "page" not in seen.memo:  # the same for every page of its owner at this tick
+            session = snapshot(seen, for_admin=False)
+            money = seen.balances or Balances(free_minutes=0, credit_micros=0)
             payload = {
-                "session": snapshot.model_dump(mode="json"),
-                "credit": await _credit(
-                    state, user, price, lab_covered=state.settings.lab.covers(snapshot.tier)
+                "session": session.model_dump(mode="json"),
+                "credit": _credit_of(
+                    money,
+                    usd_to_micros(session.price_per_minute_usd),
+                    lab_covered=state.settings.lab.covers(session.tier),
                 ),
             }
-            yield f"event: session\ndata: {json.dumps(payload)}\n\n"
+            seen.memo["page"] = f"event: session\ndata: {json.dumps(payload)}\n\n"
+        return cast(str, seen.memo["page"])
 
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return await session_stream(state, session_id, user, render=render, balances=True)
 
 
 @router.get("/sessions/{session_id}/metrics.json")
