@@ -169,11 +169,24 @@ class Settings(BaseSettings):
     rate_limit_per_user: str = Field("600/minute", description="API requests per account.")
     rate_limit_per_key: str = Field("600/minute", description="API requests per API key.")
     rate_limit_per_ip: str = Field("1200/minute", description="API requests per IP address.")
-    rate_limit_sign_in_per_account: str = Field(
-        "10/15minutes", description="Sign-in and password attempts per account."
-    )
     rate_limit_sign_in_per_ip: str = Field(
         "50/15minutes", description="Sign-in, sign-up and password attempts per IP address."
+    )
+    sign_in_free_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Wrong passwords for one account from one address before that address "
+        "must wait (1 s, doubling each time); a right password clears them.",
+    )
+    sign_in_backoff_max_seconds: int = Field(
+        900, ge=1, le=24 * 3600, description="The longest such wait, in seconds."
+    )
+    rate_limit_account_mail_per_account: str = Field(
+        "5/hour", description="Password-reset and confirmation mails asked for, per account."
+    )
+    rate_limit_account_mail_per_ip: str = Field(
+        "20/hour", description="Password-reset and confirmation mails asked for, per IP address."
     )
     test_clock_file: Path | None = Field(
         None,
@@ -206,8 +219,9 @@ class Settings(BaseSettings):
         "rate_limit_per_user",
         "rate_limit_per_key",
         "rate_limit_per_ip",
-        "rate_limit_sign_in_per_account",
         "rate_limit_sign_in_per_ip",
+        "rate_limit_account_mail_per_account",
+        "rate_limit_account_mail_per_ip",
     )
     @classmethod
     def _limit_parses(cls, value: str) -> str:
