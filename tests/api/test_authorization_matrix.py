@@ -1,7 +1,9 @@
 """The authorization matrix, read from the app's own routes: every API route is public by name
 or guarded; every guard refuses a key without its scope (and keys altogether where no scope
-is named); tampered, expired and `alg: none` tokens get 401 everywhere; and every route that
-takes the id of something of mine answers another user 404."""
+is named); tampered, expired and `alg: none` tokens get 401 everywhere, and so do a sign-in
+ended by a password change and a revoked key, inference included; a suspended account is
+refused (403) on every route, by token and by key, and signed out of every page; and every
+route that takes the id of something of mine answers another user 404."""
 
 from __future__ import annotations
 
@@ -17,13 +19,24 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from sizzle.api.app import create_app
-from sizzle.api.deps import get_principal
+from sizzle.api.deps import get_credential
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
+from sizzle.db.models import User
 from sizzle.security import create_access_token
+from sizzle.services import accounts
 from sizzle.services.api_keys import SCOPES
 from sizzle.state import AppState
-from tests.helpers import add_paid_purchase, create_session, log_in, make_user
+from sizzle.web.deps import signed_in_user
+from sizzle.web.security import SESSION_COOKIE
+from tests.helpers import (
+    PASSWORD,
+    add_paid_purchase,
+    assert_error,
+    create_session,
+    log_in,
+    make_user,
+)
 
 # Routes anyone may call (the webhook checks Stripe's signature instead).
 PUBLIC = {
@@ -54,7 +67,7 @@ def _routes(routes: list[Any]) -> Iterator[APIRoute]:
 def _guards(dependant: Dependant) -> Iterator[tuple[str, ...]]:
     """The scopes of each dependency that identifies the caller."""
     for sub in dependant.dependencies:
-        if sub.call is get_principal:
+        if sub.call is get_credential:
             yield (*(dependant.parent_oauth_scopes or []), *(dependant.own_oauth_scopes or []))
         yield from _guards(sub)
 
@@ -196,3 +209,108 @@ async def test_another_user_gets_404_for_my_things(
     assert (
         await client.get(f"/api/v1/sessions/{session_id}", headers=owner_auth)
     ).status_code == 200
+
+
+async def _change_password(db: Database, user_id: str, *, now: Any) -> None:
+    async with db.transaction() as tx:
+        user = await tx.get(User, user_id)
+        assert user is not None
+        await accounts.change_password(
+            tx, user, current=PASSWORD, new="a brand new pass phrase", now=now
+        )
+
+
+async def _suspend(db: Database, user_id: str, *, now: Any) -> None:
+    operator = await make_user(db, now=now, is_admin=True)
+    async with db.transaction() as tx:
+        user = await tx.get(User, user_id)
+        assert user is not None
+        accounts.set_suspended(tx, user, suspended=True, operator=operator, now=now)
+
+
+def _guarded(state: AppState) -> list[tuple[str, str]]:
+    routes = [(m, p) for m, p, scopes in api_routes(state) if scopes is not None]
+    assert ("POST", "/v1/chat/completions") in routes and ("GET", "/v1/models") in routes
+    return routes
+
+
+async def test_a_sign_in_ended_by_a_password_change_gets_401_on_every_route(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    user = await make_user(db, now=clock.now(), is_admin=True)
+    auth = await log_in(client, email=user.email)
+    clock.advance(5)
+    await _change_password(db, user.id, now=clock.now())
+    for method, path in _guarded(state):
+        response = await client.request(method, concrete(path), json={}, headers=auth)
+        assert_error(response, 401, "token_revoked")
+
+
+async def test_a_revoked_key_gets_401_on_every_route(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    user = await make_user(db, now=clock.now(), is_admin=True)
+    auth = await log_in(client, email=user.email)
+    made = await client.post(
+        "/api/v1/keys", json={"name": "gone", "scopes": sorted(SCOPES)}, headers=auth
+    )
+    revoked = await client.delete(f"/api/v1/keys/{made.json()['id']}", headers=auth)
+    assert revoked.status_code == 204
+    for method, path in _guarded(state):
+        response = await client.request(
+            method, concrete(path), json={}, headers={"X-API-Key": made.json()["key"]}
+        )
+        assert_error(response, 401, "api_key_revoked")
+
+
+async def test_a_suspended_account_gets_403_on_every_route_by_token_and_by_key(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    user = await make_user(db, now=clock.now(), is_admin=True)
+    auth = await log_in(client, email=user.email)
+    key = {"X-API-Key": await key_with(client, auth, sorted(SCOPES))}
+    await _suspend(db, user.id, now=clock.now())
+    for method, path in _guarded(state):
+        for headers in (auth, key):
+            response = await client.request(method, concrete(path), json={}, headers=headers)
+            assert_error(response, 403, "account_suspended")
+
+
+def _page_routes(state: AppState) -> list[str]:
+    """The GET pages that need someone signed in."""
+
+    def needs_sign_in(dependant: Dependant) -> bool:
+        return any(s.call is signed_in_user or needs_sign_in(s) for s in dependant.dependencies)
+
+    app = create_app(state=state, run_jobs=False)
+    return sorted(
+        route.path
+        for route in _routes(app.routes)
+        if "GET" in route.methods and needs_sign_in(route.dependant)
+    )
+
+
+async def test_an_ended_sign_in_or_a_suspended_account_is_sent_to_sign_in_on_every_page(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    secret = state.settings.resolved_secret_key
+    revoked = await make_user(db, now=clock.now(), is_admin=True)
+    suspended = await make_user(db, now=clock.now(), is_admin=True)
+    cookies = {
+        user.id: create_access_token(
+            user.id, secret=secret, now=clock.now(), lifetime=timedelta(hours=1)
+        )
+        for user in (revoked, suspended)
+    }
+    clock.advance(5)
+    await _change_password(db, revoked.id, now=clock.now())
+    await _suspend(db, suspended.id, now=clock.now())
+    pages = _page_routes(state)
+    assert len(pages) > 10
+    for path in pages:
+        for token in cookies.values():
+            response = await client.get(
+                concrete(path), headers={"Cookie": f"{SESSION_COOKIE}={token}"}
+            )
+            assert response.status_code == 303, (path, response.text)
+            assert response.headers["location"].startswith("/signin"), path

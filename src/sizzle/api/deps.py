@@ -1,5 +1,8 @@
 """Typed dependencies for the routers: the app state, a transaction, the caller (a sign-in
-token or a scoped API key) and the current user."""
+token or a scoped API key) and the current user.
+
+Every dependency here is a coroutine: FastAPI runs a plain `def` in its thread pool, a hop
+to another thread and back on every request."""
 
 from __future__ import annotations
 
@@ -15,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sizzle.api.schemas import refuse_nul
 from sizzle.db.models import User
 from sizzle.errors import Forbidden, Unauthorized
-from sizzle.security import decode_access_token
-from sizzle.services import accounts, api_keys
+from sizzle.services import api_keys, authentication
+from sizzle.services.authentication import IDENTITY, Caller
 from sizzle.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.sizzle
     return state
 
@@ -37,35 +40,19 @@ async def get_tx(state: StateDep) -> AsyncIterator[AsyncSession]:
 # scope="function": commit before the response leaves, so a 2xx means the write is durable.
 TxDep = Annotated[AsyncSession, Depends(get_tx, scope="function")]
 
+
+async def get_read_tx(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """The request's read transaction: a reading guard (`SessionsReader`) checks the caller in
+    it and the handler reads its objects in it, one transaction in all. On SQLite it does not
+    take the write lock."""
+    async with state.db.read() as tx:
+        yield tx
+
+
+# scope="function": the transaction ends when the handler returns, before the body is sent.
+ReadTxDep = Annotated[AsyncSession, Depends(get_read_tx, scope="function")]
+
 _bearer = HTTPBearer(auto_error=False)
-
-# Every API key may read whose it is (GET /api/v1/auth/me), whatever its scopes.
-IDENTITY = "identity"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request speaks for: a sign-in token (everything its user may do) or an API key
-    (only its scopes)."""
-
-    user_id: str
-    key_id: str | None = None
-    scopes: frozenset[str] = frozenset()
-    issued_at: int | None = None  # a sign-in token's; None for an API key
-
-    def require(self, needed: Sequence[str]) -> None:
-        if self.key_id is None:
-            return
-        if not needed:
-            raise Forbidden(
-                "API keys cannot do this; sign in with your password instead",
-                code="api_key_not_allowed",
-            )
-        missing = [scope for scope in needed if scope not in self.scopes and scope != IDENTITY]
-        if missing:
-            raise Forbidden(
-                f"this API key lacks the scope {', '.join(missing)}", code="insufficient_scope"
-            )
 
 
 def client_ip(request: Request) -> str:
@@ -85,14 +72,12 @@ async def limit_by_address(request: Request, state: StateDep) -> None:
     await state.rate_limiter.from_address(client_ip(request))
 
 
-async def get_principal(
-    state: StateDep,
+async def get_credential(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_api_key: Annotated[str | None, Header(max_length=200, include_in_schema=False)] = None,
-) -> Principal:
-    """From `X-API-Key: sz_live_...`, or `Authorization: Bearer` with an API key or a sign-in
-    token. A sign-in token is checked without the database (a hot path saves a round trip);
-    an API key is looked up, so a revoked one is refused at once."""
+) -> str:
+    """What the caller presented: `X-API-Key: sz_live_...`, or `Authorization: Bearer` with an
+    API key or a sign-in token; 401 when nothing was."""
     bearer = (
         credentials.credentials
         if credentials is not None and credentials.scheme.lower() == "bearer"
@@ -104,44 +89,62 @@ async def get_principal(
             "sign in first: send Authorization: Bearer <token> or X-API-Key: <key>",
             code="not_signed_in",
         )
-    if api_keys.looks_like_key(presented):
+    return presented
+
+
+CredentialDep = Annotated[str, Depends(get_credential)]
+
+
+async def _authenticate(state: AppState, tx: AsyncSession, credential: str) -> Caller:
+    return await authentication.authenticate(
+        tx, credential, secret=state.settings.resolved_secret_key, now=state.clock.now()
+    )
+
+
+async def _admit(state: AppState, caller: Caller, needed: Sequence[str]) -> User:
+    """The caller's user, once a key has the scopes `needed` and the caller is within limits."""
+    caller.require(needed)
+    if caller.key_id is not None and caller.key_use_due:
+        # at most once a minute per key, so its own short write
         async with state.db.transaction() as tx:
-            holder = await api_keys.authenticate(tx, presented, now=state.clock.now())
-        principal = Principal(holder.user_id, key_id=holder.key_id, scopes=holder.scopes)
-    else:
-        claims = decode_access_token(
-            presented, secret=state.settings.resolved_secret_key, now=state.clock.now()
-        )
-        principal = Principal(claims.user_id, issued_at=claims.issued_at)
-    await state.rate_limiter.api_call(user_id=principal.user_id, key_id=principal.key_id)
-    return principal
+            await api_keys.record_use(tx, caller.key_id, now=state.clock.now())
+    await state.rate_limiter.api_call(user_id=caller.user.id, key_id=caller.key_id)
+    return caller.user
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def get_user_id(security_scopes: SecurityScopes, principal: PrincipalDep) -> str:
-    """The user id, once the caller may do what the endpoint needs, without reading the user:
-    for a handler that checks the account in its own transaction."""
-    principal.require(security_scopes.scopes)
-    return principal.user_id
-
-
-# The current user is read in its own short transaction. Put CurrentUser before TxDep in a
-# handler's parameters: on SQLite a second transaction waits for the first to end.
 async def get_current_user(
-    security_scopes: SecurityScopes, state: StateDep, principal: PrincipalDep
+    security_scopes: SecurityScopes, state: StateDep, credential: CredentialDep
 ) -> User:
-    principal.require(security_scopes.scopes)
-    async with state.db.transaction() as tx:
-        return await accounts.get_active_user(tx, principal.user_id, issued_at=principal.issued_at)
+    """The caller, checked (revocation and suspension included) in a short read transaction of
+    its own that ends before the handler runs: for a handler that writes, waits on a provider
+    or on Stripe, or streams."""
+    async with state.db.read() as tx:
+        caller = await _authenticate(state, tx, credential)
+    return await _admit(state, caller, security_scopes.scopes)
+
+
+async def get_reading_user(
+    security_scopes: SecurityScopes, state: StateDep, credential: CredentialDep, tx: ReadTxDep
+) -> User:
+    """The caller, checked (revocation and suspension included) in the request's read
+    transaction, which the handler then reads in too (`ReadTxDep`)."""
+    caller = await _authenticate(state, tx, credential)
+    return await _admit(state, caller, security_scopes.scopes)
+
+
+async def get_user_id(user: Annotated[User, Depends(get_current_user)]) -> str:
+    """The caller's user id, for a handler that reads what it needs in its own transaction."""
+    return user.id
 
 
 # Signed in with a password (a sign-in token); API keys are refused.
 CurrentUser = Annotated[User, Depends(get_current_user)]
 # Also open to API keys with the scope named.
 AnyKeyUser = Annotated[User, Security(get_current_user, scopes=[IDENTITY])]
-SessionsReader = Annotated[User, Security(get_current_user, scopes=["sessions:read"])]
+# For a handler that only reads the database: it reads in the same transaction (ReadTxDep).
+SessionsReader = Annotated[User, Security(get_reading_user, scopes=["sessions:read"])]
+# For a handler that reads and then waits on a provider: no transaction held open meanwhile.
+SessionsReaderNoTx = Annotated[User, Security(get_current_user, scopes=["sessions:read"])]
 SessionsWriter = Annotated[User, Security(get_current_user, scopes=["sessions:write"])]
 BillingReader = Annotated[User, Security(get_current_user, scopes=["billing:read"])]
 InferenceUserId = Annotated[str, Security(get_user_id, scopes=["inference"])]
@@ -159,18 +162,22 @@ AdminUser = Annotated[User, Depends(get_admin_user)]
 MAX_OFFSET = 1_000_000_000
 
 
+@dataclass(frozen=True)
 class Paging:
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=500, description="At most 500.")] = 50,
-        # Bounded so that a huge offset is a 422, not an integer overflow in the database.
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="At most 10^9.")] = 0,
-    ) -> None:
-        self.limit = limit
-        self.offset = offset
+    limit: int = 50
+    offset: int = 0
 
 
-PagingDep = Annotated[Paging, Depends()]
+async def get_paging(
+    limit: Annotated[int, Query(ge=1, le=500, description="At most 500.")] = 50,
+    # Bounded so that a huge offset is a 422, not an integer overflow in the database.
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="At most 10^9.")] = 0,
+) -> Paging:
+    """The page a list asks for (a coroutine: a class dependency would run in the thread pool)."""
+    return Paging(limit=limit, offset=offset)
+
+
+PagingDep = Annotated[Paging, Depends(get_paging)]
 
 # The id of a thing in a path: no longer than any id Sizzle makes, and never a NUL (which
 # PostgreSQL text cannot hold): a 422, not a 500.

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A pooled PostgreSQL connection is replaced once this old, before a firewall or a proxy
+# between here and the server forgets it.
+POOL_RECYCLE_SECONDS = 1800
 READ_ONLY = "sizzle_read_only"  # execution option of `Database.read()` connections
 
 
@@ -31,10 +35,14 @@ class Database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # No pre-ping: it costs every checkout round trips (asyncpg's: BEGIN, ping,
+            # ROLLBACK); a connection the server closed is refused at checkout instead.
+            kwargs.update(pool_size=10, max_overflow=10, pool_recycle=POOL_RECYCLE_SECONDS)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
+        else:
+            _refuse_closed_connections(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reader = async_sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
@@ -63,6 +71,19 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _refuse_closed_connections(engine: AsyncEngine) -> None:
+    """Replace, at checkout, a pooled connection that the server has closed (a restart,
+    `pg_terminate_backend`, an idle timeout): the driver saw the server hang up, so this costs
+    no round trip. A connection that died silently fails its first statement instead, and
+    SQLAlchemy then replaces every connection pooled before that moment."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        is_closed = getattr(getattr(dbapi_connection, "driver_connection", None), "is_closed", None)
+        if callable(is_closed) and is_closed():
+            raise DisconnectionError("the server closed this connection")
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

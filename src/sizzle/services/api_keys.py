@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import ApiKey, User
@@ -46,6 +46,7 @@ class KeyHolder:
     key_id: str
     user_id: str
     scopes: frozenset[str]
+    use_due: bool = False  # last_used_at is older than LAST_USED_RESOLUTION: record_use it
 
 
 def _random(length: int) -> str:
@@ -146,8 +147,9 @@ async def revoke_key(tx: AsyncSession, key_id: str, *, user_id: str, now: dateti
     return row
 
 
-async def authenticate(tx: AsyncSession, key: str, *, now: datetime) -> KeyHolder:
-    """The holder of a presented key; 401 for anything but a live key."""
+async def check_key(tx: AsyncSession, key: str, *, now: datetime) -> KeyHolder:
+    """The holder of a presented key; 401 for anything but a live key. Reads only, so that it
+    may run in a read transaction; `record_use` writes the last use when `use_due` says so."""
     lookup = key[len(KEY_PREFIX) : len(KEY_PREFIX) + _LOOKUP_LENGTH]
     row = None
     if looks_like_key(key) and len(lookup) == _LOOKUP_LENGTH:
@@ -158,6 +160,21 @@ async def authenticate(tx: AsyncSession, key: str, *, now: datetime) -> KeyHolde
         raise Unauthorized("this API key was revoked", code="api_key_revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise Unauthorized("this API key has expired", code="api_key_expired")
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        await tx.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-    return KeyHolder(key_id=row.id, user_id=row.user_id, scopes=frozenset(row.scopes.split()))
+    return KeyHolder(
+        key_id=row.id,
+        user_id=row.user_id,
+        scopes=frozenset(row.scopes.split()),
+        use_due=row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION,
+    )
+
+
+async def record_use(tx: AsyncSession, key_id: str, *, now: datetime) -> None:
+    """Note that the key was used now, unless a concurrent request just did."""
+    await tx.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=now)
+    )

@@ -10,8 +10,8 @@ from fastapi import Depends, Request, Response
 from sizzle.api.deps import StateDep
 from sizzle.db.models import User
 from sizzle.errors import Forbidden, SizzleError
-from sizzle.security import create_access_token, decode_access_token
-from sizzle.services import accounts
+from sizzle.security import create_access_token
+from sizzle.services import authentication
 from sizzle.state import AppState
 from sizzle.web.security import SESSION_COOKIE, check_csrf, set_session_cookie
 
@@ -29,13 +29,17 @@ async def optional_user(request: Request, state: StateDep) -> User | None:
     if not token:
         return None
     try:
-        claims = decode_access_token(
-            token, secret=state.settings.resolved_secret_key, now=state.clock.now()
-        )
         async with state.db.read() as tx:
-            return await accounts.get_active_user(tx, claims.user_id, issued_at=claims.issued_at)
+            caller = await authentication.authenticate(
+                tx,
+                token,
+                secret=state.settings.resolved_secret_key,
+                now=state.clock.now(),
+                keys_allowed=False,
+            )
     except SizzleError:
-        return None  # expired, forged, or the account is gone or suspended
+        return None  # expired, forged, revoked, an API key, or the account gone or suspended
+    return caller.user
 
 
 def give_session_cookie(

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Path, status
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 
-from sizzle.api.deps import PagingDep, SessionsReader, SessionsWriter, StateDep, TxDep
+from sizzle.api.deps import (
+    PagingDep,
+    ReadTxDep,
+    SessionsReader,
+    SessionsReaderNoTx,
+    SessionsWriter,
+    StateDep,
+)
 from sizzle.api.events import session_event, session_stream
 from sizzle.api.openapi import error_responses
 from sizzle.api.schemas import (
@@ -31,7 +38,8 @@ SessionId = Annotated[str, Path(), AfterValidator(refuse_nul), AfterValidator(lo
 
 
 async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
-    async with state.db.transaction() as tx:
+    """The session as it is after a lifecycle action, read in a transaction of its own."""
+    async with state.db.read() as tx:
         session = await sessions.get_session(tx, session_id, user_id=user.id)
     return session_out(session, state.clock.now(), for_admin=user.is_admin)
 
@@ -69,7 +77,7 @@ async def create(body: SessionCreateIn, user: SessionsWriter, state: StateDep) -
 
 @router.get("", response_model=Page[SessionOut])
 async def list_mine(
-    user: SessionsReader, state: StateDep, tx: TxDep, paging: PagingDep
+    user: SessionsReader, state: StateDep, tx: ReadTxDep, paging: PagingDep
 ) -> Page[SessionOut]:
     rows, total = await sessions.list_sessions(
         tx, user_id=user.id, limit=paging.limit, offset=paging.offset
@@ -79,8 +87,12 @@ async def list_mine(
 
 
 @router.get("/{session_id}", response_model=SessionOut)
-async def read(session_id: SessionId, user: SessionsReader, state: StateDep) -> SessionOut:
-    return await _read(state, session_id, user)
+async def read(
+    session_id: SessionId, user: SessionsReader, state: StateDep, tx: ReadTxDep
+) -> SessionOut:
+    """One of my sessions, read with me in one read transaction."""
+    session = await sessions.get_session(tx, session_id, user_id=user.id)
+    return session_out(session, state.clock.now(), for_admin=user.is_admin)
 
 
 @router.post("/{session_id}/start", response_model=SessionOut, responses=error_responses(402, 409))
@@ -119,7 +131,7 @@ async def stop(session_id: SessionId, user: SessionsWriter, state: StateDep) -> 
 
 @router.get("/{session_id}/metrics", response_model=SessionMetricsOut)
 async def metrics(
-    session_id: SessionId, user: SessionsReader, state: StateDep
+    session_id: SessionId, user: SessionsReaderNoTx, state: StateDep
 ) -> SessionMetricsOut:
     """The session's chat traffic so far, and its GPU as read now."""
     return await metrics_of(state, session_id, user_id=user.id)

@@ -1,0 +1,66 @@
+"""Who a request speaks for: the one check that every way in goes through.
+
+A sign-in token (the API's bearer token, or the browser's session cookie), an API key, and the
+workspace API's requests all come here. The account is read every time, in the caller's
+transaction, so a suspension, a password change (which ends older sign-ins) or a revoked key
+takes effect on the very next request, whatever the route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sizzle.db.models import User
+from sizzle.errors import Forbidden, Unauthorized
+from sizzle.security import decode_access_token
+from sizzle.services import accounts, api_keys
+
+# Every API key may read whose it is (GET /api/v1/auth/me), whatever its scopes.
+IDENTITY = "identity"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated, active user, and the API key they came with, if any (whose scopes
+    bound what the request may do)."""
+
+    user: User
+    key_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    key_use_due: bool = False  # the key's last use is older than its resolution
+
+    def require(self, needed: Sequence[str]) -> None:
+        """Refuse a key without every scope `needed`; a sign-in token may do all its user may."""
+        if self.key_id is None:
+            return
+        if not needed:
+            raise Forbidden(
+                "API keys cannot do this; sign in with your password instead",
+                code="api_key_not_allowed",
+            )
+        missing = [scope for scope in needed if scope not in self.scopes and scope != IDENTITY]
+        if missing:
+            raise Forbidden(
+                f"this API key lacks the scope {', '.join(missing)}", code="insufficient_scope"
+            )
+
+
+async def authenticate(
+    tx: AsyncSession, credential: str, *, secret: str, now: datetime, keys_allowed: bool = True
+) -> Caller:
+    """The active user behind a sign-in token or (unless `keys_allowed` is False, as for the
+    session cookie) an API key. 401 for a bad, expired or revoked credential or a deleted
+    account; 403 for a suspended one. Reads only: `tx` may be a read transaction."""
+    if api_keys.looks_like_key(credential):
+        if not keys_allowed:
+            raise Unauthorized("an API key cannot sign in a browser", code="invalid_token")
+        holder = await api_keys.check_key(tx, credential, now=now)
+        user = await accounts.get_active_user(tx, holder.user_id)
+        return Caller(user, key_id=holder.key_id, scopes=holder.scopes, key_use_due=holder.use_due)
+    token = decode_access_token(credential, secret=secret, now=now)
+    user = await accounts.get_active_user(tx, token.user_id, issued_at=token.issued_at)
+    return Caller(user)

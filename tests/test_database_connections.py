@@ -1,0 +1,88 @@
+"""How the Database talks to its server: reads on SQLite do not take the write lock, writes
+do; PostgreSQL connections are not pinged at checkout, yet one the server closed is replaced
+before a request can fail on it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, text
+
+from sizzle.clock import FakeClock
+from sizzle.db.database import Database
+from tests.helpers import create_session, log_in, make_user
+
+
+class Statements:
+    """The statements sent to the database while it is open."""
+
+    def __init__(self, db: Database) -> None:
+        self.sent: list[str] = []
+        self._engine = db.engine.sync_engine
+        event.listen(self._engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.sent.append(statement)
+
+    def close(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._seen)
+
+
+async def test_on_sqlite_a_read_begins_deferred_and_a_write_immediate(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's locking")
+    seen = Statements(db)
+    try:
+        async with db.read() as tx:
+            await tx.execute(text("SELECT count(*) FROM users"))
+        async with db.transaction() as tx:
+            await tx.execute(text("SELECT count(*) FROM users"))
+    finally:
+        seen.close()
+    assert [s for s in seen.sent if s.startswith("BEGIN")] == ["BEGIN", "BEGIN IMMEDIATE"]
+
+
+async def test_a_checkout_sends_no_ping(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    pings = []
+    dialect = db.engine.dialect
+    real_ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(1) or real_ping(conn))
+    for _ in range(3):
+        async with db.read() as tx:
+            await tx.execute(text("SELECT 1"))
+    assert pings == []
+
+
+async def _server_closes_every_other_connection(db: Database) -> None:
+    """As a restart or an operator's `pg_terminate_backend` would; waits (bounded) until the
+    server has let them go."""
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    async with db.engine.connect() as admin:
+        # autocommit: pg_stat_activity holds still within a transaction
+        await admin.execution_options(isolation_level="AUTOCOMMIT")
+        await admin.execute(text(f"SELECT pg_terminate_backend(pid) {others}"))  # noqa: S608
+        async with asyncio.timeout(10):
+            while await admin.scalar(text(f"SELECT count(*) {others}")):  # noqa: S608
+                await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # a real socket: the pool's side reads the server's goodbye
+
+
+@pytest.mark.postgres_only
+async def test_after_the_server_closes_its_connections_the_next_requests_succeed(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    user = await make_user(db, now=clock.now(), credit_usd="5")
+    auth = await log_in(client, email=user.email)
+    session_id = (await create_session(client, auth=auth, tier="starter"))["id"]
+
+    async def read_it() -> int:
+        return (await client.get(f"/api/v1/sessions/{session_id}", headers=auth)).status_code
+
+    assert set(await asyncio.gather(*(read_it() for _ in range(8)))) == {200}  # several pooled
+    pooled = db.engine.pool.checkedin()  # type: ignore[attr-defined]
+    assert pooled >= 2
+    await _server_closes_every_other_connection(db)
+    assert await asyncio.gather(*(read_it() for _ in range(16))) == [200] * 16
