@@ -38,6 +38,7 @@ from sizzle.state import AppState
 from sizzle.web import routes as web_routes
 from sizzle.web.deps import SignInRequired
 from sizzle.web.errors import error_page, sign_in_redirect, wants_page
+from sizzle.web.security import refuse_nul_in_query
 from sizzle.web.render import WEB_DIR
 
 log = structlog.get_logger(__name__)
@@ -100,7 +101,7 @@ def create_app(
     ):
         app.include_router(module.router, dependencies=[Depends(limit_by_address)])
     for page_module in web_routes.PAGE_MODULES:
-        app.include_router(page_module.router)
+        app.include_router(page_module.router, dependencies=[Depends(refuse_nul_in_query)])
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     _install_error_handlers(app)
     openapi.install(app)

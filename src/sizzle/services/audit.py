@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from sizzle.db.models import AuditEvent, LedgerEntry
 LEDGER_PREFIX = "ledger."
 LEDGER_ACTOR = "ledger"
 MAX_USER_AGENT = 300
+MAX_IP = 64  # the column's size; an IPv6 literal with a zone is at most about 60
+_CONTROL_CHARACTERS = dict.fromkeys([*range(32), 127])  # a NUL PostgreSQL refuses, and kin
 MAX_DETAIL = 500
 
 
@@ -43,10 +46,25 @@ request_origin: ContextVar[Origin | None] = ContextVar("sizzle_request_origin", 
 
 
 def origin_from_scope(scope: dict[str, Any]) -> Origin:
+    """The request's address and browser, fit for their columns whatever was sent."""
     client = scope.get("client")
     headers = dict(scope.get("headers") or [])
-    agent = headers.get(b"user-agent", b"").decode("latin-1")[:MAX_USER_AGENT]
-    return Origin(ip=client[0] if client else None, user_agent=agent or None)
+    agent = headers.get(b"user-agent", b"").decode("latin-1").translate(_CONTROL_CHARACTERS)
+    return Origin(
+        ip=ip_literal(client[0]) if client else None, user_agent=agent[:MAX_USER_AGENT] or None
+    )
+
+
+def ip_literal(host: object) -> str | None:
+    """The client's address as an IP literal, or None: behind a proxy it comes from the
+    X-Forwarded-For text, which can be anything, of any length."""
+    if not isinstance(host, str) or len(host) > MAX_IP:
+        return None
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+    return address if len(address) <= MAX_IP else None
 
 
 def record(

@@ -14,7 +14,7 @@ import secrets
 
 from fastapi import Request, Response
 
-from sizzle.errors import Forbidden
+from sizzle.errors import Forbidden, ValidationFailed
 
 SESSION_COOKIE = "sizzle_session"
 CSRF_COOKIE = "sizzle_csrf"
@@ -60,19 +60,35 @@ def remember_csrf(request: Request, response: Response) -> None:
 
 
 async def check_csrf(request: Request) -> None:
-    """Refuse a state-changing request whose token does not match its cookie."""
+    """Refuse a state-changing request whose token does not match its cookie; then one whose
+    form has a NUL in any field (PostgreSQL text cannot hold one): every page form passes
+    here, so no handler meets one."""
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = request.headers.get(CSRF_HEADER, "")
-    if not sent and request.headers.get("content-type", "").startswith(
+    form = None
+    if request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
-        form = await request.form()
+        form = await request.form()  # kept on the request: the handler's fields reuse it
         value = form.get(CSRF_FIELD)
-        sent = value if isinstance(value, str) else ""
+        sent = sent or (value if isinstance(value, str) else "")
     if not cookie or not sent or not hmac.compare_digest(cookie, sent):
         raise CsrfRefused(
             "this form has expired or did not come from Sizzle; reload the page and try again"
         )
+    if form is not None and any(
+        "\x00" in text
+        for name, value in form.multi_items()
+        for text in (name, value if isinstance(value, str) else value.filename or "")
+    ):
+        raise ValidationFailed("a form field holds a NUL character", code="nul_in_form")
+
+
+async def refuse_nul_in_query(request: Request) -> None:
+    """A page's query with a NUL in it (`%00`) is bad input, a 422, before any handler passes
+    it to the database (PostgreSQL text cannot hold one)."""
+    if "\x00" in request.url.query or "%00" in request.url.query:
+        raise ValidationFailed("the address holds a NUL character", code="nul_in_query")
 
 
 def set_session_cookie(request: Request, response: Response, token: str, *, max_age: int) -> None:

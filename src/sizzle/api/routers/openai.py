@@ -8,7 +8,6 @@ Sizzle's shape, `{"error": {"code", "message"}}`, which OpenAI clients read as `
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
@@ -18,6 +17,7 @@ from sizzle.api.deps import InferenceUserId, StateDep
 from sizzle.api.openapi import error_responses
 from sizzle.api.relay import RelayResponse
 from sizzle.errors import PayloadTooLarge, ValidationFailed
+from sizzle.safe_json import parse_json
 
 router = APIRouter(prefix="/v1", tags=["workspace (OpenAI-compatible)"])
 
@@ -40,10 +40,7 @@ async def _read_body(request: Request) -> dict[str, Any]:
         raw += part
         if len(raw) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"the request is over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationFailed(f"the body is not JSON: {exc}") from None
+    body = parse_json(bytes(raw))
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
     try:

@@ -22,15 +22,10 @@ from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.db.models import Purchase, User
 from sizzle.domain.packages import MICROS_PER_CENT, CreditPackage
-from sizzle.errors import BadRequest, NotFound, ProviderUnavailable
+from sizzle.errors import NotFound, ProviderUnavailable
 from sizzle.services.metering import lock_billing
-from sizzle.services.payments.common import (
-    SIGNATURE_TOLERANCE_SECONDS,
-    BadSignature,
-    Checkout,
-    PaymentsNotConfigured,
-    credit_purchase,
-)
+from sizzle.services.payments.common import Checkout, PaymentsNotConfigured, credit_purchase
+from sizzle.services.payments.events import read_event
 from sizzle.services.payments.lab import Lab
 from sizzle.services.payments.refunds import Refunds
 from sizzle.services.payments.top_ups import TopUps
@@ -149,16 +144,7 @@ class Payments:
         secret = self.settings.stripe_webhook_secret
         if not secret:
             raise PaymentsNotConfigured("the Stripe webhook secret is not set")
-        try:
-            event = stripe.Webhook.construct_event(  # type: ignore[no-untyped-call]
-                payload, signature, secret, tolerance=SIGNATURE_TOLERANCE_SECONDS
-            )
-        except stripe.SignatureVerificationError as exc:
-            raise BadSignature(f"the Stripe signature does not verify: {exc}") from None
-        except ValueError as exc:
-            raise BadRequest(f"the event is not JSON: {exc}", code="bad_payload") from None
-        kind = event["type"]
-        obj = event["data"]["object"]
+        kind, obj = read_event(payload, signature, secret)
         if kind == "checkout.session.completed" and obj.get("mode") == "subscription":
             return await self.lab.on_checkout_completed(obj)
         if kind == "checkout.session.completed":
