@@ -153,10 +153,12 @@ async def metrics_of(state: AppState, session_id: str, *, user_id: str) -> Sessi
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def events(session_id: SessionId, user: SessionsReader, state: StateDep) -> StreamingResponse:
+async def events(
+    session_id: SessionId, user: SessionsReader, state: StateDep, tx: ReadTxDep
+) -> StreamingResponse:
     """Server-sent events: an `event: session` with the session JSON on every change (and at
     least every 15 s), until the session has ended. An account may hold
     `SIZZLE_MAX_STREAMS_PER_USER` streams open at once; more is a 429."""
     return await session_stream(
-        state, session_id, user, render=session_event(for_admin=user.is_admin)
+        state, session_id, user, render=session_event(for_admin=user.is_admin), tx=tx
     )
