@@ -183,6 +183,20 @@ async def test_every_stream_sees_a_stop_at_the_next_tick_over_http(
     assert watcher.watched == 0 and watcher.streams_of(await _user_id(client, owners[0])) == 0
 
 
+async def test_opening_a_stream_is_one_read_of_the_caller_and_the_session(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    _manual_watcher(state)
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    async with serve_here(create_app(state=state, run_jobs=False)) as base:
+        with counting(db) as reads:
+            path = f"/api/v1/sessions/{session_id}/events"
+            async with streams(base, [path], headers=auth) as one:
+                assert (await one[0].next())["status"] == "active"
+        assert reads.transactions == 1
+
+
 async def test_the_live_page_stream_carries_the_credit_read_in_the_same_tick(
     client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
 ) -> None:
