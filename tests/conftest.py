@@ -4,9 +4,10 @@ a fake clock, the app on an in-process transport."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,10 +22,17 @@ from sizzle.db.migrate import upgrade
 from sizzle.logging import configure_logging
 from sizzle.settings import Settings
 from sizzle.state import AppState
+from tests import secret_logs
+from tests.helpers import PASSWORD
 from tests.smtp_inbox import inbox  # noqa: F401 - the SMTP fixture, for every test module
 
 TEST_SECRET = "test-secret-key-that-is-long-enough"
 POSTGRES_URL = os.environ.get("SIZZLE_TEST_DATABASE_URL", "")
+# The in-process clients speak to sizzle.test (Starlette's TestClient to testserver): every
+# Settings a test makes allows those names besides loopback; production allows only loopback
+# and the public URL's host unless told.
+TEST_HOSTS = "sizzle.test,testserver,localhost,127.0.0.1,[::1]"
+os.environ.setdefault("SIZZLE_ALLOWED_HOSTS", TEST_HOSTS)
 
 
 def asyncpg_url(url: str) -> str:
@@ -34,8 +42,32 @@ def asyncpg_url(url: str) -> str:
     return url
 
 
+# Passwords and keys the tests use, besides every hash, token and key by its shape: none may
+# reach a log line of the run (its own, or a server process's).
+SECRET_SCANNER = secret_logs.SecretScanner(
+    known_secrets=(PASSWORD, "a brand new pass phrase", "purple otter trombone", TEST_SECRET)
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     configure_logging("WARNING")  # plain JSON lines; no slow pretty tracebacks in test logs
+    secret_logs.install(SECRET_SCANNER, stderr_level=logging.WARNING)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_secret_in_any_log() -> Iterator[None]:
+    """Fails the run (at its end) if a log line carried a secret."""
+    yield
+    if SECRET_SCANNER.leaks:
+        pytest.fail(SECRET_SCANNER.report(), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _logs_scanned() -> None:
+    """A test that configured logging anew (a command run in-process) dropped the scanner."""
+    if SECRET_SCANNER not in logging.getLogger().handlers:
+        configure_logging("WARNING")
+        secret_logs.install(SECRET_SCANNER, stderr_level=logging.WARNING)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,7 +16,7 @@ from typing import Self
 
 import httpx
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import SECRET_SCANNER, TEST_SECRET
 
 
 def _free_port() -> int:
@@ -53,6 +53,7 @@ class SizzleProcesses:
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.killed: set[str] = set()
+        self.scanned: set[str] = set()  # logs read for secrets, once each has ended
 
     def __enter__(self) -> Self:
         return self
@@ -127,6 +128,9 @@ class SizzleProcesses:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for name in self.processes.keys() - self.scanned:
+            SECRET_SCANNER.scan_file(self.log(name), where=f"the `sizzle` process {name!r}")
+            self.scanned.add(name)
 
     def log(self, name: str) -> Path:
         return self.tmp_path / f"{name}.log"

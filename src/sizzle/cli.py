@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from decimal import InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from prometheus_client import start_http_server
@@ -18,7 +18,7 @@ from sizzle.db.migrate import is_current, upgrade
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import SizzleError
 from sizzle.logging import configure_logging
-from sizzle.settings import Settings
+from sizzle.settings import Settings, is_loopback
 from sizzle.state import AppState, clock_for
 
 app = typer.Typer(help="Sizzle: rent a GPU by the minute.", no_args_is_help=True)
@@ -46,18 +46,26 @@ def serve(
 
     from sizzle.api.app import create_app
 
+    given: dict[str, Any] = {"host": host, "port": port}
+    settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    if not settings.public_url and not is_loopback(settings.host):
+        raise _fail(
+            f"sizzle serve on {settings.host} is reachable from other machines: set "
+            "SIZZLE_PUBLIC_URL to the address browsers use (e.g. https://gpu.example.com), "
+            "where the links in mails and Stripe's return links point, or serve on 127.0.0.1"
+        )
     configure_logging()
-    settings = Settings()
+    settings.make_home()
     _prepare_database(settings)
     state = AppState.build(settings)
     console.print(
-        f"Sizzle on http://{host or settings.host}:{port or settings.port} "
+        f"Sizzle on http://{settings.host}:{settings.port} "
         f"(providers: {', '.join(state.providers)}; database: {state.db.dialect})"
     )
     uvicorn.run(
         create_app(state=state, run_jobs=jobs),
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_config=None,
     )
 

@@ -44,6 +44,7 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").addFilter(_HIDE_LINK_TOKENS)
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.stdlib.BoundLogger,
@@ -53,6 +54,23 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])token=)[^&#\s]*")
+
+
+class _HideLinkTokens(logging.Filter):
+    """uvicorn's access lines name the path with its query: a link from a mail (reset the
+    password, confirm the address) carries its token there, and the log must not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs '%s - "%s %s HTTP/%s" %d' with (client, method, path?query, version, status)
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, version, status = record.args
+            path = _TOKEN_IN_QUERY.sub(r"\1[hidden]", str(path))
+            record.args = (client, method, path, version, status)
+        return True
+
+
+_HIDE_LINK_TOKENS = _HideLinkTokens()
 
 
 class RequestContext:

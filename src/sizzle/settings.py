@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
 from pydantic import Field, field_validator, model_validator
@@ -17,6 +19,8 @@ from sizzle.domain.packages import DEFAULT_PACKAGES, CreditPackage, parse_packag
 
 DEFAULT_HOME = Path.home() / ".sizzle"
 _PLACEHOLDER_SECRETS = {"changeme", "secret", "changethis", "sizzle"}
+# Host names of this machine, as a Host header carries them (IPv6 in brackets)
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 _ASYNC_DRIVERS = {
@@ -139,14 +143,25 @@ class Settings(BaseSettings):
     )
     public_url: str = Field(
         "",
-        description="Where browsers reach Sizzle, for Stripe's return links; "
-        "default: the address the request came to.",
+        description="Where browsers reach Sizzle (https://gpu.example.com), for the links in "
+        "mails and Stripe's return links; never taken from a request. Unset: the loopback "
+        "address Sizzle listens on, and `sizzle serve` refuses any other address.",
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="Comma list of the Host names requests may carry (`*.example.com` allowed, "
+        "`*` turns the check off); unset: the public URL's host and localhost, 127.0.0.1, [::1].",
     )
     smtp_url: str = Field(
         "",
         description="Mail for sign-up checks and password resets: smtp://host:port (plain), "
         "smtp+starttls://user:password@host:587 or smtps://user:password@host:465; "
-        "unset, mails are written to the log instead.",
+        "unset, mails are appended to the mail file instead.",
+    )
+    mail_file: Path | None = Field(
+        None,
+        description="Where mails go without SMTP (made readable by its owner only); "
+        "unset: mail.log in the home folder.",
     )
     mail_from: str = Field("Sizzle <no-reply@sizzle.localhost>", description="Mails' sender.")
     password_reset_minutes: int = Field(
@@ -207,6 +222,25 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SIZZLE_SMTP_URL must start with smtp://, smtp+starttls:// or smtps://"
             )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_an_address(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname or parts.query):
+            raise ValueError("SIZZLE_PUBLIC_URL must look like https://gpu.example.com")
+        return value.rstrip("/")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_are_names_or_wildcards(cls, value: str) -> str:
+        for pattern in _split(value):
+            stray_star = "*" in pattern[1:] or pattern[:1] == "*" and pattern[:2] != "*."
+            if stray_star and pattern != "*":
+                raise ValueError(
+                    "SIZZLE_ALLOWED_HOSTS takes names like gpu.example.com or *.example.com"
+                )
         return value
 
     @field_validator("provider_cost_multipliers")
@@ -273,6 +307,36 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def public_base_url(self) -> str:
+        """Where the links in mails and Stripe's return links point: the public URL, else the
+        loopback address Sizzle listens on; never a request's Host, which its sender chooses."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if is_loopback(self.host) else "127.0.0.1"
+        return f"http://{_bracketed(host)}:{self.port}"
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """The Host names a request may carry."""
+        if _split(self.allowed_hosts):
+            return [pattern.lower() for pattern in _split(self.allowed_hosts)]
+        public = urlsplit(self.public_url).hostname if self.public_url else None
+        return ([_bracketed(public)] if public else []) + list(LOOPBACK_HOSTS)
+
+    def make_home(self) -> Path:
+        """The home folder, made enterable by its owner only (it holds the secret key, the
+        SQLite file and the mail file); the default ~/.sizzle is narrowed if an older Sizzle
+        made it wider."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.home == DEFAULT_HOME:
+            self.home.chmod(0o700)
+        return self.home
+
+    @property
+    def resolved_mail_file(self) -> Path:
+        return self.mail_file or self.home / "mail.log"
+
+    @property
     def is_default_database(self) -> bool:
         return not self.database_url
 
@@ -284,11 +348,30 @@ class Settings(BaseSettings):
         path = self.home / "secret_key"
         if path.exists():
             return path.read_text().strip()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.make_home()
         key = secrets.token_urlsafe(48)
         path.touch(mode=0o600)
         path.write_text(key)
         return key
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address as it stands in a URL or a Host header."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
 
 
 def _parse_multipliers(raw: str) -> dict[str, Decimal]:

@@ -90,7 +90,9 @@ class AppState:
             payments=payments,
             rate_limiter=RateLimiter(settings),
             metrics=metrics,
-            mailer=Mailer(settings.smtp_url, settings.mail_from),
+            mailer=Mailer(
+                settings.smtp_url, settings.mail_from, mail_file=settings.resolved_mail_file
+            ),
             account_links=AccountLinks(db, clock, settings),
             watcher=SessionWatcher(db, clock, max_streams_per_user=settings.max_streams_per_user),
         )

@@ -3,7 +3,10 @@ through a real SMTP server on loopback (aiosmtpd)."""
 
 from __future__ import annotations
 
+import mailbox
+import stat
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -171,15 +174,39 @@ async def test_a_reset_link_expires(
     assert_error(late, 400, "link_expired")
 
 
-async def test_without_smtp_mail_is_written_to_the_log() -> None:
-    mailer = Mailer("", "Sizzle <no-reply@sizzle.test>")
+async def test_without_smtp_mail_goes_to_a_file_only_its_owner_reads(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "mail.log"
+    mailer = Mailer("", "Sizzle <no-reply@sizzle.test>", mail_file=path)
     with capture_logs() as logs:
         assert await mailer.send(Mail(to="a@example.com", subject="Hi", body="the link"))
-    assert logs[0]["event"] == "mail.logged" and logs[0]["body"] == "the link"
+        assert await mailer.send(Mail(to="b@example.org", subject="Again", body="From here on"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first, second = mailbox.mbox(path)
+    assert (first["To"], first["Subject"], first.get_payload().strip()) == (
+        "a@example.com",
+        "Hi",
+        "the link",
+    )
+    assert second.get_payload().strip() == ">From here on"  # mbox escapes a line's "From "
+    assert [line["event"] for line in logs] == ["mail.written", "mail.written"]
+    assert logs[0]["to_domain"] == "example.com" and "the link" not in str(logs)
 
 
-async def test_a_mail_server_that_is_away_fails_softly() -> None:
-    mailer = Mailer(f"smtp://127.0.0.1:{free_port()}", "Sizzle <no-reply@sizzle.test>")
+async def test_a_mail_file_made_before_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_text("")
+    path.chmod(0o644)
+    mailer = Mailer("", "Sizzle <no-reply@sizzle.test>", mail_file=path)
+    assert await mailer.send(Mail(to="a@example.com", subject="Hi", body="the link"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_a_mail_server_that_is_away_fails_softly(tmp_path: Path) -> None:
+    mailer = Mailer(
+        f"smtp://127.0.0.1:{free_port()}",
+        "Sizzle <no-reply@sizzle.test>",
+        mail_file=tmp_path / "mail.log",
+    )
     with capture_logs() as logs:
         assert not await mailer.send(Mail(to="a@example.com", subject="Hi", body="x"))
     assert logs[0]["event"] == "mail.failed"

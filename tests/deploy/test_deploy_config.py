@@ -602,3 +602,17 @@ def test_the_proxy_forwards_the_client_and_the_request_id(
     (pool,) = compose["networks"]["default"]["ipam"]["config"]
     assert ipaddress.ip_address(address) in ipaddress.ip_network(pool["subnet"])
     assert ipaddress.ip_address(address) not in ipaddress.ip_network(pool["ip_range"])
+
+
+def test_the_replicas_want_the_public_url_and_nginx_logs_no_query(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in API_REPLICAS:
+        environment = services[name]["environment"]
+        # compose refuses to start without it (`sizzle serve --host 0.0.0.0` would too)
+        assert re.fullmatch(r"\$\{SIZZLE_PUBLIC_URL:\?[^}]+\}", environment["SIZZLE_PUBLIC_URL"])
+        assert "SIZZLE_ALLOWED_HOSTS" in environment
+    log_format = re.search(r"log_format\s+sizzle\s+([^;]+);", nginx_config())
+    assert log_format and "$uri" in log_format.group(1)
+    # $request and $request_uri carry the query, where a mailed link has its token
+    assert not re.search(r"\$request(_uri)?\b", log_format.group(1))

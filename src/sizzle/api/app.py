@@ -10,12 +10,12 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
 from sizzle.api import openapi
 from sizzle.api.deps import limit_by_address
+from sizzle.api.hosts import AllowedHosts
 from sizzle.api.routers import (
     account,
     admin,
@@ -35,11 +35,11 @@ from sizzle.logging import RequestContext
 from sizzle.metrics import RequestTimer
 from sizzle.settings import Settings
 from sizzle.state import AppState
+from sizzle.web import assets
 from sizzle.web import routes as web_routes
 from sizzle.web.deps import SignInRequired
 from sizzle.web.errors import error_page, sign_in_redirect, wants_page
 from sizzle.web.security import refuse_nul_in_query
-from sizzle.web.render import WEB_DIR
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +83,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sizzle = state
+    app.add_middleware(AllowedHosts, allowed_hosts=state.settings.trusted_hosts)
     app.add_middleware(RequestTimer, metrics=state.metrics)
     app.add_middleware(RequestContext)  # added last: outermost, so every line has the id
     app.include_router(health.router)
@@ -102,7 +103,7 @@ def create_app(
         app.include_router(module.router, dependencies=[Depends(limit_by_address)])
     for page_module in web_routes.PAGE_MODULES:
         app.include_router(page_module.router, dependencies=[Depends(refuse_nul_in_query)])
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    assets.install(app)
     _install_error_handlers(app)
     openapi.install(app)
     return app

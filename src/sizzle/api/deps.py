@@ -61,12 +61,6 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def public_base_url(request: Request, state: AppState) -> str:
-    """Where browsers reach Sizzle, for links in mails and Stripe's return pages:
-    `SIZZLE_PUBLIC_URL`, else the address this request came to."""
-    return (state.settings.public_url or str(request.base_url)).rstrip("/")
-
-
 async def limit_by_address(request: Request, state: StateDep) -> None:
     """Every API request counts against its IP address's limit."""
     await state.rate_limiter.from_address(client_ip(request))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,8 +34,9 @@ class Database:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs: dict[str, Any] = {"echo": echo}
+            _make_private_sqlite_file(Path(parsed.database))
+        # bound parameters stay out of logs and error messages: they hold password hashes
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if not self.is_sqlite:
             # No pre-ping: it costs every checkout round trips (asyncpg's: BEGIN, ping,
             # ROLLBACK); a connection the server closed is refused at checkout instead.
@@ -71,6 +74,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _make_private_sqlite_file(path: Path) -> None:
+    """The SQLite file made (empty) before SQLite opens it, readable by its owner only, in a
+    folder only its owner may enter; SQLite gives the -wal and -shm it makes the file's mode.
+    Files an older Sizzle made are narrowed too."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            file.chmod(0o600)
 
 
 def _refuse_closed_connections(engine: AsyncEngine) -> None:

@@ -1,13 +1,19 @@
 """Mail to users (email checks, password resets): over SMTP when `SIZZLE_SMTP_URL` is set,
-otherwise written to the log, so that a Sizzle without a mail server still works."""
+otherwise appended to a file only its owner may read (mbox format), so that a Sizzle without a
+mail server still works and its links never reach the log."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass
+from email.generator import Generator
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -53,27 +59,38 @@ class Mail:
 
 
 class Mailer:
-    def __init__(self, smtp_url: str, sender: str) -> None:
+    def __init__(self, smtp_url: str, sender: str, *, mail_file: Path) -> None:
         self.server = SmtpServer.parse(smtp_url) if smtp_url else None
         self.sender = sender
+        self.mail_file = mail_file
 
     async def send(self, mail: Mail) -> bool:
         """Send one mail; False (and a logged error) when the server refused or is away. A
         request that mails never fails for that: the user can ask for the link again."""
-        if self.server is None:
-            log.info("mail.logged", to=mail.to, subject=mail.subject, body=mail.body)
-            return True
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = mail.to
         message["Subject"] = mail.subject
         message.set_content(mail.body)
+        if self.server is None:
+            return await self._write(mail, message)
         try:
             await asyncio.to_thread(self._deliver, self.server, message)
         except (OSError, smtplib.SMTPException) as exc:
             log.error("mail.failed", to=mail.to, subject=mail.subject, error=str(exc))
             return False
         log.info("mail.sent", to=mail.to, subject=mail.subject)
+        return True
+
+    async def _write(self, mail: Mail, message: EmailMessage) -> bool:
+        # the log names the mail, never its body: the links in it sign in or reset a password
+        domain = mail.to.rpartition("@")[2]
+        try:
+            await asyncio.to_thread(append_to_mailbox, self.mail_file, message)
+        except OSError as exc:
+            log.error("mail.failed", to_domain=domain, subject=mail.subject, error=str(exc))
+            return False
+        log.info("mail.written", to_domain=domain, subject=mail.subject, file=str(self.mail_file))
         return True
 
     @staticmethod
@@ -92,3 +109,18 @@ class Mailer:
             if server.username:
                 smtp.login(server.username, server.password or "")
             smtp.send_message(message)
+
+
+def append_to_mailbox(path: Path, message: EmailMessage) -> None:
+    """Append one mail to an mbox file, made readable and writable by its owner only."""
+    message.set_unixfrom(f"From sizzle {time.asctime(time.gmtime())}")
+    text = io.StringIO()
+    Generator(text, mangle_from_=True).flatten(message, unixfrom=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)  # also a file made before, by hand or by an older Sizzle
+        # one write per mail: mails sent at once never interleave
+        os.write(descriptor, (text.getvalue().rstrip("\n") + "\n\n").encode())
+    finally:
+        os.close(descriptor)

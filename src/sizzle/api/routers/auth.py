@@ -59,7 +59,7 @@ async def register(
             free_minutes=state.settings.free_minutes,
         )
         summary = await accounts.summarize(tx, user)
-    await mail_verification(state, request, background, user.id)
+    await mail_verification(state, background, user.id)
     token = _token(state, user.id)
     return RegisterOut(**token.model_dump(), user=user_out(summary))
 
@@ -91,7 +91,7 @@ async def resend_verification(
 ) -> dict[str, bool]:
     """Mail the confirmation link again; `{"sent": false}` when the address is confirmed."""
     await state.rate_limiter.account_mail(email=user.email, ip=client_ip(request))
-    return {"sent": await mail_verification(state, request, background, user.id)}
+    return {"sent": await mail_verification(state, background, user.id)}
 
 
 @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
@@ -101,7 +101,7 @@ async def request_password_reset(
     """Mail a reset link if the address has an account. The answer is the same either way.
     Limited per address and per account, never by wrong passwords."""
     await state.rate_limiter.account_mail(email=body.email, ip=client_ip(request))
-    await mail_password_reset(state, request, background, body.email)
+    await mail_password_reset(state, background, body.email)
     return {"message": "if an account has this address, a reset link is on its way"}
 
 

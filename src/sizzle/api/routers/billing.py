@@ -101,8 +101,9 @@ async def packages(state: StateDep) -> PackagesOut:
     )
 
 
-def return_urls(request: Request, state: AppState, *, success: str, cancel: str) -> tuple[str, str]:
-    base = (state.settings.public_url or str(request.base_url)).rstrip("/")
+def return_urls(state: AppState, *, success: str, cancel: str) -> tuple[str, str]:
+    """Where Stripe sends the browser back: under SIZZLE_PUBLIC_URL, never the request's Host."""
+    base = state.settings.public_base_url
     return f"{base}{success}", f"{base}{cancel}"
 
 
@@ -112,13 +113,11 @@ def return_urls(request: Request, state: AppState, *, success: str, cancel: str)
     response_model=CheckoutOut,
     responses=error_responses(404, 503),
 )
-async def checkout(
-    body: CheckoutIn, user: CurrentUser, state: StateDep, request: Request
-) -> CheckoutOut:
+async def checkout(body: CheckoutIn, user: CurrentUser, state: StateDep) -> CheckoutOut:
     """Open a Stripe Checkout page for a package; the credit lands once Stripe says it is paid.
     503 `payments_not_configured` where Stripe is not set up."""
     success, cancel = return_urls(
-        request, state, success="/billing/return?purchase={PURCHASE_ID}", cancel="/billing"
+        state, success="/billing/return?purchase={PURCHASE_ID}", cancel="/billing"
     )
     started = await state.payments.start_checkout(
         user, body.package, success_url=success, cancel_url=cancel

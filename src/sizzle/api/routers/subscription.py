@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from sizzle.api.deps import BillingReader, CurrentUser, StateDep
@@ -85,12 +85,10 @@ async def get_subscription(user: BillingReader, state: StateDep) -> LabOut:
     response_model=SubscribeOut,
     responses=error_responses(409, 503),
 )
-async def subscribe(user: CurrentUser, state: StateDep, request: Request) -> SubscribeOut:
+async def subscribe(user: CurrentUser, state: StateDep) -> SubscribeOut:
     """Open a Stripe Checkout page for Sizzle Lab. Included minutes arrive when Stripe says the
     month is paid. 409 `already_subscribed`; 503 where payments are not set up."""
-    success, cancel = return_urls(
-        request, state, success="/billing?plan=welcome", cancel="/billing"
-    )
+    success, cancel = return_urls(state, success="/billing?plan=welcome", cancel="/billing")
     started = await state.payments.lab.start_checkout(user, success_url=success, cancel_url=cancel)
     return SubscribeOut(subscription_id=started.purchase_id, url=started.url)
 

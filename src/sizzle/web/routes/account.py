@@ -161,7 +161,6 @@ async def receipt_file(state: StateDep, user: SignedIn, purchase_id: IdPath) -> 
 
 @router.post("/billing/checkout", dependencies=[CsrfChecked])
 async def buy(
-    request: Request,
     state: StateDep,
     user: SignedIn,
     package: Annotated[str, Form(max_length=32)],
@@ -169,7 +168,7 @@ async def buy(
     """To Stripe's checkout page for the package; Stripe sends the browser back to the return
     page. Without Stripe set up, the error page says so."""
     success, cancel = return_urls(
-        request, state, success="/billing/return?purchase={PURCHASE_ID}", cancel="/billing"
+        state, success="/billing/return?purchase={PURCHASE_ID}", cancel="/billing"
     )
     started = await state.payments.start_checkout(
         user, package, success_url=success, cancel_url=cancel
@@ -180,7 +179,7 @@ async def buy(
 @router.post("/billing/lab", dependencies=[CsrfChecked])
 async def subscribe(request: Request, state: StateDep, user: SignedIn) -> Response:
     """To Stripe's checkout page for Sizzle Lab; back to the billing page after."""
-    success, cancel = return_urls(request, state, success="/billing?lab=welcome", cancel="/billing")
+    success, cancel = return_urls(state, success="/billing?lab=welcome", cancel="/billing")
     try:
         started = await state.payments.lab.start_checkout(
             user, success_url=success, cancel_url=cancel

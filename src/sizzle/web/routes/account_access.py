@@ -51,7 +51,7 @@ async def forgot(
             error=exc.message,
             email=email,
         )
-    await mail_password_reset(state, request, background, email)
+    await mail_password_reset(state, background, email)
     return render(
         request,
         "access/forgot.html",
@@ -126,5 +126,5 @@ async def resend(
 ) -> Response:
     """Mail the confirmation link again, from the account page."""
     await state.rate_limiter.account_mail(email=user.email, ip=client_ip(request))
-    await mail_verification(state, request, background, user.id)
+    await mail_verification(state, background, user.id)
     return RedirectResponse("/account?verification=sent", status_code=303)

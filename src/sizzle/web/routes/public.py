@@ -112,7 +112,7 @@ async def signup(
             name=name,
             free_minutes=state.settings.free_minutes,
         )
-    await mail_verification(state, request, background, created.id)
+    await mail_verification(state, background, created.id)
     return _signed_in(request, state, created.id, "/launch")
 
 
