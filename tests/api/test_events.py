@@ -62,6 +62,11 @@ def counting(db: Database) -> Iterator[Reads]:
         event.remove(engine, "before_cursor_execute", on_statement)
 
 
+def _cookie(auth: dict[str, str]) -> dict[str, str]:
+    """The page's session cookie for a user signed in through the API (the same token)."""
+    return {"Cookie": f"{SESSION_COOKIE}={auth['Authorization'].removeprefix('Bearer ')}"}
+
+
 class Stream:
     """One open server-sent event stream, read event by event."""
 
@@ -203,7 +208,7 @@ async def test_the_live_page_stream_carries_the_credit_read_in_the_same_tick(
     watcher = _manual_watcher(state)
     auth = await sign_up(client)
     session_id = await launch_active_session(client, state, clock, auth=auth)
-    cookie = {"Cookie": f"{SESSION_COOKIE}={auth['Authorization'].removeprefix('Bearer ')}"}
+    cookie = _cookie(auth)
     async with (
         serve_here(create_app(state=state, run_jobs=False)) as base,
         streams(base, [f"/sessions/{session_id}/events"] * 2, headers=cookie) as pages,
@@ -228,11 +233,13 @@ async def test_more_streams_than_the_cap_is_a_429_until_one_closes(
     auth = await sign_up(client)
     session_id = await launch_active_session(client, state, clock, auth=auth)
     path = f"/api/v1/sessions/{session_id}/events"
+    page_path, cookie = f"/sessions/{session_id}/events", _cookie(auth)
     async with serve_here(create_app(state=state, run_jobs=False)) as base:
-        async with streams(base, [path, path], headers=auth):
+        async with streams(base, [path], headers=auth), streams(base, [page_path], headers=cookie):
             async with httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
                 refused = await http.get(path, headers=auth)
-            assert refused.status_code == 429
+                page_refused = await http.get(page_path, headers=cookie)
+            assert refused.status_code == page_refused.status_code == 429
             assert refused.json()["error"]["code"] == "rate_limited"
             assert "2 live session streams" in refused.json()["error"]["message"]
         user_id = await _user_id(client, auth)
@@ -258,6 +265,41 @@ async def test_a_client_that_goes_away_gives_its_stream_back(
         with counting(db) as reads:
             await watcher.tick()
         assert reads.transactions == 0  # nothing watched: nothing read
+
+
+async def test_the_loop_ticks_while_streams_watch_and_ends_with_the_last(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    ticks: asyncio.Queue[None] = asyncio.Queue()
+
+    async def next_tick(_seconds: float) -> None:  # the test says when a second has passed
+        await ticks.get()
+
+    watcher = SessionWatcher(db, clock, max_streams_per_user=5, sleep=next_tick)
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    _, subscription = await watcher.watch(session_id, user_id=await _user_id(client, auth))
+    assert subscription is not None and watcher.running
+    await act(client, auth=auth, session_id=session_id, action="stop")
+    ticks.put_nowait(None)
+    async with asyncio.timeout(WAIT):
+        seen = await subscription.next()
+    assert seen is not None and seen.ended
+    subscription.close()
+    await _until(lambda: not watcher.running)  # nothing left to watch: the loop has ended
+    assert watcher.ticks == 1
+
+
+async def test_closing_the_watcher_ends_every_stream(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    watcher = SessionWatcher(db, clock, max_streams_per_user=5)
+    auth = await sign_up(client)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    _, subscription = await watcher.watch(session_id, user_id=await _user_id(client, auth))
+    assert subscription is not None
+    await watcher.close()
+    assert await subscription.next() is None and not watcher.running
 
 
 async def _until(condition: Any) -> None:

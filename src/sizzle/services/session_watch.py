@@ -188,7 +188,13 @@ class SessionWatcher:
 
     @property
     def watched(self) -> int:
+        """How many sessions the ticks read."""
         return len(self._watches)
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop is ticking (only while someone watches)."""
+        return self._task is not None and not self._task.done()
 
     async def watch(
         self,
