@@ -13,8 +13,8 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from fpdf import FPDF
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,9 @@ from sizzle.db.models import GpuSession, LedgerEntry, Purchase, User
 from sizzle.domain.money import usd_text
 from sizzle.errors import NotFound, ValidationFailed
 from sizzle.services import ledger
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 # Ledger kinds, in words a customer reads.
 KIND_LABELS = {
@@ -267,6 +270,10 @@ def signed_usd(micros: int) -> str:
 
 
 def _pdf(title: str) -> FPDF:
+    # imported here, when a PDF is made: fpdf (and Pillow under it) costs a third of a second
+    # at every start of a process that may never make one
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_title(title)
     pdf.set_author("Sizzle")
