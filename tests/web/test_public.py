@@ -68,7 +68,7 @@ NOT_ONE_ADDRESS = (
     "a@evil.example.com\r\nBcc: victim@corp.example.com",  # a header smuggled in
     "<b>x</b>@example.com",
     "Victim <victim@corp.example.com>",
-    "victim@corp.example.com\x00",
+    "a@evil.example.com;victim@corp.example.com",
 )
 
 
