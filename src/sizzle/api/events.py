@@ -46,8 +46,9 @@ async def sightings(first: Sighting, subscription: Subscription | None) -> Async
 
 class EventStream(StreamingResponse):
     """Server-sent events that give their subscription back however the response ends:
-    the session ended, the client went away (Starlette cancels the stream on
-    `http.disconnect`, so no stream polls for it), or sending failed."""
+    the session ended, the client went away, or sending failed. Under uvicorn (ASGI 2.3)
+    Starlette waits for `http.disconnect` beside the stream and cancels it, so no stream
+    polls to notice its client has gone."""
 
     def __init__(self, content: AsyncIterator[str], subscription: Subscription | None) -> None:
         super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
