@@ -128,11 +128,17 @@ async def lease_holder(db: Database) -> AsyncIterator[Leases]:
 
 @asynccontextmanager
 async def lease(db: Database, name: str, *, wait_seconds: float = 0) -> AsyncIterator[bool]:
-    """Hold one lease for the block: True if taken (within `wait_seconds`), else False."""
-    async with lease_holder(db) as leases:
-        taken = await leases.take(name, timeout_seconds=wait_seconds)
-        try:
-            yield taken
-        finally:
-            if taken:
-                await leases.give_back(name)
+    """Hold one lease for the block: True if taken (within `wait_seconds`), else False.
+
+    Between tries the waiter holds no connection: many requests waiting on one busy session
+    must not take the pool from the holder, which needs a connection to finish its work."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        async with lease_holder(db) as leases:
+            if await leases.try_take(name):
+                yield True  # given back when the holder ends, however the block ends
+                return
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+    yield False

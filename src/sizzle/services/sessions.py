@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from sizzle.errors import (
     InvalidTransition,
     NoCapacity,
     NotFound,
+    SizzleError,
     ValidationFailed,
 )
 from sizzle.providers.base import Provider, SupportsPause
@@ -36,9 +38,10 @@ log = structlog.get_logger(__name__)
 S = SessionStatus
 LIVE_STATUSES = [status.value for status in SessionStatus if status.is_live()]
 MAX_MINUTES_LIMIT = 60 * 24 * 30
-# How long a user's stop waits for another process's step on the session (a release, a launch
-# check) before answering "stopping" and leaving the release to that process or the reaper.
-RELEASE_WAIT_SECONDS = 15.0
+# How long a user's action waits for another step on the session (another user's action on
+# another replica, a release, a launch check) that holds its lease. A pause or resume still
+# waiting then answers 409; a stop answers "stopping" and leaves the release to the reaper.
+LEASE_WAIT_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -212,32 +215,49 @@ async def start_session(db: Database, *, session_id: str, user: User, now: datet
 async def pause_session(
     db: Database, providers: dict[str, Provider], *, session_id: str, user: User, now: datetime
 ) -> None:
-    """Stop billing and park the GPU; paused time is never billed."""
-    async with db.transaction() as tx:
-        session = await lock_session(tx, session_id, user_id=user.id)
-        _require_status(session, S.ACTIVE, "pause")
-        await switch_status(tx, session, S.PAUSED, actor=f"user:{user.id}", now=now)
-    provider = _provider_of(session, providers)
-    if isinstance(provider, SupportsPause) and session.instance_id:
-        await provider.stop(session.instance_id)
+    """Stop billing and park the GPU; paused time is never billed.
+
+    Under the session's lease, from the status change to the provider's stop: a resume on
+    another replica cannot start the GPU in between and find it stopped behind it."""
+    async with _user_lease(db, session_id, user=user):
+        async with db.transaction() as tx:
+            session = await lock_session(tx, session_id, user_id=user.id)
+            _require_status(session, S.ACTIVE, "pause")
+            await switch_status(tx, session, S.PAUSED, actor=f"user:{user.id}", now=now)
+        provider = _provider_of(session, providers)
+        if not (isinstance(provider, SupportsPause) and session.instance_id):
+            return
+        try:
+            await provider.stop(session.instance_id)
+        except SizzleError as exc:
+            # Billing has stopped, which is what the user asked for; the reconciler stops a
+            # paused session's GPU that still runs.
+            log.warning("session.pause_stop_failed", session_id=session_id, error=exc.message)
 
 
 async def resume_session(
     db: Database, providers: dict[str, Provider], *, session_id: str, user: User, now: datetime
 ) -> None:
-    async with db.transaction() as tx:
-        session = await lock_session(tx, session_id, user_id=user.id)
-        _require_status(session, S.PAUSED, "resume")
-        await _require_first_minute(
-            tx, session.user_id, session.price_micros_per_minute, lab_covered=session.lab_covered
-        )
-    provider = _provider_of(session, providers)
-    if isinstance(provider, SupportsPause) and session.instance_id:
-        await provider.start(session.instance_id)
-    async with db.transaction() as tx:
-        session = await lock_session(tx, session_id, user_id=user.id)
-        _require_status(session, S.PAUSED, "resume")
-        await switch_status(tx, session, S.ACTIVE, actor=f"user:{user.id}", now=now)
+    """Start the parked GPU, then bill again; under the session's lease, like a pause."""
+    async with _user_lease(db, session_id, user=user):
+        async with db.transaction() as tx:
+            session = await lock_session(tx, session_id, user_id=user.id)
+            _require_status(session, S.PAUSED, "resume")
+            await _require_first_minute(
+                tx,
+                session.user_id,
+                session.price_micros_per_minute,
+                lab_covered=session.lab_covered,
+            )
+        provider = _provider_of(session, providers)
+        if isinstance(provider, SupportsPause) and session.instance_id:
+            await provider.start(session.instance_id)
+        async with db.transaction() as tx:
+            # A job may have ended it meanwhile (the reaper, past the pause limit): its release
+            # destroys the GPU just started, once this lease is given back.
+            session = await lock_session(tx, session_id, user_id=user.id)
+            _require_status(session, S.PAUSED, "resume")
+            await switch_status(tx, session, S.ACTIVE, actor=f"user:{user.id}", now=now)
 
 
 async def stop_session(
@@ -297,10 +317,10 @@ async def release_session(
     """Destroy a stopping session's instance, then mark it terminated.
 
     Under the session's lease, so a user's stop on one replica and the reaper or metering on a
-    worker never both call the provider for it. A job (`wait` false) that finds the lease taken
-    leaves the session to its holder, or to the reaper's next pass; a user's stop waits for the
-    holder a while, then reads what it did."""
-    wait_seconds = RELEASE_WAIT_SECONDS if wait else 0
+    worker never both call the provider for it, nor race a pause or resume of it. A job (`wait`
+    false) that finds the lease taken leaves the session to its holder, or to the reaper's next
+    pass; a user's stop waits for the holder a while, then reads what it did."""
+    wait_seconds = LEASE_WAIT_SECONDS if wait else 0
     async with lease(db, session_lease(session_id), wait_seconds=wait_seconds) as leased:
         if not leased:
             log.debug("session.release_left_to_holder", session_id=session_id)
@@ -338,6 +358,23 @@ async def release_session(
                 now=now,
                 reason="instance released",
             )
+
+
+@asynccontextmanager
+async def _user_lease(db: Database, session_id: str, *, user: User) -> AsyncIterator[None]:
+    """The session's lease for a user's action, waited for a while; 409 if it stays taken.
+
+    The session is looked up first, so that nobody learns of, or waits on, another's session.
+    No transaction is open while waiting (the lease rule: never wait holding a lock)."""
+    async with db.read() as tx:
+        await get_session(tx, session_id, user_id=user.id)
+    async with lease(db, session_lease(session_id), wait_seconds=LEASE_WAIT_SECONDS) as leased:
+        if not leased:
+            raise Conflict(
+                "another change to this session is still under way; try again in a moment",
+                code="session_busy",
+            )
+        yield
 
 
 def _provider_of(session: GpuSession, providers: dict[str, Provider]) -> Provider | None:
