@@ -6,6 +6,13 @@ checks in a row has lost it: the session fails with `provider_lost`, billed only
 last time its instance was seen running (minutes charged after that are refunded).
 A provider that cannot be listed is skipped for the round: silence is not evidence.
 
+A session and its instance that disagree are made to agree, and billed to the truth: a paused
+session whose GPU runs gets it stopped (paused time is not billed); an active session whose
+GPU the provider has stopped is paused, billed only up to the last time its GPU was seen
+running (minutes paid beyond that count toward the next ones, or are refunded at its end).
+Each repair waits out a short grace after the session's own pause or resume (a provider may
+report the change late), and is made under the session's lease after a fresh look at both.
+
 With several workers, one round runs at a time (the `reconcile` job lease; a worker that finds
 it taken skips its turn). Two rounds at once would both count the same miss, failing a session
 on one check instead of two, and would both destroy, and count, the same orphan. An orphan is
@@ -17,21 +24,27 @@ their own instance already.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sizzle.clock import to_ms
+from sizzle.clock import from_ms, to_ms
 from sizzle.db.database import Database
 from sizzle.db.leases import job_lease, lease, session_lease
 from sizzle.db.models import GpuSession, ProviderInstance
 from sizzle.domain.lifecycle import EndReason, SessionStatus
-from sizzle.domain.money import MS_PER_MINUTE, minutes_started
-from sizzle.providers.base import INSTANCE_PREFIX, Instance, InstanceState, Provider
-from sizzle.services import ledger
+from sizzle.domain.money import MS_PER_MINUTE
+from sizzle.providers.base import (
+    INSTANCE_PREFIX,
+    Instance,
+    InstanceState,
+    Provider,
+    SupportsPause,
+)
 from sizzle.services.lifecycle import switch_status
+from sizzle.services.metering import charge_due_minutes
 from sizzle.services.sessions import lock_session
 
 log = structlog.get_logger(__name__)
@@ -40,6 +53,8 @@ S = SessionStatus
 ACTOR = "system:reconciler"
 MISSING_CHECKS_TO_FAIL = 2
 HOLDS_AN_INSTANCE = (S.READY.value, S.ACTIVE.value, S.PAUSED.value)
+# How long after a pause or resume a provider may still report the GPU as it was before.
+STATE_GRACE = timedelta(minutes=2)
 
 
 @dataclass
@@ -47,6 +62,8 @@ class ReconcileReport:
     orphans_destroyed: list[str] = field(default_factory=list)
     sessions_lost: list[str] = field(default_factory=list)
     providers_skipped: list[str] = field(default_factory=list)
+    sessions_paused: list[str] = field(default_factory=list)  # their GPU was found stopped
+    instances_stopped: list[str] = field(default_factory=list)  # of paused sessions
 
 
 async def reconcile(
@@ -93,6 +110,7 @@ async def _reconcile(
                 report.orphans_destroyed.append(f"{provider_name}:{instance.external_id}")
                 log.warning("reconcile.orphan_destroyed", provider=provider_name, name=name)
 
+    drifted: list[str] = []
     for session in live.values():
         if session.status not in HOLDS_AN_INSTANCE or session.provider not in listed:
             continue
@@ -105,11 +123,15 @@ async def _reconcile(
                 fresh.missing_checks = 0
                 if held.state is InstanceState.RUNNING:
                     fresh.last_seen_running_ms = to_ms(now)
+                if _disagrees(fresh, held, providers[session.provider], now=now):
+                    drifted.append(fresh.id)
                 continue
             fresh.missing_checks += 1
             if fresh.missing_checks >= MISSING_CHECKS_TO_FAIL:
                 await _fail_lost_session(tx, fresh, now=now)
                 report.sessions_lost.append(fresh.id)
+    for session_id in drifted:
+        await _repair_disagreement(db, providers, session_id, report, now=now)
 
 
 async def _destroy_orphan(
@@ -145,21 +167,88 @@ def _is_orphan(session: GpuSession | None, provider: str, instance: Instance) ->
     return session.provider != provider or session.instance_id != instance.external_id
 
 
+def _disagrees(
+    session: GpuSession, instance: Instance, provider: Provider, *, now: datetime
+) -> bool:
+    """Active with a stopped GPU, or paused with a running one, past the grace of the change."""
+    if session.status == S.ACTIVE.value and instance.state is InstanceState.STOPPED:
+        since = session.active_since_ms
+        return since is not None and to_ms(now) - since >= STATE_GRACE / timedelta(milliseconds=1)
+    if session.status == S.PAUSED.value and instance.state is InstanceState.RUNNING:
+        # A provider that cannot pause keeps the GPU while the session is paused, by design.
+        paused = session.paused_at
+        return (
+            isinstance(provider, SupportsPause)
+            and paused is not None
+            and now - paused >= STATE_GRACE
+        )
+    return False
+
+
+async def _repair_disagreement(
+    db: Database,
+    providers: dict[str, Provider],
+    session_id: str,
+    report: ReconcileReport,
+    *,
+    now: datetime,
+) -> None:
+    """Make the session and its instance agree, if a fresh look at both still disagrees."""
+    async with lease(db, session_lease(session_id)) as leased:
+        if not leased:
+            return  # a user's action or a job is at work on it: look again next round
+        async with db.read() as tx:
+            session = await tx.get(GpuSession, session_id)
+        if session is None or session.provider not in providers or not session.instance_id:
+            return
+        provider = providers[session.provider]
+        try:
+            instance = await provider.status(session.instance_id)
+            if instance is None or not _disagrees(session, instance, provider, now=now):
+                return
+            if session.status == S.PAUSED.value and isinstance(provider, SupportsPause):
+                await provider.stop(session.instance_id)
+                report.instances_stopped.append(session_id)
+                log.warning("reconcile.paused_instance_stopped", session_id=session_id)
+                return
+        except Exception as exc:  # any failure: this session waits for the next round
+            log.warning("reconcile.repair_failed", session_id=session_id, error=str(exc))
+            return
+        async with db.transaction() as tx:
+            fresh = await lock_session(tx, session_id, user_id=None)
+            if fresh.status != S.ACTIVE.value:
+                return
+            await _bill_to_last_sighting(tx, fresh, now=now)
+            await switch_status(
+                tx,
+                fresh,
+                S.PAUSED,
+                actor=ACTOR,
+                now=now,
+                reason="its GPU was found stopped at the provider",
+                already_metered=True,
+            )
+        report.sessions_paused.append(session_id)
+        log.warning("reconcile.stopped_instance_paused", session_id=session_id)
+
+
+async def _bill_to_last_sighting(tx: AsyncSession, session: GpuSession, *, now: datetime) -> None:
+    """End the active span where its GPU was last seen running, charged up to there."""
+    if session.active_since_ms is None:
+        return
+    seen = session.last_seen_running_ms or session.active_since_ms
+    until = max(min(seen, to_ms(now)), session.active_since_ms)
+    await charge_due_minutes(tx, now=from_ms(until), session_ids=[session.id])
+    await tx.refresh(session)
+    billable = session.active_ms_before + until - session.active_since_ms
+    session.active_ms_before = min(billable, session.charged_minutes * MS_PER_MINUTE)
+    session.active_since_ms = None
+
+
 async def _fail_lost_session(tx: AsyncSession, session: GpuSession, *, now: datetime) -> None:
     """Fail the session; bill it only to the last moment its instance was seen running."""
-    if session.status == S.ACTIVE.value and session.active_since_ms is not None:
-        seen = session.last_seen_running_ms or session.active_since_ms
-        billable = session.active_ms_before + max(
-            min(seen, to_ms(now)) - session.active_since_ms, 0
-        )
-        owed = minutes_started(billable)
-        if session.charged_minutes > owed:
-            await ledger.refund_session_minutes(
-                tx, session.id, after_minute=owed, now=now, reason="instance lost at provider"
-            )
-            session.charged_minutes = owed
-        session.active_ms_before = min(billable, owed * MS_PER_MINUTE)
-        session.active_since_ms = None
+    if session.status == S.ACTIVE.value:
+        await _bill_to_last_sighting(tx, session, now=now)  # the minutes after: refunded
     instance = await tx.scalar(
         select(ProviderInstance).where(
             ProviderInstance.session_id == session.id, ProviderInstance.terminated_at.is_(None)

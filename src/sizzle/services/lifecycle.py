@@ -11,14 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sizzle.clock import to_ms
 from sizzle.db.models import GpuSession, SessionEvent
 from sizzle.domain.lifecycle import EndReason, SessionStatus, can_transition
-from sizzle.domain.money import MS_PER_MINUTE
+from sizzle.domain.money import MS_PER_MINUTE, minutes_started
 from sizzle.errors import InvalidTransition
-from sizzle.services import audit
+from sizzle.services import audit, ledger
 from sizzle.services.metering import charge_due_minutes
 
 log = structlog.get_logger(__name__)
 
 S = SessionStatus
+ENDED = (S.STOPPING, S.FAILED, S.TERMINATED)
 
 
 def active_ms(session: GpuSession, now: datetime) -> int:
@@ -53,7 +54,8 @@ async def switch_status(
     """Move `session` to `target` if the transition table allows it, and record who and why.
 
     Leaving `active` first charges every started minute, then freezes the billable time at
-    what was paid for, so time that could not be paid is never counted.
+    what was paid for, so time that could not be paid is never counted. Ending gives back the
+    minutes paid in advance beyond the billable time (the reconciler's repairs leave some).
     """
     current = S(session.status)
     if not can_transition(current, target):
@@ -66,6 +68,8 @@ async def switch_status(
         _freeze_active_time(session, now)
     if current is S.PAUSED:
         session.paused_at = None
+    if target in ENDED and current not in ENDED:
+        await _refund_unused_minutes(tx, session, now)
 
     if target is S.READY:
         session.ready_at = now
@@ -114,3 +118,15 @@ def _freeze_active_time(session: GpuSession, now: datetime) -> None:
     paid_ms = session.charged_minutes * MS_PER_MINUTE
     session.active_ms_before = min(active_ms(session, now), paid_ms)
     session.active_since_ms = None
+
+
+async def _refund_unused_minutes(tx: AsyncSession, session: GpuSession, now: datetime) -> None:
+    """Give back the minutes charged beyond the session's billable time, now that it ends."""
+    owed = minutes_started(session.active_ms_before)
+    if session.charged_minutes <= owed:
+        return
+    refunded = await ledger.refund_session_minutes(
+        tx, session.id, after_minute=owed, now=now, reason="paid in advance, never used"
+    )
+    session.charged_minutes = owed
+    log.info("session.unused_minutes_refunded", session_id=session.id, minutes=refunded)
