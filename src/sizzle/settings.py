@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(
         10, gt=0, description="Timeout of one call to a provider's API."
     )
+    ollama_probe_timeout_seconds: float = Field(
+        2,
+        gt=0,
+        description="How long one Ollama node may take to answer a probe before it is left "
+        "out of the offers and shown unhealthy (at most half the provider timeout).",
+    )
     chat_stall_seconds: float = Field(
         10,
         gt=0,

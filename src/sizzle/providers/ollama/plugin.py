@@ -5,6 +5,11 @@ session; a session holds its node from provision to terminate (a ProviderInstanc
 provider "ollama" whose external_id is the node name and terminated_at is NULL). The
 external id of a session's "instance" is the node name. Provisioning pulls and loads the
 session's model; terminating unloads it.
+
+Nodes are probed at once, each bounded by its own short timeout (well under the orchestrator's
+offer timeout), so one node that accepts connections and never answers costs a launch that
+long and no more. A node that fails its probe is marked unhealthy with the reason, shown in
+the provider's health, and left out of the offers without a new probe for a short while.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -41,6 +47,18 @@ log = structlog.get_logger(__name__)
 
 # How long a provisioned node stays claimed in-process while its ProviderInstance row is written.
 CLAIM_TTL = timedelta(minutes=5)
+# How long offers leave out a node that failed its probe before probing it again (a health
+# check, as the operator pages run, probes every node every time).
+UNHEALTHY_RECHECK = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """What the last probe of a node found: None when it answered, else why not."""
+
+    error: str | None
+    checked_at: datetime
+
 
 # Progress phases, in order: "pulling manifest", "downloading" (percent 0-100 over the layers
 # seen so far), "verifying", "writing manifest", "pulled", then "loading" and "ready" (100).
@@ -65,15 +83,19 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         # exists (the orchestrator records it after provision returns):
         # node -> (session id, claimed until; None while the provision runs).
         self._claimed: dict[str, tuple[str, datetime | None]] = {}
+        self.node_health: dict[str, NodeHealth] = {}
 
     # -- the interface -------------------------------------------------------------------------
 
     async def health(self) -> ProviderHealth:
+        """Every node probed now; those that fail are named with their reason."""
         if not self.nodes:
             return ProviderHealth(healthy=False, detail="no nodes in SIZZLE_OLLAMA_NODES")
         answers = await asyncio.gather(*(self._probe(node) for node in self.nodes.values()))
         down = [
-            f"{node}: {error}" for node, error in zip(self.nodes, answers, strict=True) if error
+            f"{node} unhealthy: {error}"
+            for node, error in zip(self.nodes, answers, strict=True)
+            if error
         ]
         detail = f"{len(self.nodes) - len(down)}/{len(self.nodes)} nodes answer"
         return ProviderHealth(
@@ -92,7 +114,11 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
             )
         ]
         busy = await self._busy_nodes()
-        free = [node for node in candidates if node.name not in busy]
+        free = [
+            node
+            for node in candidates
+            if node.name not in busy and not self._recently_unhealthy(node.name)
+        ]
         answers = await asyncio.gather(*(self._probe(node) for node in free))
         return [
             Offer(
@@ -225,14 +251,43 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
             transport=self._transport,
         )
 
+    @property
+    def probe_timeout_seconds(self) -> float:
+        """One probe's bound: under half the orchestrator's offer timeout, whatever is set."""
+        settings = self.context.settings
+        return min(settings.ollama_probe_timeout_seconds, settings.provider_timeout_seconds / 2)
+
     async def _probe(self, node: OllamaNode) -> str | None:
-        """None when the node's Ollama answers, else why not (one attempt, no retries)."""
-        async with self._client(node) as client:
-            try:
-                await client.version(retry=False)
-            except SizzleError as exc:
-                return exc.message
-        return None
+        """None when the node's Ollama answers in time, else why not (one attempt, no retries).
+
+        The outcome is kept in `node_health`."""
+        limit = self.probe_timeout_seconds
+        error: str | None = None
+        client = OllamaClient(node.url, node=node.name, timeout=limit, transport=self._transport)
+        try:
+            # httpx bounds each read, not the whole answer: a node that drips bytes is cut here.
+            await asyncio.wait_for(client.version(retry=False), limit)
+        except TimeoutError:
+            error = f"no answer within {limit:g} s"
+        except SizzleError as exc:
+            error = exc.message
+        finally:
+            await client.aclose()
+        if error and self._node_was_healthy(node.name):
+            log.warning("ollama.node_unhealthy", node=node.name, error=error)
+        self.node_health[node.name] = NodeHealth(error, self.context.clock.now())
+        return error
+
+    def _node_was_healthy(self, node: str) -> bool:
+        health = self.node_health.get(node)
+        return health is None or health.error is None
+
+    def _recently_unhealthy(self, node: str) -> bool:
+        """Failed its last probe, and that not long ago: left out without a new probe."""
+        health = self.node_health.get(node)
+        if health is None or health.error is None:
+            return False
+        return self.context.clock.now() - health.checked_at < UNHEALTHY_RECHECK
 
     async def _pull(self, client: OllamaClient, session_id: str, model: str) -> None:
         layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total)
