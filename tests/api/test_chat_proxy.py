@@ -37,20 +37,36 @@ class Stack:
     node: FakeOllama
     state: AppState
     http: httpx.AsyncClient
+    chat_clients: list[tuple[str, int]]  # the (address, port) each chat came to the node from
+
+
+def recording_chat_clients(app: Any, clients: list[tuple[str, int]]) -> Any:
+    """The node's app, noting the client address of each chat request it gets."""
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
+            clients.append(tuple(scope["client"]))
+        await app(scope, receive, send)
+
+    return recording
 
 
 @pytest.fixture
-def node() -> Iterator[tuple[FakeOllama, str]]:
+def node() -> Iterator[tuple[FakeOllama, str, list[tuple[str, int]]]]:
     fake = FakeOllama(registry={MODEL_TAG: 2_000, "qwen2.5:7b": 2_000})
-    with serve(fake_ollama_app(fake)) as url:
-        yield fake, url
+    clients: list[tuple[str, int]] = []
+    with serve(recording_chat_clients(fake_ollama_app(fake), clients)) as url:
+        yield fake, url, clients
 
 
 @pytest.fixture
 async def stack(
-    settings: Settings, clock: FakeClock, db: Database, node: tuple[FakeOllama, str]
+    settings: Settings,
+    clock: FakeClock,
+    db: Database,
+    node: tuple[FakeOllama, str, list[tuple[str, int]]],
 ) -> AsyncIterator[Stack]:
-    fake, node_url = node
+    fake, node_url, clients = node
     boxes = [
         {
             "name": name,
@@ -70,7 +86,7 @@ async def stack(
     state = AppState.build(settings.model_copy(update=update), clock=clock, db=db)
     app = create_app(state=state, run_jobs=False)
     async with serve_here(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-        yield Stack(fake, state, http)
+        yield Stack(fake, state, http, clients)
     await state.chat_proxy.close()
     for provider in state.providers.values():
         await provider.close()
@@ -147,6 +163,20 @@ async def test_a_streamed_answer_reaches_the_client_before_the_node_has_finished
     assert counted["prompt_tokens"] == 5 and counted["completion_tokens"] == 5
     assert counted["median_time_to_first_token_ms"] is not None
     assert counted["tokens_per_second"] is not None and counted["tokens_per_second"] > 0
+
+
+async def test_chats_reuse_one_connection_to_the_node(stack: Stack) -> None:
+    auth = await sign_up(stack.http)
+    await active_session(stack, auth=auth)
+    request = {"model": "llama3.1-8b", "messages": HELLO, "stream": True}
+    for _ in range(3):
+        async with stack.http.stream("POST", CHAT, json=request, headers=auth) as response:
+            assert events([line async for line in response.aiter_lines()])[-1] == "[DONE]"
+    whole = await stack.http.post(CHAT, json={**request, "stream": False}, headers=auth)
+    assert whole.status_code == 200, whole.text
+    # an answer read to its end leaves its connection open: no new connection per chat
+    assert len(stack.chat_clients) == 4
+    assert len(set(stack.chat_clients)) == 1
 
 
 async def test_the_usage_chunk_is_passed_on_when_the_client_asks_for_it(stack: Stack) -> None:

@@ -3,7 +3,11 @@ passed back as it comes, and every request counted on the session.
 
 Streaming answers are relayed event by event, never gathered first. When the client goes
 away, the relay is cancelled inside its read from the node, and closing that upstream
-response drops the node's connection, which makes Ollama stop generating.
+response drops the node's connection, which makes Ollama stop generating. An answer read to
+its end leaves its connection open for the next request to the node (keep-alive).
+
+The node is asked with aiohttp: this is the hot path of every chat, and its C parser and
+thin layers add about half the time of httpx's to the first token.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 import structlog
 
 from sizzle.clock import Clock
@@ -38,6 +42,12 @@ from sizzle.services.workspace import ChatTarget
 log = structlog.get_logger(__name__)
 
 DONE = b"data: [DONE]\n\n"
+# After [DONE], how long the rest of the answer (the end of its chunked body) may take to
+# arrive: read to the end, the connection goes back to the pool instead of being dropped.
+DRAIN_SECONDS = 1.0
+# Idle connections to nodes are dropped before a server's usual 5 s keep-alive would close
+# them, so a request is not sent on a connection the node is closing.
+KEEPALIVE_SECONDS = 4.0
 
 
 @dataclass
@@ -113,7 +123,7 @@ def upstream_body(body: dict[str, Any], target: ChatTarget) -> tuple[dict[str, A
     return forwarded, wants_usage
 
 
-def _upstream_message(response: httpx.Response, raw: bytes) -> str:
+def _upstream_message(status: int, raw: bytes) -> str:
     try:
         body = json.loads(raw)
     except ValueError:
@@ -125,13 +135,12 @@ def _upstream_message(response: httpx.Response, raw: bytes) -> str:
         if isinstance(error, str):
             return error
     text = raw.decode("utf-8", "replace").strip()
-    return text[:500] or f"HTTP {response.status_code}"
+    return text[:500] or f"HTTP {status}"
 
 
-def _refusal(response: httpx.Response, raw: bytes) -> SizzleError:
+def _refusal(status: int, raw: bytes) -> SizzleError:
     """The node's refusal as our error: its 4xx kept, its 5xx a 502."""
-    message = f"the model server said: {_upstream_message(response, raw)}"
-    status = response.status_code
+    message = f"the model server said: {_upstream_message(status, raw)}"
     if status == 404:
         return NotFound(message, code="model_not_found")
     if status == 429:
@@ -157,20 +166,30 @@ class ChatProxy:
         *,
         connect_timeout_seconds: float = 10.0,
         read_timeout_seconds: float = 300.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.recorder = ChatRecorder(db)
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout_seconds, connect=connect_timeout_seconds),
-            transport=transport,
-            # Loading a big model can take minutes before the first byte; reads may wait long.
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        # Loading a big model can take minutes before the first byte; reads may wait long.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_seconds, sock_read=read_timeout_seconds
         )
+        self._http: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The pooled client, made on first use: it belongs to the running event loop."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(
+                    limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
+            )
+        return self._http
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
         await self.recorder.close()
 
     async def complete(self, target: ChatTarget, body: dict[str, Any]) -> dict[str, Any]:
@@ -178,13 +197,14 @@ class ChatProxy:
         meter = ChatMeter(model=target.model, stream=False)
         forwarded, _ = upstream_body(body, target)
         try:
-            response = await self._http.post(_url(target), json=forwarded)
-            if response.status_code != 200:
-                error = _refusal(response, response.content)
+            async with self._client().post(_url(target), json=forwarded) as response:
+                status, raw = response.status, await response.read()
+            if status != 200:
+                error = _refusal(status, raw)
                 meter.fail("upstream_error", error.status_code, error.message)
                 raise error
             try:
-                answer = response.json()
+                answer = json.loads(raw)
             except ValueError:
                 answer = None
             if not isinstance(answer, dict):
@@ -192,7 +212,7 @@ class ChatProxy:
                 raise BadGateway("the model server's answer is not a JSON object")
             meter.observe_usage(answer.get("usage"))
             return answer
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             meter.fail("failed", error.status_code, error.message)
             raise error from exc
@@ -207,22 +227,21 @@ class ChatProxy:
         A refusal before the answer starts raises here, so the client gets a proper status."""
         meter = ChatMeter(model=target.model, stream=True)
         forwarded, wants_usage = upstream_body(body, target)
-        request = self._http.build_request("POST", _url(target), json=forwarded)
         try:
-            response = await self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._client().post(_url(target), json=forwarded)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             meter.fail("failed", error.status_code, error.message)
             await self._record(target, meter)
             raise error from exc
-        if response.status_code != 200:
+        if response.status != 200:
             try:
-                raw = await response.aread()
-            except httpx.HTTPError:
+                raw = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
                 raw = b""
             finally:
-                await response.aclose()
-            error = _refusal(response, raw)
+                response.release()
+            error = _refusal(response.status, raw)
             meter.fail("upstream_error", error.status_code, error.message)
             await self._record(target, meter)
             raise error
@@ -231,37 +250,45 @@ class ChatProxy:
     async def _relay(
         self,
         target: ChatTarget,
-        response: httpx.Response,
+        response: aiohttp.ClientResponse,
         meter: ChatMeter,
         *,
         wants_usage: bool,
     ) -> AsyncGenerator[bytes, None]:
         finished = False
         try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators and SSE comments
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    finished = True
-                    yield DONE
+            pending = bytearray()
+            async for received in response.content.iter_any():
+                pending += received
+                *lines, rest = pending.split(b"\n")
+                pending = rest
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators and SSE comments
+                    data = bytes(line[5:].strip())
+                    if data == b"[DONE]":
+                        finished = True
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        chunk = None
+                    if isinstance(chunk, dict):
+                        meter.observe_chunk(chunk)
+                        if "error" in chunk:
+                            meter.fail("upstream_error", 200, _upstream_message(200, data))
+                        elif not wants_usage and chunk.get("usage") and not chunk.get("choices"):
+                            continue  # the usage chunk we asked for on our own account
+                    yield b"data: " + data + b"\n\n"  # passed on as the node wrote it
+                if finished:
                     break
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    chunk = None
-                if isinstance(chunk, dict):
-                    meter.observe_chunk(chunk)
-                    if "error" in chunk:
-                        message = _upstream_message(response, data.encode())
-                        meter.fail("upstream_error", 200, message)
-                    elif not wants_usage and chunk.get("usage") and not chunk.get("choices"):
-                        continue  # the usage chunk we asked for on our own account
-                yield f"data: {data}\n\n".encode()
-            if not finished and meter.outcome == "ok":
+            if finished:
+                yield DONE
+                await _drain(response)
+            elif meter.outcome == "ok":
                 meter.fail("failed", 502, "the model server ended the answer early")
                 yield _error_event("upstream_error", "the model server ended the answer early")
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             meter.fail("failed", error.status_code, error.message)
             yield _error_event(error.code, error.message)
@@ -270,8 +297,11 @@ class ChatProxy:
             meter.fail("cancelled", 499, "the client went away before the answer ended")
             raise
         finally:
+            if response.content.at_eof():
+                response.release()  # read to its end: the connection goes back to the pool
+            else:
+                response.close()  # dropping the connection makes the node stop generating
             with anyio.CancelScope(shield=True):
-                await response.aclose()
                 await self._record(target, meter)
 
     async def _record(self, target: ChatTarget, meter: ChatMeter) -> None:
@@ -317,14 +347,21 @@ class ChatRecorder:
         await self.flush()
 
 
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read what follows [DONE] (the end of the body), so the connection can be kept."""
+    with anyio.move_on_after(DRAIN_SECONDS):
+        async for _ in response.content.iter_any():
+            pass
+
+
 def _url(target: ChatTarget) -> str:
     return f"{target.base_url.rstrip('/')}/v1/chat/completions"
 
 
-def _transport_error(exc: httpx.HTTPError) -> SizzleError:
-    if isinstance(exc, httpx.TimeoutException):
+def _transport_error(exc: Exception) -> SizzleError:
+    if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors
         return GatewayTimeout("the session's model server did not answer in time")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return BadGateway(
             "the session's model server cannot be reached", code="upstream_unavailable"
         )
