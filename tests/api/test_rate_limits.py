@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -114,6 +115,24 @@ async def test_password_reset_mails_are_limited_on_their_own(
         assert (await reset(other.email)).status_code == 202
         clock.advance(3600)
         assert (await reset(user.email)).status_code == 202
+
+
+async def test_a_reset_link_works_from_an_address_out_of_sign_in_attempts(
+    app_with: App, db: Database, clock: FakeClock
+) -> None:
+    user = await make_user(db, now=clock.now())
+    async with app_with(rate_limit_sign_in_per_ip="2/minute") as (state, client):
+        for _ in range(2):
+            assert_error(await login(client, user.email, "wrong password"), 401)
+        assert_error(await login(client, user.email), 429)  # this address is out of tries
+        mail = await state.account_links.password_reset_mail(user.email, base_url="https://s")
+        assert mail is not None
+        token = unquote(mail.body.split("token=")[1].split()[0])
+        reset = await client.post(
+            "/api/v1/auth/password-reset/confirm",
+            json={"token": token, "password": "a brand new pass phrase"},
+        )
+        assert reset.status_code == 204, reset.text
 
 
 async def test_a_wrong_current_password_counts_like_a_wrong_sign_in(

@@ -270,6 +270,13 @@ class RateLimiter:
             what="mails asked for this account",
         )
 
+    async def password_reset(self, *, ip: str) -> None:
+        """A new password set with a mailed token: limited per address on its own, so that
+        sign-in attempts from a shared address never block the way back in."""
+        await self.hit(
+            self.limits.account_mail_per_ip, "reset-ip", ip, what="password resets from here"
+        )
+
     def _refuse(self, message: str, wait: float, *, limit: str) -> None:
         retry_after = max(1, math.ceil(wait))
         log.info("rate_limited", limit=limit, retry_after=retry_after)

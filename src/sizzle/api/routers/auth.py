@@ -112,7 +112,7 @@ async def request_password_reset(
 )
 async def reset_password(body: PasswordResetConfirmIn, state: StateDep, request: Request) -> None:
     """Set a new password with the token from the mailed link; every older sign-in ends."""
-    await state.rate_limiter.sign_up_attempt(ip=client_ip(request))
+    await state.rate_limiter.password_reset(ip=client_ip(request))
     await state.account_links.reset_password(body.token, body.password)
 
 

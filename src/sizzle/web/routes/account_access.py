@@ -81,7 +81,7 @@ async def reset(
     repeat_password: Annotated[str, Form(max_length=1000)],
 ) -> Response:
     try:
-        await state.rate_limiter.sign_up_attempt(ip=client_ip(request))
+        await state.rate_limiter.password_reset(ip=client_ip(request))
         if new_password != repeat_password:
             raise ValidationFailed("the two passwords are not the same", code="passwords_differ")
         await state.account_links.reset_password(token, new_password)
