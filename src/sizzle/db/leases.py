@@ -37,7 +37,8 @@ _local_leases: weakref.WeakKeyDictionary[Database, set[str]] = weakref.WeakKeyDi
 
 
 def session_lease(session_id: str) -> str:
-    """The lease of every provider-facing step on one session: launch, readiness, release."""
+    """The lease of every provider-facing step on one session: launch, readiness, pause,
+    resume, release, and the reconciler's repairs."""
     return f"session:{session_id}"
 
 
