@@ -3,8 +3,11 @@ time. A test holds a lease the way another worker would, then runs the job here.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
@@ -109,3 +112,24 @@ async def test_a_reconciler_round_is_skipped_while_another_runs(state: AppState)
         assert (await state.jobs.reconcile_now()).orphans_destroyed == []
     assert (await state.jobs.reconcile_now()).orphans_destroyed == [f"demo:{orphan}"]
     assert (await state.jobs.reconcile_now()).orphans_destroyed == []  # counted once
+
+
+@pytest.mark.postgres_only
+async def test_waiters_on_a_busy_lease_leave_the_pool_to_its_holder(db: Database) -> None:
+    """More waiters than the pool has connections: the holder can still run its transaction."""
+    waiters_done = asyncio.Event()
+
+    async def wait_for_it() -> bool:
+        async with lease(db, "session:busy", wait_seconds=10) as taken:
+            await waiters_done.wait()
+            return taken
+
+    async with lease(db, "session:busy") as held:
+        assert held
+        waiters = [asyncio.create_task(wait_for_it()) for _ in range(25)]
+        await asyncio.sleep(0.3)  # every waiter has tried at least once by now
+        async with asyncio.timeout(3):  # the pool holds 20: a waiter pinning one would starve it
+            async with db.transaction() as tx:
+                assert await tx.scalar(text("SELECT 1")) == 1
+    waiters_done.set()
+    assert sum(await asyncio.gather(*waiters)) == 25  # each took it in turn
