@@ -5,44 +5,43 @@ before a request can fail on it."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import sqlite3
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from tests.helpers import create_session, log_in, make_user
 
 
-class Statements:
-    """The statements sent to the database while it is open."""
+def _write_lock_is_free(db: Database) -> bool:
+    """Whether another connection could take SQLite's write lock now (without waiting)."""
+    other = sqlite3.connect(str(db.engine.url.database), timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as exc:
+        assert "locked" in str(exc)
+        return False
+    finally:
+        other.close()
 
-    def __init__(self, db: Database) -> None:
-        self.sent: list[str] = []
-        self._engine = db.engine.sync_engine
-        event.listen(self._engine, "before_cursor_execute", self._seen)
 
-    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.sent.append(statement)
-
-    def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._seen)
-
-
-async def test_on_sqlite_a_read_begins_deferred_and_a_write_immediate(db: Database) -> None:
+async def test_on_sqlite_a_read_leaves_the_write_lock_and_a_write_takes_it_at_once(
+    db: Database,
+) -> None:
     if not db.is_sqlite:
         pytest.skip("SQLite's locking")
-    seen = Statements(db)
-    try:
-        async with db.read() as tx:
-            await tx.execute(text("SELECT count(*) FROM users"))
-        async with db.transaction() as tx:
-            await tx.execute(text("SELECT count(*) FROM users"))
-    finally:
-        seen.close()
-    assert [s for s in seen.sent if s.startswith("BEGIN")] == ["BEGIN", "BEGIN IMMEDIATE"]
+    async with db.read() as tx:
+        await tx.execute(text("SELECT count(*) FROM users"))
+        assert _write_lock_is_free(db)  # BEGIN (deferred)
+    async with db.transaction() as tx:
+        await tx.execute(text("SELECT count(*) FROM users"))
+        assert not _write_lock_is_free(db)  # BEGIN IMMEDIATE, before any write
+    assert _write_lock_is_free(db)
 
 
 async def test_a_checkout_sends_no_ping(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
