@@ -4,6 +4,7 @@ Retry-After; in Redis, shared by two app instances."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -72,6 +73,19 @@ async def test_wrong_passwords_make_that_address_wait_longer_each_time(
         assert_error(await login(client, user.email, "wrong password"), 401)
         assert_error(await login(client, user.email, "wrong password"), 401)
         assert (await login(client, user.email)).status_code == 200
+
+
+async def test_a_burst_of_guesses_sent_at_once_gets_no_more_than_the_free_tries(
+    app_with: App, db: Database, clock: FakeClock
+) -> None:
+    user = await make_user(db, now=clock.now())
+    async with app_with(sign_in_free_failures=3) as (state, client):
+        burst = await asyncio.gather(*(login(client, user.email, f"guess {n}") for n in range(10)))
+        statuses = sorted(response.status_code for response in burst)
+        assert statuses.count(401) <= 3 and set(statuses) <= {401, 429}, statuses
+        async with from_address(state, "203.0.113.7") as home:  # the owner, clicking twice
+            twice = await asyncio.gather(login(home, user.email), login(home, user.email))
+            assert [response.status_code for response in twice] == [200, 200]
 
 
 async def test_wrong_passwords_from_other_addresses_never_lock_the_owner_out(
@@ -234,11 +248,11 @@ async def test_memory_counts_forget_keys_gone_quiet(clock: FakeClock) -> None:
     assert await counters.hit("a", 1, 60) == 0
     assert await counters.hit("a", 1, 60) == 60
     await counters.block("b", 5)
-    await counters.count_failure("c")
+    assert await counters.add("c", 1, 3600) == 1
     clock.advance(24 * 3600)
     assert await counters.hit("d", 1, 60) == 0  # a hit after a quiet minute sweeps the rest
     assert set(counters._windows) == {"d"}
-    assert not counters._blocks and not counters._failures
+    assert not counters._blocks and not counters._counts
 
 
 def _redis_up() -> bool:

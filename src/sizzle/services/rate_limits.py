@@ -33,6 +33,7 @@ from sizzle.settings import Settings
 log = structlog.get_logger(__name__)
 
 FAILURES_KEPT_SECONDS = 24 * 3600  # wrong passwords are forgotten a day after the first
+IN_FLIGHT_SECONDS = 60  # a check that never ended (a killed process) stops counting by then
 SWEEP_SECONDS = 60.0  # how often memory counts drop the keys that have gone quiet
 MAX_IDENTITY = 400  # an address from a proxy header is the caller's text: bound the keys
 MAX_KEY = 1000
@@ -67,8 +68,11 @@ class Counters(Protocol):
     async def hit(self, key: str, limit: int, window: int) -> float:
         """Count one hit in the moving window; 0 if allowed, else seconds until one is."""
 
-    async def count_failure(self, key: str) -> int:
-        """One more failure under `key`; how many there are now."""
+    async def add(self, key: str, amount: int, expiry: int) -> int:
+        """Add to the count under `key` (kept `expiry` seconds from its first); the count."""
+
+    async def count(self, key: str) -> int:
+        """The count under `key`; 0 when there is none."""
 
     async def block(self, key: str, seconds: int) -> None:
         """Mark `key` blocked for `seconds` from now."""
@@ -88,7 +92,7 @@ class MemoryCounters:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._windows: dict[str, tuple[int, deque[float]]] = {}
-        self._failures: dict[str, tuple[int, float]] = {}  # key: (count, forgotten at)
+        self._counts: dict[str, tuple[int, float]] = {}  # key: (count, forgotten at)
         self._blocks: dict[str, float] = {}  # key: blocked until
         self._next_sweep = 0.0
 
@@ -111,11 +115,21 @@ class MemoryCounters:
         hits.append(now)
         return 0.0
 
-    async def count_failure(self, key: str) -> int:
+    async def add(self, key: str, amount: int, expiry: int) -> int:
         now = self._now()
-        count, forgotten_at = self._failures.get(key, (0, now + FAILURES_KEPT_SECONDS))
-        self._failures[key] = (count + 1, forgotten_at)
-        return count + 1
+        count, forgotten_at = self._counts.get(key, (0, now + expiry))
+        if forgotten_at <= now:
+            count, forgotten_at = 0, now + expiry
+        count = max(0, count + amount)
+        if count:
+            self._counts[key] = (count, forgotten_at)
+        else:
+            self._counts.pop(key, None)
+        return count
+
+    async def count(self, key: str) -> int:
+        count, forgotten_at = self._counts.get(key, (0, 0.0))
+        return count if forgotten_at > self._now() else 0
 
     async def block(self, key: str, seconds: int) -> None:
         self._blocks[key] = self._now() + seconds
@@ -127,12 +141,12 @@ class MemoryCounters:
     async def clear(self, *keys: str) -> None:
         for key in keys:
             self._windows.pop(key, None)
-            self._failures.pop(key, None)
+            self._counts.pop(key, None)
             self._blocks.pop(key, None)
 
     async def reset(self) -> None:
         self._windows.clear()
-        self._failures.clear()
+        self._counts.clear()
         self._blocks.clear()
 
     def _sweep(self, now: float) -> None:
@@ -140,9 +154,9 @@ class MemoryCounters:
         for key, (window, hits) in list(self._windows.items()):
             if not hits or hits[-1] <= now - window:
                 del self._windows[key]
-        for key, (_count, forgotten_at) in list(self._failures.items()):
+        for key, (_count, forgotten_at) in list(self._counts.items()):
             if forgotten_at <= now:
-                del self._failures[key]
+                del self._counts[key]
         for key, until in list(self._blocks.items()):
             if until <= now:
                 del self._blocks[key]
@@ -161,8 +175,11 @@ class RedisCounters:
         oldest, _count = await self.storage.get_moving_window(key, limit, window)
         return self._seconds_until(oldest + window)
 
-    async def count_failure(self, key: str) -> int:
-        return await self.storage.incr(key, FAILURES_KEPT_SECONDS)
+    async def add(self, key: str, amount: int, expiry: int) -> int:
+        return max(0, await self.storage.incr(key, expiry, amount))
+
+    async def count(self, key: str) -> int:
+        return max(0, await self.storage.get(key))
 
     async def block(self, key: str, seconds: int) -> None:
         await self.storage.clear(key)
@@ -244,16 +261,32 @@ class RateLimiter:
                 wait,
                 limit="back-off",
             )
+        checking = f"sign-in-checking/{pair}"
+        in_flight = await self.counters.add(checking, 1, IN_FLIGHT_SECONDS)
         try:
-            yield
-        except Unauthorized as exc:
-            if exc.code == "invalid_credentials":
-                await self._failed(pair)
-            raise
-        await self.counters.clear(f"sign-in-failures/{pair}", f"sign-in-wait/{pair}")
+            # Attempts checked at once count against the free failures too: a burst sent
+            # before any answer cannot slip past the back-off (one at a time beyond them).
+            if in_flight > 1 and (
+                await self.counters.count(f"sign-in-failures/{pair}") + in_flight
+                > self.free_failures
+            ):
+                self._refuse(
+                    "another sign-in for this account from your address is being checked",
+                    1,
+                    limit="one-at-a-time",
+                )
+            try:
+                yield
+            except Unauthorized as exc:
+                if exc.code == "invalid_credentials":
+                    await self._failed(pair)
+                raise
+            await self.counters.clear(f"sign-in-failures/{pair}", f"sign-in-wait/{pair}")
+        finally:
+            await self.counters.add(checking, -1, IN_FLIGHT_SECONDS)
 
     async def _failed(self, pair: str) -> None:
-        failures = await self.counters.count_failure(f"sign-in-failures/{pair}")
+        failures = await self.counters.add(f"sign-in-failures/{pair}", 1, FAILURES_KEPT_SECONDS)
         if failures >= self.free_failures:
             wait = min(self.max_wait, 2 ** min(failures - self.free_failures, 30))
             await self.counters.block(f"sign-in-wait/{pair}", wait)
