@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
@@ -177,6 +178,28 @@ async def test_chats_reuse_one_connection_to_the_node(stack: Stack) -> None:
     # an answer read to its end leaves its connection open: no new connection per chat
     assert len(stack.chat_clients) == 4
     assert len(set(stack.chat_clients)) == 1
+
+
+async def test_a_chat_checks_the_caller_and_finds_the_session_in_one_transaction(
+    stack: Stack,
+) -> None:
+    auth = await sign_up(stack.http)
+    await active_session(stack, auth=auth)
+    begun: list[object] = []
+
+    def count(connection: object) -> None:
+        begun.append(connection)
+
+    engine = stack.state.db.engine.sync_engine
+    event.listen(engine, "begin", count)
+    try:
+        for stream in (True, False):
+            request = {"model": "llama3.1-8b", "messages": HELLO, "stream": stream}
+            response = await stack.http.post(CHAT, json=request, headers=auth)
+            assert response.status_code == 200, response.text
+    finally:
+        event.remove(engine, "begin", count)
+    assert len(begun) == 2  # one each: each round trip before the node is a first token later
 
 
 async def test_the_usage_chunk_is_passed_on_when_the_client_asks_for_it(stack: Stack) -> None:

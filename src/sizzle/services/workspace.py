@@ -116,6 +116,16 @@ async def _pick_session(
     return active[0] if active else candidates[0]  # a live one's state explains the refusal
 
 
+async def chat_session(
+    tx: AsyncSession, *, user_id: str, model: str | None, session_id: str | None
+) -> GpuSession:
+    """The caller's active session for `model` (or the session named), read in `tx`; 404 when
+    there is none, 409 when it cannot chat now."""
+    session = await _pick_session(tx, user_id=user_id, model=model, session_id=session_id)
+    await _require_chat(session)
+    return session
+
+
 async def _require_chat(session: GpuSession) -> None:
     if session.provider == DEMO_PROVIDER:
         raise Conflict(DEMO_MESSAGE, code="demo_session_has_no_model")
@@ -143,9 +153,13 @@ class Workspace:
         """The caller's active session for `model` (or the session named), ready to chat.
         The account is checked in the same transaction: one database round trip."""
         async with self.db.read() as tx:
-            session = await _pick_session(tx, user_id=user_id, model=model, session_id=session_id)
-        await _require_chat(session)
-        assert session.model is not None  # noqa: S101 - checked by _require_chat
+            session = await chat_session(tx, user_id=user_id, model=model, session_id=session_id)
+        return await self.target_of(session)
+
+    async def target_of(self, session: GpuSession) -> ChatTarget:
+        """Where a session that may chat (see `chat_session`) serves: outside any transaction,
+        as the provider may be asked."""
+        assert session.model is not None  # noqa: S101 - checked by chat_session
         base_url = await self._address(session)
         return ChatTarget(session_id=session.id, model=session.model, base_url=base_url)
 

@@ -4,20 +4,28 @@
 (or the session an `X-Sizzle-Session` header names) and relays the request to that session's
 Ollama; `GET /v1/models` lists the models of the caller's active sessions. Errors keep
 Sizzle's shape, `{"error": {"code", "message"}}`, which OpenAI clients read as `error.message`.
+
+A chat checks the caller and picks the session in one read transaction, which ends before the
+node is asked (`ChatAnswer`): a model that takes minutes to load holds no database connection.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Security
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from starlette.types import Receive, Scope, Send
 
-from sizzle.api.deps import InferenceUserId, StateDep
+from sizzle.api.deps import InferenceUserId, ReadTxDep, StateDep, get_reading_user
 from sizzle.api.openapi import error_responses
 from sizzle.api.relay import RelayResponse
+from sizzle.db.models import GpuSession, User
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 from sizzle.safe_json import parse_json
+from sizzle.services.workspace import chat_session
+from sizzle.state import AppState
 
 router = APIRouter(prefix="/v1", tags=["workspace (OpenAI-compatible)"])
 
@@ -34,13 +42,23 @@ class ChatCompletionIn(BaseModel):
     stream: StrictBool = False
 
 
-async def _read_body(request: Request) -> dict[str, Any]:
+# The caller checked in the request's read transaction, in which the handler picks the session.
+InferenceReader = Annotated[User, Security(get_reading_user, scopes=["inference"])]
+
+
+async def read_raw_body(request: Request) -> bytes:
+    """The body, read before the read transaction begins (a slow upload holds no connection);
+    413 past the limit."""
     raw = bytearray()
     async for part in request.stream():
         raw += part
         if len(raw) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"the request is over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
-    body = parse_json(bytes(raw))
+    return bytes(raw)
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
     try:
@@ -71,19 +89,37 @@ async def _read_body(request: Request) -> dict[str, Any]:
     },
 )
 async def chat_completions(
-    request: Request,
-    user_id: InferenceUserId,
+    raw: Annotated[bytes, Depends(read_raw_body)],  # first: before the transaction
+    user: InferenceReader,
+    tx: ReadTxDep,
     state: StateDep,
     x_sizzle_session: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Any:
-    body = await _read_body(request)
-    target = await state.workspace.target(
-        user_id=user_id, model=body.get("model"), session_id=x_sizzle_session
+    body = _parse_body(raw)
+    session = await chat_session(
+        tx, user_id=user.id, model=body.get("model"), session_id=x_sizzle_session
     )
-    if not body.get("stream"):
-        return await state.chat_proxy.complete(target, body)
-    events = await state.chat_proxy.open_stream(target, body)
-    return RelayResponse(events, stall_seconds=state.settings.chat_stall_seconds)
+    return ChatAnswer(state, session, body)
+
+
+class ChatAnswer(Response):
+    """The node's answer, asked for when the response is sent: after the handler returned and
+    its read transaction ended. A refusal before the answer starts is raised here and still
+    answered with its own status by the app's error handlers."""
+
+    def __init__(self, state: AppState, session: GpuSession, body: dict[str, Any]) -> None:
+        super().__init__()
+        self.state, self.session, self.chat = state, session, body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = await self.state.workspace.target_of(self.session)
+        answer: Response
+        if self.chat.get("stream"):
+            events = await self.state.chat_proxy.open_stream(target, self.chat)
+            answer = RelayResponse(events, stall_seconds=self.state.settings.chat_stall_seconds)
+        else:
+            answer = JSONResponse(await self.state.chat_proxy.complete(target, self.chat))
+        await answer(scope, receive, send)
 
 
 class ModelEntry(BaseModel):
