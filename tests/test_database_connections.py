@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from typing import Any
 
 import httpx
 import pytest
@@ -85,3 +86,17 @@ async def test_after_the_server_closes_its_connections_the_next_requests_succeed
     assert pooled >= 2
     await _server_closes_every_other_connection(db)
     assert await asyncio.gather(*(read_it() for _ in range(16))) == [200] * 16
+
+
+@pytest.mark.postgres_only
+async def test_on_postgresql_a_read_sends_no_begin_and_a_write_does(db: Database) -> None:
+    # READ COMMITTED gives a read no common snapshot anyway: BEGIN/COMMIT are two round trips
+    async def in_transaction(tx: Any) -> bool:
+        await tx.execute(text("SELECT 1"))
+        raw = await (await tx.connection()).get_raw_connection()
+        return bool(raw.driver_connection.is_in_transaction())
+
+    async with db.read() as tx:
+        assert not await in_transaction(tx)
+    async with db.transaction() as tx:
+        assert await in_transaction(tx)

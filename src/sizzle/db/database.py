@@ -12,13 +12,13 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.util import await_
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A pooled PostgreSQL connection is replaced once this old, before a firewall or a proxy
@@ -48,8 +48,13 @@ class Database:
         else:
             _refuse_closed_connections(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        reading: dict[str, Any] = {READ_ONLY: True}
+        if self.is_postgres:
+            # Under READ COMMITTED each statement reads its own snapshot, in a transaction or
+            # not: BEGIN and COMMIT would only add two round trips to every read.
+            reading["isolation_level"] = "AUTOCOMMIT"
         self._reader = async_sessionmaker(
-            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+            self.engine.execution_options(**reading), expire_on_commit=False
         )
 
     @property
@@ -68,8 +73,9 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that only reads. On SQLite it does not take the write lock, so it
-        never waits behind a writer (a long metering pass, say); never write in it."""
+        """A session that only reads; never write in it. On SQLite, a transaction (BEGIN,
+        deferred) that does not take the write lock, so it never waits behind a writer (a long
+        metering pass, say); on PostgreSQL, statements without BEGIN and COMMIT."""
         async with self._reader() as session, session.begin():
             yield session
 
