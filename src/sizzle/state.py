@@ -88,7 +88,7 @@ class AppState:
                 read_timeout_seconds=settings.chat_read_timeout_seconds,
             ),
             payments=payments,
-            rate_limiter=RateLimiter(settings),
+            rate_limiter=RateLimiter(settings, clock),
             metrics=metrics,
             mailer=Mailer(
                 settings.smtp_url, settings.mail_from, mail_file=settings.resolved_mail_file
