@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util import await_
+from sqlalchemy.util import await_only
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A pooled PostgreSQL connection is replaced once this old, before a firewall or a proxy
@@ -131,4 +131,4 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # Straight to aiosqlite: one hop to its thread, where exec_driver_sql would take three
         # (cursor, execute, close), on every transaction.
         driver = connection.connection.driver_connection
-        await_(driver.execute("BEGIN" if read_only else "BEGIN IMMEDIATE"))
+        await_only(driver.execute("BEGIN" if read_only else "BEGIN IMMEDIATE"))
