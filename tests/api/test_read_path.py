@@ -114,3 +114,56 @@ async def test_with_a_key_too_once_its_last_use_is_noted(
         seen.close()
     assert response.status_code == 200
     assert seen.reads == [True]  # the last use was noted a moment ago: no write
+
+
+class Statements:
+    """Every statement run on the database."""
+
+    def __init__(self, db: Database) -> None:
+        self.seen: list[str] = []
+        self._engine = db.engine.sync_engine
+        event.listen(self._engine, "before_cursor_execute", self._run)
+
+    def _run(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        self.seen.append(statement)
+
+    def close(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._run)
+
+
+async def test_reading_my_session_is_one_statement_with_a_token_or_a_key(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    auth, session_id = await _my_session(client, db, clock)
+    made = await client.post(
+        "/api/v1/keys", json={"name": "reader", "scopes": ["sessions:read"]}, headers=auth
+    )
+    key = {"X-API-Key": made.json()["key"]}
+    assert (await client.get(f"/api/v1/sessions/{session_id}", headers=key)).status_code == 200
+    seen = Statements(db)
+    try:
+        by_token = await client.get(f"/api/v1/sessions/{session_id}", headers=auth)
+        statements_by_token = len(seen.seen)
+        by_key = await client.get(f"/api/v1/sessions/{session_id}", headers=key)
+    finally:
+        seen.close()
+    assert by_token.status_code == 200 and by_token.json()["id"] == session_id
+    assert by_key.status_code == 200 and by_key.json()["id"] == session_id
+    # the user and the session in one SELECT (the key's own row is one more)
+    assert statements_by_token == 1
+    assert len(seen.seen) - statements_by_token == 2
+
+
+async def test_another_users_session_read_ahead_is_still_not_found(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    _, theirs = await _my_session(client, db, clock)
+    other = await make_user(db, now=clock.now(), email="other@example.com")
+    mine = await log_in(client, email=other.email)
+    for session_id in (theirs, "missing", "x" * 64, "x" * 65):
+        response = await client.get(f"/api/v1/sessions/{session_id}", headers=mine)
+        assert response.status_code == 404, session_id
+        assert response.json()["error"]["code"] == "not_found"
+    # not read ahead (PostgreSQL cannot hold a NUL): the path's check answers
+    response = await client.get("/api/v1/sessions/a%00b", headers=mine)
+    assert response.status_code == 422

@@ -89,9 +89,15 @@ async def get_credential(
 CredentialDep = Annotated[str, Depends(get_credential)]
 
 
-async def _authenticate(state: AppState, tx: AsyncSession, credential: str) -> Caller:
+async def _authenticate(
+    state: AppState, tx: AsyncSession, credential: str, *, with_session: str | None = None
+) -> Caller:
     return await authentication.authenticate(
-        tx, credential, secret=state.settings.resolved_secret_key, now=state.clock.now()
+        tx,
+        credential,
+        secret=state.settings.resolved_secret_key,
+        now=state.clock.now(),
+        with_session=with_session,
     )
 
 
@@ -126,6 +132,21 @@ async def get_reading_user(
     return await _admit(state, caller, security_scopes.scopes)
 
 
+async def get_session_reader(
+    request: Request,
+    security_scopes: SecurityScopes,
+    state: StateDep,
+    credential: CredentialDep,
+    tx: ReadTxDep,
+) -> User:
+    """As `get_reading_user`, for a route whose path names a `session_id`: that session, if
+    the caller's, is read with the caller in one statement, and the handler's read of it in `tx`
+    costs none."""
+    session_id = request.path_params.get("session_id")
+    caller = await _authenticate(state, tx, credential, with_session=session_id)
+    return await _admit(state, caller, security_scopes.scopes)
+
+
 async def get_user_id(user: Annotated[User, Depends(get_current_user)]) -> str:
     """The caller's user id, for a handler that reads what it needs in its own transaction."""
     return user.id
@@ -137,6 +158,8 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 AnyKeyUser = Annotated[User, Security(get_current_user, scopes=[IDENTITY])]
 # For a handler that only reads the database: it reads in the same transaction (ReadTxDep).
 SessionsReader = Annotated[User, Security(get_reading_user, scopes=["sessions:read"])]
+# The same, for a route whose path names one of the caller's sessions (`session_id`).
+SessionReader = Annotated[User, Security(get_session_reader, scopes=["sessions:read"])]
 # For a handler that reads and then waits on a provider: no transaction held open meanwhile.
 SessionsReaderNoTx = Annotated[User, Security(get_current_user, scopes=["sessions:read"])]
 SessionsWriter = Annotated[User, Security(get_current_user, scopes=["sessions:write"])]

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sizzle.db.models import User
+from sizzle.db.models import GpuSession, User
 from sizzle.errors import Forbidden, Unauthorized
 from sizzle.security import decode_access_token
 from sizzle.services import accounts, api_keys
@@ -50,17 +51,47 @@ class Caller:
 
 
 async def authenticate(
-    tx: AsyncSession, credential: str, *, secret: str, now: datetime, keys_allowed: bool = True
+    tx: AsyncSession,
+    credential: str,
+    *,
+    secret: str,
+    now: datetime,
+    keys_allowed: bool = True,
+    with_session: str | None = None,
 ) -> Caller:
     """The active user behind a sign-in token or (unless `keys_allowed` is False, as for the
     session cookie) an API key. 401 for a bad, expired or revoked credential or a deleted
-    account; 403 for a suspended one. Reads only: `tx` may be a read transaction."""
+    account; 403 for a suspended one. Reads only: `tx` may be a read transaction.
+
+    `with_session`: a session id the handler reads next in `tx`; it is read with the user, in
+    the same statement, if it is theirs."""
     if api_keys.looks_like_key(credential):
         if not keys_allowed:
             raise Unauthorized("an API key cannot sign in a browser", code="invalid_token")
         holder = await api_keys.check_key(tx, credential, now=now)
+        await _read_ahead(tx, holder.user_id, with_session)
         user = await accounts.get_active_user(tx, holder.user_id)
         return Caller(user, key_id=holder.key_id, scopes=holder.scopes, key_use_due=holder.use_due)
     token = decode_access_token(credential, secret=secret, now=now)
+    await _read_ahead(tx, token.user_id, with_session)
     user = await accounts.get_active_user(tx, token.user_id, issued_at=token.issued_at)
     return Caller(user)
+
+
+MAX_ID = 64  # no id Sizzle makes is longer
+
+
+async def _read_ahead(tx: AsyncSession, user_id: str, session_id: str | None) -> None:
+    """The user's row and their session `session_id` (if theirs) in one statement: both land in
+    `tx`'s identity map, where `accounts.get_active_user` and `sessions.get_session` then find
+    them without a statement of their own (each costs a round trip, or four hops to aiosqlite's
+    thread). Every check on them is still made by those two."""
+    if session_id is None or len(session_id) > MAX_ID or "\x00" in session_id:
+        return  # the path's validation refuses such an id; PostgreSQL cannot hold a NUL
+    found = await tx.execute(
+        select(User, GpuSession)
+        .outerjoin(GpuSession, and_(GpuSession.id == session_id, GpuSession.user_id == User.id))
+        .where(User.id == user_id)
+    )
+    # the identity map holds its objects weakly: kept here, they last as long as `tx`
+    tx.info["read_ahead"] = found.first()

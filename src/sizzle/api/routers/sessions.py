@@ -12,6 +12,7 @@ from pydantic import AfterValidator
 from sizzle.api.deps import (
     PagingDep,
     ReadTxDep,
+    SessionReader,
     SessionsReader,
     SessionsReaderNoTx,
     SessionsWriter,
@@ -88,9 +89,9 @@ async def list_mine(
 
 @router.get("/{session_id}", response_model=SessionOut)
 async def read(
-    session_id: SessionId, user: SessionsReader, state: StateDep, tx: ReadTxDep
+    session_id: SessionId, user: SessionReader, state: StateDep, tx: ReadTxDep
 ) -> SessionOut:
-    """One of my sessions, read with me in one read transaction."""
+    """One of my sessions, read with me in one read transaction and one statement."""
     session = await sessions.get_session(tx, session_id, user_id=user.id)
     return session_out(session, state.clock.now(), for_admin=user.is_admin)
 
