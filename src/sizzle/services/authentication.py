@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import GpuSession, User
@@ -79,6 +79,15 @@ async def authenticate(
 
 
 MAX_ID = 64  # no id Sizzle makes is longer
+# Built once: building a statement and its cache key costs more than running it on SQLite.
+_USER_AND_SESSION = (
+    select(User, GpuSession)
+    .outerjoin(
+        GpuSession,
+        and_(GpuSession.id == bindparam("session_id"), GpuSession.user_id == User.id),
+    )
+    .where(User.id == bindparam("user_id"))
+)
 
 
 async def _read_ahead(tx: AsyncSession, user_id: str, session_id: str | None) -> None:
@@ -88,10 +97,6 @@ async def _read_ahead(tx: AsyncSession, user_id: str, session_id: str | None) ->
     thread). Every check on them is still made by those two."""
     if session_id is None or len(session_id) > MAX_ID or "\x00" in session_id:
         return  # the path's validation refuses such an id; PostgreSQL cannot hold a NUL
-    found = await tx.execute(
-        select(User, GpuSession)
-        .outerjoin(GpuSession, and_(GpuSession.id == session_id, GpuSession.user_id == User.id))
-        .where(User.id == user_id)
-    )
+    found = await tx.execute(_USER_AND_SESSION, {"session_id": session_id, "user_id": user_id})
     # the identity map holds its objects weakly: kept here, they last as long as `tx`
     tx.info["read_ahead"] = found.first()
