@@ -87,13 +87,14 @@ def create_app(
     app.add_middleware(RequestTimer, metrics=state.metrics)
     app.add_middleware(RequestContext)  # added last: outermost, so every line has the id
     app.include_router(health.router)
+    # the hot routes first: a request is matched against the routes in order
     for module in (
+        sessions,
         auth,
         account,
         keys,
         catalog,
         models,
-        sessions,
         billing,
         subscription,
         admin,
