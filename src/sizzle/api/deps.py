@@ -23,9 +23,15 @@ from sizzle.services.authentication import IDENTITY, Caller
 from sizzle.state import AppState
 
 
-async def get_state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
+    """The app's state. The hot dependencies call this rather than depend on `StateDep`:
+    FastAPI walks every declared sub-dependency on every request, cached or not."""
     state: AppState = request.app.state.sizzle
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    return app_state(request)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -41,11 +47,11 @@ async def get_tx(state: StateDep) -> AsyncIterator[AsyncSession]:
 TxDep = Annotated[AsyncSession, Depends(get_tx, scope="function")]
 
 
-async def get_read_tx(state: StateDep) -> AsyncIterator[AsyncSession]:
+async def get_read_tx(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's read transaction: a reading guard (`SessionsReader`) checks the caller in
     it and the handler reads its objects in it, one transaction in all. On SQLite it does not
     take the write lock."""
-    async with state.db.read() as tx:
+    async with app_state(request).db.read() as tx:
         yield tx
 
 
@@ -61,9 +67,9 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def limit_by_address(request: Request, state: StateDep) -> None:
+async def limit_by_address(request: Request) -> None:
     """Every API request counts against its IP address's limit."""
-    await state.rate_limiter.from_address(client_ip(request))
+    await app_state(request).rate_limiter.from_address(client_ip(request))
 
 
 async def get_credential(
@@ -133,15 +139,12 @@ async def get_reading_user(
 
 
 async def get_session_reader(
-    request: Request,
-    security_scopes: SecurityScopes,
-    state: StateDep,
-    credential: CredentialDep,
-    tx: ReadTxDep,
+    request: Request, security_scopes: SecurityScopes, credential: CredentialDep, tx: ReadTxDep
 ) -> User:
     """As `get_reading_user`, for a route whose path names a `session_id`: that session, if
     the caller's, is read with the caller in one statement, and the handler's read of it in `tx`
     costs none."""
+    state = app_state(request)
     session_id = request.path_params.get("session_id")
     caller = await _authenticate(state, tx, credential, with_session=session_id)
     return await _admit(state, caller, security_scopes.scopes)

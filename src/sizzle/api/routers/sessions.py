@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 
@@ -17,6 +17,7 @@ from sizzle.api.deps import (
     SessionsReaderNoTx,
     SessionsWriter,
     StateDep,
+    app_state,
 )
 from sizzle.api.events import session_event, session_stream
 from sizzle.api.openapi import error_responses
@@ -89,11 +90,11 @@ async def list_mine(
 
 @router.get("/{session_id}", response_model=SessionOut)
 async def read(
-    session_id: SessionId, user: SessionReader, state: StateDep, tx: ReadTxDep
+    session_id: SessionId, user: SessionReader, request: Request, tx: ReadTxDep
 ) -> SessionOut:
     """One of my sessions, read with me in one read transaction and one statement."""
     session = await sessions.get_session(tx, session_id, user_id=user.id)
-    return session_out(session, state.clock.now(), for_admin=user.is_admin)
+    return session_out(session, app_state(request).clock.now(), for_admin=user.is_admin)
 
 
 @router.post("/{session_id}/start", response_model=SessionOut, responses=error_responses(402, 409))
