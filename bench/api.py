@@ -54,14 +54,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).parent))
-from proxy import free_port, running  # noqa: E402
+from support import active_session, bench_user, free_port, running  # noqa: E402
 
 from sizzle.db.database import Database  # noqa: E402
 from sizzle.db.migrate import upgrade  # noqa: E402
-from sizzle.db.models import GpuSession  # noqa: E402
-from sizzle.domain.tiers import TIERS  # noqa: E402
 from sizzle.security import create_access_token  # noqa: E402
-from sizzle.services import accounts  # noqa: E402
 
 SECRET = secrets.token_urlsafe(32)
 UNLIMITED = "100000000/minute"
@@ -117,30 +114,8 @@ async def prepare(database_url: str, now: datetime) -> tuple[str, str]:
     try:
         await upgrade(db)
         async with db.transaction() as tx:
-            user = await accounts.create_user(
-                tx,
-                email="bench@example.com",
-                password=secrets.token_urlsafe(16),
-                now=now,
-                free_minutes=0,
-            )
-            session = GpuSession(
-                id=uuid.uuid4().hex,
-                user_id=user.id,
-                tier="starter",
-                model="llama3.1:8b",
-                status="active",
-                provider="demo",
-                instance_id="bench",
-                gpu_type="RTX 4090",
-                gpu_count=1,
-                price_micros_per_minute=TIERS["starter"].price_micros_per_minute,
-                charged_minutes=0,
-                active_ms_before=0,
-                active_since_ms=int(now.timestamp() * 1000),
-                created_at=now,
-                started_at=now,
-            )
+            user = await bench_user(tx, now)
+            session = active_session(user.id, now, model="llama3.1:8b", instance_id="bench")
             tx.add(session)
             return user.id, session.id
     finally:

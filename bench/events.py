@@ -32,38 +32,25 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import event, text
+from support import active_session, bench_user, free_port, running
 
 from sizzle.db.database import Database
 from sizzle.db.migrate import upgrade
-from sizzle.db.models import GpuSession
-from sizzle.domain.tiers import TIERS
 from sizzle.security import create_access_token
-from sizzle.services import accounts
 from sizzle.settings import Settings
 
 SECRET = secrets.token_urlsafe(32)
 STOP_MARKERS = (b'"status":"stopping"', b'"status":"terminated"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(port: int) -> None:
@@ -95,31 +82,6 @@ def serve(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
 
 
-@contextmanager
-def running(
-    command: list[str], *, url: str, env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process, from the moment `url` answers until the block ends."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start:\n{log.read_text()}") from None
-                time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 async def prepare(
     database_url: str, now: datetime, *, users: int, sessions: int
 ) -> list[tuple[str, str]]:
@@ -130,32 +92,12 @@ async def prepare(
         await upgrade(db)
         async with db.transaction() as tx:
             owners = [
-                await accounts.create_user(
-                    tx,
-                    email=f"bench{i}@example.com",
-                    password=secrets.token_urlsafe(16),
-                    now=now,
-                    free_minutes=600,
-                )
+                await bench_user(tx, now, email=f"bench{i}@example.com", free_minutes=600)
                 for i in range(users)
             ]
             for i in range(sessions):
                 owner = owners[i % users]
-                session = GpuSession(
-                    id=uuid.uuid4().hex,
-                    user_id=owner.id,
-                    tier="starter",
-                    status="active",
-                    provider="demo",
-                    gpu_type="RTX 4090",
-                    gpu_count=1,
-                    price_micros_per_minute=TIERS["starter"].price_micros_per_minute,
-                    charged_minutes=1,
-                    active_ms_before=0,
-                    active_since_ms=int(now.timestamp() * 1000),
-                    created_at=now,
-                    started_at=now,
-                )
+                session = active_session(owner.id, now, charged_minutes=1)
                 tx.add(session)
                 made.append((owner.id, session.id))
         return made

@@ -23,17 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,13 +37,12 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from support import active_session, bench_user, free_port, running
 
 from sizzle.db.database import Database
 from sizzle.db.migrate import upgrade
-from sizzle.db.models import GpuSession, ProviderInstance
-from sizzle.domain.tiers import TIERS
+from sizzle.db.models import ProviderInstance
 from sizzle.security import create_access_token
-from sizzle.services import accounts
 
 SECRET = secrets.token_urlsafe(32)
 NODE = "bench-node"
@@ -88,67 +82,14 @@ def fake_node(tokens: int) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running(command: list[str], *, url: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """A server process, from the moment `url` answers until the block ends."""
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        command,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[:3]} did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 async def prepare(database_url: str, now: datetime) -> tuple[str, str]:
     """A user with an active session on the node: (user id, session id)."""
     db = Database(database_url)
     try:
         await upgrade(db)
         async with db.transaction() as tx:
-            user = await accounts.create_user(
-                tx,
-                email="bench@example.com",
-                password=secrets.token_urlsafe(16),
-                now=now,
-                free_minutes=0,
-            )
-            session = GpuSession(
-                id=uuid.uuid4().hex,
-                user_id=user.id,
-                tier="starter",
-                model=MODEL,
-                status="active",
-                provider="ollama",
-                instance_id=NODE,
-                gpu_type="RTX 4090",
-                gpu_count=1,
-                price_micros_per_minute=TIERS["starter"].price_micros_per_minute,
-                charged_minutes=0,
-                active_ms_before=0,
-                active_since_ms=int(now.timestamp() * 1000),
-                created_at=now,
-                started_at=now,
-            )
+            user = await bench_user(tx, now)
+            session = active_session(user.id, now, model=MODEL, provider="ollama", instance_id=NODE)
             tx.add(session)
             await tx.flush()
             tx.add(
