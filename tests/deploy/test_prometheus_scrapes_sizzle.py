@@ -95,9 +95,12 @@ async def test_prometheus_scrapes_sizzle_and_evaluates_every_rule(
                 async def scraped() -> bool:
                     assert server.poll() is None, (tmp_path / "prometheus.log").read_text()
                     try:
-                        up = await _query(client, "up")
+                        ready = await client.get("/-/ready")
                     except httpx.TransportError:
                         return False
+                    if ready.status_code != 200:
+                        return False  # Prometheus answers 503 until its storage is open
+                    up = await _query(client, "up")
                     return {(r["metric"]["job"], r["value"][1]) for r in up} == {
                         ("sizzle-api", "1"),
                         ("sizzle-worker", "1"),
