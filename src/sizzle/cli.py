@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from decimal import InvalidOperation
 from typing import Annotated, Any
@@ -62,8 +63,10 @@ def serve(
         f"Sizzle on http://{settings.host}:{settings.port} "
         f"(providers: {', '.join(state.providers)}; database: {state.db.dialect})"
     )
+    app = create_app(state=state, run_jobs=jobs)
+    settle_heap()
     uvicorn.run(
-        create_app(state=state, run_jobs=jobs),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -93,11 +96,29 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        settle_heap()
         state.jobs.start()
         await stop.wait()
         await state.close()
 
     asyncio.run(_run())
+
+
+# Young objects are collected after this many allocations (Python's default, 700, collects
+# several times per API request).
+GC_YOUNG_THRESHOLD = 7000
+
+
+def settle_heap() -> None:
+    """Before a long-running process serves: what it has built so far (modules, the app, its
+    routes and schemas: ~170k objects) lives until it exits, so the collector stops walking it
+    (`gc.freeze`), and collects young objects less often. A full collection otherwise walked
+    all of it, pausing every request in flight for up to 100 ms (p99), and collections took
+    ~10% of an API request's CPU (measured in-process on GET /api/v1/sessions/{id})."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 @db_app.command("upgrade")

@@ -10,9 +10,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 
 from sizzle.api.deps import (
+    OwnSessionReader,
     PagingDep,
     ReadTxDep,
-    SessionReader,
     SessionsReader,
     SessionsReaderNoTx,
     SessionsWriter,
@@ -89,12 +89,9 @@ async def list_mine(
 
 
 @router.get("/{session_id}", response_model=SessionOut)
-async def read(
-    session_id: SessionId, user: SessionReader, request: Request, tx: ReadTxDep
-) -> SessionOut:
+async def read(session_id: SessionId, own: OwnSessionReader, request: Request) -> SessionOut:
     """One of my sessions, read with me in one read transaction and one statement."""
-    session = await sessions.get_session(tx, session_id, user_id=user.id)
-    return session_out(session, app_state(request).clock.now(), for_admin=user.is_admin)
+    return session_out(own.session, app_state(request).clock.now(), for_admin=own.user.is_admin)
 
 
 @router.post("/{session_id}/start", response_model=SessionOut, responses=error_responses(402, 409))
