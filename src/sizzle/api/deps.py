@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.api.schemas import refuse_nul
 from sizzle.db.models import GpuSession, User
-from sizzle.errors import Forbidden, Unauthorized
-from sizzle.services import api_keys, authentication, sessions
+from sizzle.errors import Forbidden, NotFound, Unauthorized
+from sizzle.services import api_keys, authentication
 from sizzle.services.authentication import IDENTITY, Caller
 from sizzle.state import AppState
 
@@ -161,9 +161,10 @@ async def get_own_session(
     state = app_state(request)
     async with state.db.read() as tx:
         caller = await _authenticate(state, tx, credential, with_session=session_id)
-        caller.require(security_scopes.scopes)  # 403 before 404: a key learns nothing more
-        session = await sessions.get_session(tx, session_id, user_id=caller.user.id)
-    return OwnSession(await _admit(state, caller, security_scopes.scopes), session)
+    caller.require(security_scopes.scopes)  # 403 before 404: a key learns nothing more
+    if caller.session is None:  # none, or another user's: as unknown as a missing one
+        raise NotFound("session not found")
+    return OwnSession(await _admit(state, caller, security_scopes.scopes), caller.session)
 
 
 async def get_user_id(user: Annotated[User, Depends(get_current_user)]) -> str:

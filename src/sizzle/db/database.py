@@ -73,10 +73,11 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session that only reads; never write in it. On SQLite, a transaction (BEGIN,
-        deferred) that does not take the write lock, so it never waits behind a writer (a long
-        metering pass, say); on PostgreSQL, statements without BEGIN and COMMIT."""
-        async with self._reader() as session, session.begin():
+        """A session that only reads: whatever it might write is rolled back when the block
+        ends. On SQLite, a transaction (BEGIN, deferred) that does not take the write lock, so
+        it never waits behind a writer (a long metering pass, say); on PostgreSQL, statements
+        without BEGIN and COMMIT. It begins at its first statement, and has nothing to commit."""
+        async with self._reader() as session:
             yield session
 
     async def dispose(self) -> None:

@@ -158,7 +158,12 @@ async def sign_in(db: Database, *, email: str, password: str, now: datetime, via
 async def get_active_user(tx: AsyncSession, user_id: str, *, issued_at: int | None = None) -> User:
     """The user behind a token, unless the account is gone or suspended, or (given the
     token's `issued_at`) its tokens were revoked since by a password change."""
-    user = await tx.get(User, user_id)
+    return ensure_active(await tx.get(User, user_id), issued_at=issued_at)
+
+
+def ensure_active(user: User | None, *, issued_at: int | None = None) -> User:
+    """`user` (read for a token or a key), unless it is gone, suspended, or its tokens issued
+    at `issued_at` were revoked since by a password change."""
     if user is None or user.deleted_at is not None:
         raise Unauthorized("the account behind this token no longer exists", code="invalid_token")
     if not user.is_active:

@@ -33,6 +33,8 @@ class Caller:
     key_id: str | None = None
     scopes: frozenset[str] = frozenset()
     key_use_due: bool = False  # the key's last use is older than its resolution
+    # the session asked for with `authenticate(with_session=...)`, if it is the user's
+    session: GpuSession | None = None
 
     def require(self, needed: Sequence[str]) -> None:
         """Refuse a key without every scope `needed`; a sign-in token may do all its user may."""
@@ -63,19 +65,23 @@ async def authenticate(
     session cookie) an API key. 401 for a bad, expired or revoked credential or a deleted
     account; 403 for a suspended one. Reads only: `tx` may be a read transaction.
 
-    `with_session`: a session id the handler reads next in `tx`; it is read with the user, in
-    the same statement, if it is theirs."""
+    `with_session`: a session id the handler reads next: read with the user in the same
+    statement and handed back as `Caller.session` if it is theirs (else None)."""
     if api_keys.looks_like_key(credential):
         if not keys_allowed:
             raise Unauthorized("an API key cannot sign in a browser", code="invalid_token")
         holder = await api_keys.check_key(tx, credential, now=now)
-        await _read_ahead(tx, holder.user_id, with_session)
-        user = await accounts.get_active_user(tx, holder.user_id)
-        return Caller(user, key_id=holder.key_id, scopes=holder.scopes, key_use_due=holder.use_due)
+        user, session = await _user_and_session(tx, holder.user_id, with_session)
+        return Caller(
+            accounts.ensure_active(user),
+            key_id=holder.key_id,
+            scopes=holder.scopes,
+            key_use_due=holder.use_due,
+            session=session,
+        )
     token = decode_access_token(credential, secret=secret, now=now)
-    await _read_ahead(tx, token.user_id, with_session)
-    user = await accounts.get_active_user(tx, token.user_id, issued_at=token.issued_at)
-    return Caller(user)
+    user, session = await _user_and_session(tx, token.user_id, with_session)
+    return Caller(accounts.ensure_active(user, issued_at=token.issued_at), session=session)
 
 
 MAX_ID = 64  # no id Sizzle makes is longer
@@ -90,13 +96,16 @@ _USER_AND_SESSION = (
 )
 
 
-async def _read_ahead(tx: AsyncSession, user_id: str, session_id: str | None) -> None:
-    """The user's row and their session `session_id` (if theirs) in one statement: both land in
-    `tx`'s identity map, where `accounts.get_active_user` and `sessions.get_session` then find
-    them without a statement of their own (each costs a round trip, or four hops to aiosqlite's
-    thread). Every check on them is still made by those two."""
+async def _user_and_session(
+    tx: AsyncSession, user_id: str, session_id: str | None
+) -> tuple[User | None, GpuSession | None]:
+    """The user's row, and their session `session_id` if there is one and it is theirs, in one
+    statement (each statement costs a round trip, or four hops to aiosqlite's thread)."""
     if session_id is None or len(session_id) > MAX_ID or "\x00" in session_id:
-        return  # the path's validation refuses such an id; PostgreSQL cannot hold a NUL
-    found = await tx.execute(_USER_AND_SESSION, {"session_id": session_id, "user_id": user_id})
-    # the identity map holds its objects weakly: kept here, they last as long as `tx`
-    tx.info["read_ahead"] = found.first()
+        # no such session (the path's validation refuses such an id; PostgreSQL cannot hold
+        # a NUL)
+        return await tx.get(User, user_id), None
+    found = (
+        await tx.execute(_USER_AND_SESSION, {"session_id": session_id, "user_id": user_id})
+    ).first()
+    return (found[0], found[1]) if found is not None else (None, None)
