@@ -45,7 +45,7 @@ class ScriptedProvider(Provider):
             for i, price in enumerate(self.prices)
         ]
 
-    async def provision(self, offer, *, session_id, model):  # type: ignore[no-untyped-def]
+    async def provision(self, offer, *, session_id, model, boot=None):  # type: ignore[no-untyped-def]
         if offer.offer_id in self.refuse:
             raise self.refuse[offer.offer_id]
         self.provisioned.append(offer.offer_id)

@@ -42,6 +42,17 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Boot:
+    """What a cloud instance is given to boot Sizzle's workload (`sizzle.workload.boot`): the
+    session's SSH public key (Sizzle's only way in), the user's own keys (added next to ours),
+    and the model to pull."""
+
+    ssh_public_key: str
+    user_ssh_keys: tuple[str, ...] = ()
+    model: str | None = None
+
+
+@dataclass(frozen=True)
 class Instance:
     external_id: str
     name: str
@@ -97,7 +108,11 @@ class Provider(ABC):
     async def offers(self, tier: Tier) -> list[Offer]: ...
 
     @abstractmethod
-    async def provision(self, offer: Offer, *, session_id: str, model: str | None) -> str: ...
+    async def provision(
+        self, offer: Offer, *, session_id: str, model: str | None, boot: Boot | None = None
+    ) -> str:
+        """`boot`: for a cloud instance, how it is reached and set up (None where the plugin
+        needs nothing: the demo, an operator's own Ollama node)."""
 
     @abstractmethod
     async def status(self, external_id: str) -> Instance | None: ...

@@ -22,7 +22,7 @@ from sizzle.clock import Clock
 from sizzle.domain.ranking import rank_offers
 from sizzle.domain.tiers import Tier, offer_meets_tier
 from sizzle.errors import BadCredentials, NoCapacity, ProviderUnavailable, SizzleError
-from sizzle.providers.base import Offer, Provider
+from sizzle.providers.base import Boot, Offer, Provider
 from sizzle.services.breaker import ProviderStatus
 
 log = structlog.get_logger(__name__)
@@ -101,7 +101,13 @@ class Orchestrator:
         return offers
 
     async def launch(
-        self, tier: Tier, *, session_id: str, model: str | None, skip: frozenset[str] = frozenset()
+        self,
+        tier: Tier,
+        *,
+        session_id: str,
+        model: str | None,
+        skip: frozenset[str] = frozenset(),
+        boot: Boot | None = None,
     ) -> Launch:
         """Provision the best offer that accepts; LaunchFailed (with the attempts) if none does.
 
@@ -120,7 +126,7 @@ class Orchestrator:
                 continue
             try:
                 external_id = await self.providers[offer.provider].provision(
-                    offer, session_id=session_id, model=model
+                    offer, session_id=session_id, model=model, boot=boot
                 )
             except SizzleError as exc:
                 attempts.append(self._failed_attempt(offer, exc))

@@ -17,6 +17,7 @@ from sizzle.domain.tiers import TIERS, Tier
 from sizzle.errors import NoCapacity
 from sizzle.providers.base import (
     INSTANCE_PREFIX,
+    Boot,
     Instance,
     InstanceState,
     Offer,
@@ -51,7 +52,9 @@ class DemoProvider(Provider, SupportsPause):
             )
         ]
 
-    async def provision(self, offer: Offer, *, session_id: str, model: str | None) -> str:
+    async def provision(
+        self, offer: Offer, *, session_id: str, model: str | None, boot: Boot | None = None
+    ) -> str:
         tier = offer.offer_id.removeprefix("demo-")
         if tier not in TIERS:
             raise NoCapacity(f"demo has no offer {offer.offer_id}")

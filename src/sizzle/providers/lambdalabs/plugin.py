@@ -24,6 +24,7 @@ from sizzle.domain.tiers import Tier, offer_meets_tier
 from sizzle.errors import BadCredentials, NoCapacity, ProviderBadRequest, ProviderUnavailable
 from sizzle.providers.base import (
     INSTANCE_PREFIX,
+    Boot,
     Instance,
     InstanceState,
     Offer,
@@ -139,7 +140,9 @@ class LambdaProvider(Provider):
             )
         return offers
 
-    async def provision(self, offer: Offer, *, session_id: str, model: str | None) -> str:
+    async def provision(
+        self, offer: Offer, *, session_id: str, model: str | None, boot: Boot | None = None
+    ) -> str:
         type_name, sep, region = offer.offer_id.partition("|")
         if not sep or not type_name or not region:
             raise ProviderBadRequest(f"lambda: malformed offer id {offer.offer_id!r}")

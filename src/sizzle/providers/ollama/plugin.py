@@ -29,6 +29,7 @@ from sizzle.db.models import GpuSession, ProviderInstance
 from sizzle.domain.tiers import Tier, offer_meets_tier
 from sizzle.errors import NoCapacity, ProviderUnavailable, SizzleError
 from sizzle.providers.base import (
+    Boot,
     Instance,
     InstanceState,
     Offer,
@@ -133,7 +134,9 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
             if error is None
         ]
 
-    async def provision(self, offer: Offer, *, session_id: str, model: str | None) -> str:
+    async def provision(
+        self, offer: Offer, *, session_id: str, model: str | None, boot: Boot | None = None
+    ) -> str:
         node = self.nodes.get(offer.offer_id)
         if node is None:
             raise NoCapacity(f"ollama has no node {offer.offer_id!r}")

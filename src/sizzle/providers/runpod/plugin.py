@@ -12,6 +12,7 @@ from sizzle.domain.tiers import Tier, offer_meets_tier
 from sizzle.errors import BadCredentials, ProviderBadRequest
 from sizzle.providers.base import (
     INSTANCE_PREFIX,
+    Boot,
     Instance,
     InstanceState,
     Offer,
@@ -110,7 +111,9 @@ class RunPodProvider(Provider, SupportsPause, SupportsChat):
                 )
         return offers
 
-    async def provision(self, offer: Offer, *, session_id: str, model: str | None) -> str:
+    async def provision(
+        self, offer: Offer, *, session_id: str, model: str | None, boot: Boot | None = None
+    ) -> str:
         gpu_type_id, count = _parse_offer_id(offer.offer_id)
         fields: dict[str, object] = {
             "name": instance_name(session_id),

@@ -18,6 +18,7 @@ from sizzle.domain.tiers import Tier, offer_meets_tier
 from sizzle.errors import BadRequest, ProviderUnavailable
 from sizzle.providers.base import (
     INSTANCE_PREFIX,
+    Boot,
     Instance,
     InstanceState,
     Offer,
@@ -108,7 +109,9 @@ class VastProvider(Provider, SupportsPause, SupportsChat):
         offers = [offer for raw in found if (offer := to_offer(raw, tier)) is not None]
         return sorted(offers, key=lambda o: o.upstream_micros_per_hour)
 
-    async def provision(self, offer: Offer, *, session_id: str, model: str | None) -> str:
+    async def provision(
+        self, offer: Offer, *, session_id: str, model: str | None, boot: Boot | None = None
+    ) -> str:
         body = create_body(
             label=instance_name(session_id),
             model=model,
