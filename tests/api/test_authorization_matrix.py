@@ -65,10 +65,15 @@ def _routes(routes: list[Any]) -> Iterator[APIRoute]:
 
 
 def _guards(dependant: Dependant) -> Iterator[tuple[str, ...]]:
-    """The scopes of each dependency that identifies the caller."""
+    """The scopes of each dependency that identifies the caller (those of its guard, or its
+    own where a route asks for the credential directly)."""
     for sub in dependant.dependencies:
         if sub.call is get_credential:
-            yield (*(dependant.parent_oauth_scopes or []), *(dependant.own_oauth_scopes or []))
+            yield (
+                *(dependant.parent_oauth_scopes or []),
+                *(dependant.own_oauth_scopes or []),
+                *(sub.own_oauth_scopes or []),
+            )
         yield from _guards(sub)
 
 

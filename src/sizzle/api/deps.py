@@ -134,8 +134,16 @@ async def get_reading_user(
 ) -> User:
     """The caller, checked (revocation and suspension included) in the request's read
     transaction, which the handler then reads in too (`ReadTxDep`)."""
-    caller = await _authenticate(state, tx, credential)
-    return await _admit(state, caller, security_scopes.scopes)
+    return await read_caller(state, tx, credential, security_scopes.scopes)
+
+
+async def read_caller(
+    state: AppState, tx: AsyncSession, credential: str, scopes: Sequence[str]
+) -> User:
+    """The caller behind `credential`, checked in `tx` (revocation and suspension included),
+    once a key has the `scopes` and the caller is within limits: for a handler that opens its
+    own read transaction (one dependency fewer for FastAPI to solve on a hot route)."""
+    return await _admit(state, await _authenticate(state, tx, credential), scopes)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from starlette.types import Receive, Scope, Send
 
-from sizzle.api.deps import InferenceUserId, ReadTxDep, StateDep, get_reading_user
+from sizzle.api.deps import InferenceUserId, StateDep, app_state, get_credential, read_caller
 from sizzle.api.openapi import error_responses
 from sizzle.api.relay import RelayResponse
-from sizzle.db.models import GpuSession, User
+from sizzle.db.models import GpuSession
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 from sizzle.safe_json import parse_json
 from sizzle.services.workspace import chat_session
@@ -42,8 +42,11 @@ class ChatCompletionIn(BaseModel):
     stream: StrictBool = False
 
 
-# The caller checked in the request's read transaction, in which the handler picks the session.
-InferenceReader = Annotated[User, Security(get_reading_user, scopes=["inference"])]
+INFERENCE_SCOPES = ["inference"]
+# What the caller presented, for a route that checks it in its own read transaction
+# (`read_caller`) with these scopes; declared here too, so the docs and the authorization
+# matrix see them.
+InferenceCredential = Annotated[str, Security(get_credential, scopes=INFERENCE_SCOPES)]
 
 
 async def read_raw_body(request: Request) -> bytes:
@@ -90,15 +93,17 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 )
 async def chat_completions(
     raw: Annotated[bytes, Depends(read_raw_body)],  # first: before the transaction
-    user: InferenceReader,
-    tx: ReadTxDep,
-    state: StateDep,
+    credential: InferenceCredential,
+    request: Request,
     x_sizzle_session: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Any:
-    body = _parse_body(raw)
-    session = await chat_session(
-        tx, user_id=user.id, model=body.get("model"), session_id=x_sizzle_session
-    )
+    state = app_state(request)
+    async with state.db.read() as tx:
+        user = await read_caller(state, tx, credential, INFERENCE_SCOPES)
+        body = _parse_body(raw)  # after the caller: a stranger learns nothing from a 422
+        session = await chat_session(
+            tx, user_id=user.id, model=body.get("model"), session_id=x_sizzle_session
+        )
     return ChatAnswer(state, session, body)
 
 
