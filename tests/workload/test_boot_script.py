@@ -49,6 +49,23 @@ def test_boot_script_is_shellcheck_clean(script: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def needs_root_sshd() -> None:
+    """Skips (fails under SIZZLE_REQUIRE_SSHD=1) without the real sshd and root."""
+    if os.path.exists(SSHD) and os.geteuid() == 0:
+        return
+    if os.environ.get("SIZZLE_REQUIRE_SSHD"):
+        pytest.fail(f"SIZZLE_REQUIRE_SSHD is set but there is no {SSHD} or we are not root")
+    pytest.skip(f"needs Debian's openssh-server at {SSHD} and root, as in the container")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def public_key(key: asyncssh.SSHKey) -> str:
     return key.export_public_key().decode().strip()
 
@@ -181,10 +198,7 @@ def boot(root: Path, *, gpus: int = 1, **env: str) -> Iterator[Instance]:
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     """One instance booted to `ready`, shared by the tests that only look at it."""
-    if not os.path.exists(SSHD) or os.geteuid() != 0:
-        if os.environ.get("SIZZLE_REQUIRE_SSHD"):
-            pytest.fail(f"SIZZLE_REQUIRE_SSHD is set but there is no {SSHD} or we are not root")
-        pytest.skip(f"needs Debian's openssh-server at {SSHD} and root, as in the container")
+    needs_root_sshd()
     with boot(tmp_path_factory.mktemp("instance")) as booted:
         booted.wait_for_status("ready")
         yield booted
@@ -286,8 +300,7 @@ def test_state_files_are_private_and_keys_never_printed(instance: Instance) -> N
 
 
 def test_no_gpu_is_a_failed_boot_that_keeps_ssh_for_diagnosis(tmp_path: Path) -> None:
-    if not os.path.exists(SSHD) or os.geteuid() != 0:
-        pytest.skip(f"needs Debian's openssh-server at {SSHD} and root")
+    needs_root_sshd()
     with boot(tmp_path, gpus=0) as instance:
         assert instance.wait_for_status("failed") == "failed: no GPU visible to nvidia-smi"
         assert instance.process.poll() is None  # sshd held up, so Sizzle can read why
@@ -340,3 +353,28 @@ def test_bad_inputs_are_refused_at_once(
     assert process.returncode != 0
     assert says in stderr
     assert ED25519.split()[1][:20] not in stdout + stderr
+
+
+def test_a_stop_signal_to_the_script_alone_stops_sshd_and_the_model_server(
+    tmp_path: Path,
+) -> None:
+    needs_root_sshd()
+    with boot(tmp_path) as instance:
+        instance.wait_for_status("ready")
+        sshd_pid = int((instance.state_dir / "sshd.pid").read_text())
+        ollama_pid = json.loads((tmp_path / "ollama-serve.json").read_text())["pid"]
+        instance.process.send_signal(signal.SIGTERM)  # what `docker stop` sends to PID 1
+        assert instance.process.wait(timeout=10) == 143
+        deadline = time.monotonic() + 10
+        while (alive(sshd_pid) or alive(ollama_pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(sshd_pid) and not alive(ollama_pid)
+
+
+def test_the_script_ends_when_the_model_server_does(tmp_path: Path) -> None:
+    needs_root_sshd()
+    with boot(tmp_path) as instance:
+        instance.wait_for_status("ready")
+        os.kill(json.loads((tmp_path / "ollama-serve.json").read_text())["pid"], signal.SIGKILL)
+        assert instance.process.wait(timeout=10) != 0
+        assert instance.status() == "failed: ollama serve exited with status 137"
