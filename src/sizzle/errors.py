@@ -80,6 +80,30 @@ class ProviderBadRequest(ProviderUnavailable):
     code = "provider_bad_request"
 
 
+class InstanceUnreachable(ProviderUnavailable):
+    """A rented instance's SSH server could not be reached, or the connection to it was lost."""
+
+    code = "instance_unreachable"
+
+
+class InstanceKeyRefused(InstanceUnreachable):
+    """The instance's SSH server refused the session's key."""
+
+    code = "instance_key_refused"
+
+
+class HostKeyChanged(InstanceUnreachable):
+    """The instance presented a host key other than the one pinned on first connect."""
+
+    code = "host_key_changed"
+
+
+class KeyUnreadable(InstanceUnreachable):
+    """A session's sealed SSH key did not open: another secret key, another row, tampering."""
+
+    code = "instance_key_unreadable"
+
+
 class PayloadTooLarge(SizzleError):
     code = "too_large"
     status_code = 413

@@ -371,3 +371,22 @@ class AuditEvent(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(300))
     detail: Mapped[str | None] = mapped_column(String(500))
+
+
+class InstanceKey(Base):
+    """The SSH key pair Sizzle made for a session's instance, and the host key it pinned.
+
+    The private key is sealed (AES-GCM, keyed from the secret key, bound to the session id);
+    the row goes when the session ends, and with the session."""
+
+    __tablename__ = "instance_keys"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("gpu_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    public_key: Mapped[str] = mapped_column(Text)  # OpenSSH form: "ssh-ed25519 AAAA… sizzle-<id>"
+    sealed_private_key: Mapped[str] = mapped_column(Text)
+    # The instance's SSH host key (OpenSSH form), recorded on first connect; later connects
+    # accept only this key.
+    host_key: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
