@@ -44,6 +44,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # asyncssh logs every channel at INFO: each request through a tunnel would be a line
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").addFilter(_HIDE_LINK_TOKENS)
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
