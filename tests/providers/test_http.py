@@ -71,6 +71,28 @@ async def test_refused_keys_are_bad_credentials(base_url: str, status: int) -> N
         await client(base_url).request("GET", f"status/{status}")
 
 
+async def test_a_plugin_may_keep_403_for_itself(base_url: str) -> None:
+    http = ProviderHttp(
+        provider="fake", base_url=base_url, sleep=_nap, credential_statuses=frozenset({401})
+    )
+    assert (await http.request("GET", "status/403")).status_code == 403
+    with pytest.raises(BadCredentials):
+        await http.request("GET", "status/401")
+
+
+async def test_429s_are_resent_once_per_wait_given(base_url: str) -> None:
+    waited: list[float] = []
+
+    async def nap(seconds: float) -> None:
+        waited.append(seconds)
+
+    http = ProviderHttp(provider="fake", base_url=base_url, sleep=nap, rate_limit_waits=(1.0,))
+    with pytest.raises(ProviderUnavailable, match="429"):
+        await http.request("POST", "flaky/429")
+    assert calls["POST 429"] == 2
+    assert waited == [0.0]  # the Retry-After given wins over the plugin's own wait
+
+
 async def test_other_4xx_answers_are_left_to_the_plugin(base_url: str) -> None:
     response = await client(base_url).request("GET", "status/404")
     assert response.status_code == 404
