@@ -24,6 +24,8 @@ from fastapi.responses import PlainTextResponse
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
+from sizzle.domain.tiers import TIERS
+from sizzle.providers.vast.plugin import disk_gb
 from sizzle.services import accounts
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -40,6 +42,11 @@ from tests.providers.fakes.vast import FakeVast, vast_app
 ALL_FOUR = "ollama,vast,runpod,lambda"
 RTX_4090_RUNPOD = "NVIDIA GeForce RTX 4090"
 LAMBDA_4090 = "gpu_1x_rtx4090"
+
+
+def vast_offer(ask_id: int) -> str:
+    """How Sizzle names a starter offer at Vast: the ask and the disk it was priced with."""
+    return f"{ask_id}|{disk_gb(TIERS['starter'])}"
 
 
 @dataclass
@@ -64,7 +71,7 @@ class Stack:
 
 @pytest.fixture
 def fakes(clock: FakeClock) -> Iterator[Fakes]:
-    vast = FakeVast()
+    vast = FakeVast(clock=clock)  # an instance boots on the clock: null, loading, running
     runpod = FakeRunPod(runtime_null_polls=1)
     lam = FakeLambda(clock=clock, boot_polls=1)
     ollama = FakeOllama()
@@ -224,7 +231,7 @@ async def test_cheapest_of_four_providers_runs_and_is_destroyed_then_fails_over(
     detail = await admin_detail(stack, admin, first["id"])
     assert (detail["provider"], detail["gpu_type"], detail["gpu_count"]) == ("vast", "RTX 4090", 1)
     assert detail["upstream_price_per_hour_usd"] == "0.29"
-    assert tried(detail) == [("vast", "101", "launched")]
+    assert tried(detail) == [("vast", vast_offer(101), "launched")]
 
     started = await act(stack.client, auth=auth, session_id=first["id"], action="start")
     assert started.status_code == 200, started.text
@@ -258,7 +265,7 @@ async def test_cheapest_of_four_providers_runs_and_is_destroyed_then_fails_over(
     assert seen == ["provisioning", "ready"]  # RunPod: runtime null once, then up
     detail = await admin_detail(stack, admin, second["id"])
     assert tried(detail) == [
-        ("vast", "102", "no_capacity"),
+        ("vast", vast_offer(102), "no_capacity"),
         ("runpod", f"{RTX_4090_RUNPOD}|1", "launched"),
     ]
     refused, launched = detail["attempts"]
@@ -325,7 +332,7 @@ async def test_failover_past_no_capacity_a_hang_garbage_and_a_bad_key(
         detail = await admin_detail(stack, admin, session["id"])
         assert detail["provider"] == "ollama"
         assert tried(detail) == [
-            ("vast", "201", "no_capacity"),
+            ("vast", vast_offer(201), "no_capacity"),
             ("lambda", f"{LAMBDA_4090}|us-east-1", "provider_down"),
             ("ollama", "box-garbled", "provider_down"),
             ("ollama", "box-good", "launched"),

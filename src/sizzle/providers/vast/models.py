@@ -36,11 +36,12 @@ class VastInstance(_Wire):
     cur_state: str | None = None
     status_msg: str | None = None
     public_ipaddr: str | None = None
-    # {"11434/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41022"}]}: container port -> host ports
+    # {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41022"}]}: container port -> host ports,
+    # only for the ports the rent mapped with `-p`
     ports: dict[str, list[dict[str, Any]] | None] | None = None
 
     def host_port(self, container_port: int) -> int | None:
-        """The public port a container port is reachable on, once Vast has mapped it."""
+        """The public port a mapped container port is reachable on, once Vast has mapped it."""
         mappings = (self.ports or {}).get(f"{container_port}/tcp") or []
         for mapping in mappings:
             try:
@@ -74,6 +75,15 @@ def parse_instances(body: Any) -> list[VastInstance]:
     """The instances of a show or list answer: `instances` is an object for one, else a list."""
     raw = body.get("instances") if isinstance(body, dict) else None
     return _each(raw, VastInstance)
+
+
+def parse_page(body: Any) -> tuple[list[VastInstance], str | None]:
+    """One page of the v1 listing: its instances and the cursor of the next page (None at the
+    end). The cursor is `next_token` in the answer; tolerate `after_token` too."""
+    if not isinstance(body, dict):
+        return [], None
+    token = body.get("next_token") or body.get("after_token")
+    return parse_instances(body), str(token) if token else None
 
 
 def parse_result(body: Any) -> VastResult:

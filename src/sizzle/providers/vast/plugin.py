@@ -1,4 +1,10 @@
-"""The Vast.ai plugin: marketplace offers for a tier, instances running Ollama.
+"""The Vast.ai plugin: marketplace offers for a tier, instances that boot Sizzle's workload.
+
+An instance runs the `ollama/ollama` image with Sizzle's boot script (`sizzle.workload.boot`,
+"instance.sh") as its whole job: Vast's `args` runtype uses `onstart` as the container's
+entrypoint and `args` as its argv, so the rent sends `/bin/sh` and `["-c", <script>]`. Only
+the SSH port is mapped; Ollama listens on the instance's loopback and is reached through SSH
+(`ssh_endpoint`), never published.
 
 Sizzle's instances are labelled `sizzle-<session id>`; the plugin lists only those and never
 destroys an instance with another label, so a shared Vast account is safe.
@@ -6,8 +12,8 @@ destroys an instance with another label, so a shared Vast account is safe.
 
 from __future__ import annotations
 
+import math
 import re
-import shlex
 from typing import Any
 
 import structlog
@@ -15,7 +21,8 @@ import structlog
 from sizzle.domain.gpus import GPU_VRAM_GB, normalize_gpu_name
 from sizzle.domain.money import quoted_usd_to_micros
 from sizzle.domain.tiers import Tier, offer_meets_tier
-from sizzle.errors import BadRequest, ProviderUnavailable
+from sizzle.domain.vram import tier_vram_gb
+from sizzle.errors import BadRequest, ProviderBadRequest, ProviderUnavailable
 from sizzle.providers.base import (
     INSTANCE_PREFIX,
     Boot,
@@ -25,12 +32,12 @@ from sizzle.providers.base import (
     Provider,
     ProviderContext,
     ProviderHealth,
-    SupportsChat,
     SupportsPause,
     instance_name,
 )
 from sizzle.providers.vast.client import VastClient
 from sizzle.providers.vast.models import VastInstance, VastOffer
+from sizzle.workload.boot import boot_script
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +55,9 @@ VAST_GPU_NAMES: dict[str, tuple[str, ...]] = {
     "B300": ("B300",),
 }
 
-OLLAMA_IMAGE = "ollama/ollama:latest"
-OLLAMA_PORT = 11434
+OLLAMA_IMAGE = "ollama/ollama:latest"  # Ubuntu based: the boot script installs sshd with apt
+BOOT_SCRIPT = "instance.sh"
+SSH_PORT = 22
 MIN_RELIABILITY = 0.95
 SEARCH_LIMIT = 64
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
@@ -64,7 +72,7 @@ _STATES: dict[str, InstanceState] = {
 }
 
 
-class VastProvider(Provider, SupportsPause, SupportsChat):
+class VastProvider(Provider, SupportsPause):
     name = "vast"
     label = "Vast.ai"
 
@@ -112,12 +120,9 @@ class VastProvider(Provider, SupportsPause, SupportsChat):
     async def provision(
         self, offer: Offer, *, session_id: str, model: str | None, boot: Boot | None = None
     ) -> str:
-        body = create_body(
-            label=instance_name(session_id),
-            model=model,
-            disk_gb=disk_gb(offer.gpu_count * offer.vram_gb_per_gpu),
-        )
-        instance_id = await self.client().rent(offer.offer_id, body)
+        ask_id, disk = parse_offer_id(offer.offer_id)
+        body = create_body(label=instance_name(session_id), boot=boot, model=model, disk=disk)
+        instance_id = await self.client().rent(ask_id, body)
         log.info("vast.provisioned", session_id=session_id, instance_id=instance_id)
         return str(instance_id)
 
@@ -125,16 +130,17 @@ class VastProvider(Provider, SupportsPause, SupportsChat):
         found = await self.client().show(external_id)
         return None if found is None else to_instance(found)
 
-    async def chat_base_url(self, external_id: str) -> str | None:
-        """Ollama on the instance's public address and the host port Vast mapped 11434 to."""
+    async def ssh_endpoint(self, external_id: str) -> tuple[str, int] | None:
+        """(host, port) of the instance's sshd: its public address and the host port Vast
+        mapped container port 22 to; None until it runs with that port mapped, or once gone."""
         found = await self.client().show(external_id)
         if found is None or (found.actual_status or "").lower() != "running":
             return None
         address = (found.public_ipaddr or "").strip()  # Vast may pad it with whitespace
-        port = found.host_port(OLLAMA_PORT)
+        port = found.host_port(SSH_PORT)
         if not address or port is None:
             return None
-        return f"http://{address}:{port}"
+        return address, port
 
     async def stop(self, external_id: str) -> None:
         await self.client().set_state(external_id, "stopped")
@@ -167,13 +173,31 @@ def vast_gpu_names(tier: Tier) -> list[str]:
     return names
 
 
-def disk_gb(total_vram_gb: int) -> int:
-    """Disk for the image and the model weights: about the VRAM plus room, 50 to 2000 GB."""
-    return min(max(total_vram_gb + 30, 50), 2000)
+def disk_gb(tier: Tier) -> int:
+    """The disk rented with every instance of a tier, in GB: the image, and the largest model
+    the tier can serve. A model is placed on a tier only if its weights fit the tier's VRAM,
+    so they fit in that much disk too; 30 GB more hold the image and Ollama's working files.
+    The search prices exactly this size and the rent asks for exactly this size."""
+    return min(max(math.ceil(tier_vram_gb(tier)) + 30, 50), 2000)
+
+
+def offer_id(ask_id: int, disk: int) -> str:
+    """A Vast offer as Sizzle names it: the ask and the disk its price was quoted for."""
+    return f"{ask_id}|{disk}"
+
+
+def parse_offer_id(value: str) -> tuple[str, int]:
+    """The ask id and the disk (GB) of an offer named by `offer_id`."""
+    ask, _, disk = value.partition("|")
+    if not ask.isdigit() or not disk.isdigit():
+        raise ProviderBadRequest(f"not a Vast offer id: {value!r}")
+    return ask, int(disk)
 
 
 def search_query(tier: Tier) -> dict[str, Any]:
-    """The `POST bundles/` body: the tier's GPUs, on-demand, verified, reliable, cheapest first."""
+    """The `POST bundles/` body: the tier's GPUs, on-demand, verified, reliable, with a free
+    direct port for SSH and room for the tier's disk, priced with that disk, cheapest first."""
+    disk = disk_gb(tier)
     return {
         "gpu_name": {"in": vast_gpu_names(tier)},
         "num_gpus": {"gte": tier.min_gpus, "lte": tier.max_gpus},
@@ -182,8 +206,9 @@ def search_query(tier: Tier) -> dict[str, Any]:
         "rented": {"eq": False},
         "reliability2": {"gte": MIN_RELIABILITY},
         "direct_port_count": {"gte": 1},
+        "disk_space": {"gte": disk},
         "type": "ondemand",
-        "allocated_storage": disk_gb(tier.min_vram_gb),
+        "allocated_storage": disk,
         "order": [["dph_total", "asc"]],
         "limit": SEARCH_LIMIT,
     }
@@ -203,7 +228,7 @@ def to_offer(raw: VastOffer, tier: Tier) -> Offer | None:
     reliability = raw.reliability2 if raw.reliability2 is not None else raw.reliability
     return Offer(
         provider=VastProvider.name,
-        offer_id=str(raw.id),
+        offer_id=offer_id(raw.id, disk_gb(tier)),
         gpu_type=gpu_type,
         gpu_count=raw.num_gpus,
         vram_gb_per_gpu=vram,
@@ -212,33 +237,43 @@ def to_offer(raw: VastOffer, tier: Tier) -> Offer | None:
     )
 
 
-def create_body(*, label: str, model: str | None, disk_gb: int) -> dict[str, Any]:
-    """The `PUT asks/{id}/` body: Ollama serving on a direct port, pulling `model` at start."""
+def create_body(*, label: str, boot: Boot | None, model: str | None, disk: int) -> dict[str, Any]:
+    """The `PUT asks/{id}/` body: the boot script as the container's whole job.
+
+    With `runtype: "args"` Vast runs `onstart` as the entrypoint with `args` as its argv, so
+    the script goes to `/bin/sh -c`. Its settings travel in `env`, in Vast's dict form (a name
+    and its value; a `-p host:container` key maps a port). Only SSH is mapped: the model
+    server stays on the instance's loopback.
+    """
     env: dict[str, str] = {
-        f"-p {OLLAMA_PORT}:{OLLAMA_PORT}": "1",
-        f"-e OLLAMA_HOST=0.0.0.0:{OLLAMA_PORT}": "1",
-        "-e OLLAMA_KEEP_ALIVE=-1": "1",
+        f"-p {SSH_PORT}:{SSH_PORT}": "1",
+        "SIZZLE_SSH_PORT": str(SSH_PORT),
+        "OLLAMA_KEEP_ALIVE": "-1",  # the session pays for the GPU: keep the model loaded
     }
-    body: dict[str, Any] = {
+    if boot is not None:
+        env["SIZZLE_SSH_PUBLIC_KEY"] = boot.ssh_public_key
+        if boot.user_ssh_keys:
+            env["SIZZLE_USER_SSH_KEYS"] = "\n".join(boot.user_ssh_keys)
+    # Without `boot` no key is sent: the script refuses to start, the container exits and the
+    # instance shows as failed (`to_instance`), so the launch moves on rather than renting a
+    # GPU nobody can reach.
+    wanted = (boot.model if boot is not None else None) or model
+    if wanted:
+        if not _MODEL_NAME.match(wanted):
+            raise BadRequest(f"not a model name: {wanted!r}")
+        env["SIZZLE_MODEL"] = wanted
+    return {
         "client_id": "me",
         "image": OLLAMA_IMAGE,
-        "disk": disk_gb,
+        "disk": disk,
         "label": label,
         "runtype": "args",
-        "args": ["serve"],
+        "onstart": "/bin/sh",
+        "args": ["-c", boot_script(BOOT_SCRIPT)],
+        "env": env,
         "target_state": "running",
         "cancel_unavail": True,
     }
-    if model:
-        if not _MODEL_NAME.match(model):
-            raise BadRequest(f"not a model name: {model!r}")
-        env[f"-e SIZZLE_MODEL={model}"] = "1"
-        quoted = shlex.quote(model)
-        body["onstart"] = (
-            f"until ollama list >/dev/null 2>&1; do sleep 1; done; ollama pull {quoted}"
-        )
-    body["env"] = env
-    return body
 
 
 def to_instance(found: VastInstance) -> Instance:
