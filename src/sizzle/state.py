@@ -21,6 +21,8 @@ from sizzle.services.session_watch import SessionWatcher
 from sizzle.services.sessions import record_progress
 from sizzle.services.workspace import Workspace
 from sizzle.settings import Settings
+from sizzle.workload.keys import DatabaseHostKeys
+from sizzle.workload.tunnel import Tunnels
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -44,6 +46,7 @@ class AppState:
     mailer: Mailer
     account_links: AccountLinks
     watcher: SessionWatcher
+    tunnels: Tunnels
 
     @classmethod
     def build(
@@ -71,6 +74,7 @@ class AppState:
             orchestrator=orchestrator,
             metrics=metrics,
         )
+        tunnels = Tunnels(DatabaseHostKeys(db))  # one SSH connection per session, per process
         payments = Payments(settings, db, clock)
         jobs.after_metering.append(payments.top_ups.run_pass)
         return cls(
@@ -80,7 +84,13 @@ class AppState:
             providers,
             orchestrator,
             jobs,
-            workspace=Workspace(db, providers),
+            workspace=Workspace(
+                db,
+                providers,
+                tunnels=tunnels,
+                secret_key=settings.resolved_secret_key,
+                clock=clock,
+            ),
             chat_proxy=ChatProxy(
                 db,
                 clock,
@@ -95,13 +105,16 @@ class AppState:
             ),
             account_links=AccountLinks(db, clock, settings),
             watcher=SessionWatcher(db, clock, max_streams_per_user=settings.max_streams_per_user),
+            tunnels=tunnels,
         )
 
     async def close(self) -> None:
-        """Stop the jobs and the live streams, close provider connections and the database pool."""
+        """Stop the jobs and the live streams, close the chat proxy, the SSH tunnels, provider
+        connections and the database pool."""
         await self.jobs.stop()
         await self.watcher.close()
         await self.chat_proxy.close()
+        await self.tunnels.aclose()
         for provider in self.providers.values():
             await provider.close()
         await self.db.dispose()

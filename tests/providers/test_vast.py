@@ -20,6 +20,7 @@ from sizzle.providers.vast.plugin import VastProvider, disk_gb
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.settings import Settings
 from sizzle.workload.boot import boot_script
+from sizzle.workload.endpoint import SshEndpoint
 from tests.providers.fakes.server import serve
 from tests.providers.fakes.vast import API_KEY, PUBLIC_IPADDR, FakeVast, vast_app
 
@@ -226,9 +227,9 @@ async def test_the_whole_life_of_an_instance(vast: VastProvider, fake: FakeVast)
     ]
     instance = await vast.status(external_id)
     assert instance is not None and instance.name == "sizzle-s123"
-    host, port = await vast.ssh_endpoint(external_id) or ("", 0)
-    assert host == PUBLIC_IPADDR.strip()
-    assert str(port) == fake.instances[int(external_id)]["ports"]["22/tcp"][0]["HostPort"]
+    endpoint = await vast.ssh_endpoint(external_id)
+    assert endpoint is not None and endpoint.host == PUBLIC_IPADDR.strip()
+    assert str(endpoint.port) == fake.instances[int(external_id)]["ports"]["22/tcp"][0]["HostPort"]
 
     await vast.stop(external_id)
     assert (await vast.status(external_id)).state is InstanceState.STOPPED  # type: ignore[union-attr]
@@ -267,12 +268,12 @@ async def test_boot_follows_the_clock_not_the_calls(
             await provider.close()
 
 
-async def test_the_ssh_endpoint_is_the_public_ip_and_the_port_mapped_to_22(
+async def test_the_ssh_endpoint_is_root_at_the_public_ip_and_the_port_mapped_to_22(
     vast: VastProvider, fake: FakeVast
 ) -> None:
     running = fake.add_instance("sizzle-s1")
     host_port = int(fake.instances[running]["ports"]["22/tcp"][0]["HostPort"])
-    assert await vast.ssh_endpoint(str(running)) == ("203.0.113.7", host_port)
+    assert await vast.ssh_endpoint(str(running)) == SshEndpoint("203.0.113.7", host_port, "root")
     loading = fake.add_instance("sizzle-s2", actual_status="loading")
     assert await vast.ssh_endpoint(str(loading)) is None  # no address until it runs
     unmapped = fake.add_instance("sizzle-s3", ports=())

@@ -12,6 +12,7 @@ from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.domain.tiers import Tier
 from sizzle.settings import Settings
+from sizzle.workload.endpoint import SshEndpoint
 
 INSTANCE_PREFIX = "sizzle-"
 
@@ -156,3 +157,16 @@ class SupportsChat(ABC):
 
     @abstractmethod
     async def chat_base_url(self, external_id: str) -> str | None: ...
+
+
+class SupportsSsh(ABC):
+    """Optional ability: the instance is reached over SSH, and this says where.
+
+    Its model server listens on the instance's loopback only; Sizzle reaches it through an SSH
+    tunnel (`sizzle.workload.tunnel`) authenticated with the session's key. `ssh_endpoint` is
+    the instance's SSH address and login user once it answers there, or None before that (and
+    once the instance is gone).
+    """
+
+    @abstractmethod
+    async def ssh_endpoint(self, external_id: str) -> SshEndpoint | None: ...

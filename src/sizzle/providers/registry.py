@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sizzle.errors import BadRequest
-from sizzle.providers.base import Provider, ProviderContext, SupportsChat
+from sizzle.providers.base import Provider, ProviderContext, SupportsChat, SupportsSsh
 
 _REGISTRY: dict[str, type[Provider]] = {}
 
@@ -19,9 +19,10 @@ def available_providers() -> list[str]:
 
 
 def serves_chat(name: str | None) -> bool:
-    """Whether the plugin called `name` serves its instances' models to chat with."""
+    """Whether the plugin called `name` serves its instances' models to chat with: at an
+    address it gives (SupportsChat) or through an SSH tunnel (SupportsSsh)."""
     plugin = _REGISTRY.get(name or "")
-    return plugin is not None and issubclass(plugin, SupportsChat)
+    return plugin is not None and issubclass(plugin, SupportsChat | SupportsSsh)
 
 
 def load_providers(context: ProviderContext) -> dict[str, Provider]:

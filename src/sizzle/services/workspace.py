@@ -10,14 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.catalog import load_catalog
+from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, User
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.errors import Conflict, NotFound
-from sizzle.providers.base import Provider, SupportsChat
+from sizzle.providers.base import Provider, SupportsChat, SupportsSsh
 from sizzle.providers.registry import serves_chat
 from sizzle.services.accounts import get_active_user
 from sizzle.services.sessions import LIVE_STATUSES
+from sizzle.workload.endpoint import SshEndpoint
+from sizzle.workload.keys import session_key
+from sizzle.workload.tunnel import OLLAMA_PORT, Tunnels
 
 S = SessionStatus
 DEMO_PROVIDER = "demo"
@@ -29,6 +33,7 @@ NO_CHAT_MESSAGE = "This session's GPU runs no model server, so there is nothing 
 NO_MODEL_MESSAGE = "This session was started without a model; create one with a model to chat."
 # How long a provider's answer to "where does this instance serve?" is reused.
 ADDRESS_TTL_SECONDS = 60.0
+NOT_READY_MESSAGE = "the session's model server has no address yet; try again in a moment"
 
 
 @dataclass(frozen=True)
@@ -140,12 +145,30 @@ async def _require_chat(session: GpuSession) -> None:
 
 
 class Workspace:
-    """Finds chat targets; remembers for a minute where each instance serves."""
+    """Finds chat targets; remembers for a minute where each instance serves.
 
-    def __init__(self, db: Database, providers: dict[str, Provider]) -> None:
+    An instance reached over SSH (SupportsSsh) is chatted with through the process's tunnel
+    pool: the address it hands out is the local end of a forward that is open, never a
+    remembered one that may have dropped."""
+
+    def __init__(
+        self,
+        db: Database,
+        providers: dict[str, Provider],
+        *,
+        tunnels: Tunnels,
+        secret_key: str,
+        clock: Clock,
+        model_port: int = OLLAMA_PORT,
+    ) -> None:
         self.db = db
         self.providers = providers
+        self.tunnels = tunnels
+        self._secret_key = secret_key
+        self._clock = clock
+        self.model_port = model_port  # where the model server listens on an instance's loopback
         self._addresses: dict[tuple[str, str], tuple[str, float]] = {}
+        self._endpoints: dict[tuple[str, str], tuple[SshEndpoint, float]] = {}
 
     async def target(
         self, *, user_id: str, model: str | None, session_id: str | None
@@ -165,20 +188,52 @@ class Workspace:
 
     async def _address(self, session: GpuSession) -> str:
         provider = self.providers.get(session.provider or "")
-        if not isinstance(provider, SupportsChat) or not session.instance_id:
+        if provider is None or not session.instance_id:
             raise Conflict(NO_CHAT_MESSAGE, code="chat_not_supported")
         key = (provider.name, session.instance_id)
+        if isinstance(provider, SupportsSsh):
+            return await self._tunnel_address(provider, key, session.id)
+        if not isinstance(provider, SupportsChat):
+            raise Conflict(NO_CHAT_MESSAGE, code="chat_not_supported")
         cached = self._addresses.get(key)
         if cached and cached[1] > time.monotonic():
             return cached[0]
         url = await provider.chat_base_url(session.instance_id)
         if not url:
-            raise Conflict(
-                "the session's model server has no address yet; try again in a moment",
-                code="chat_not_ready",
-            )
+            raise Conflict(NOT_READY_MESSAGE, code="chat_not_ready")
         self._addresses[key] = (url, time.monotonic() + ADDRESS_TTL_SECONDS)
         return url
+
+    async def _tunnel_address(
+        self, provider: SupportsSsh, key: tuple[str, str], session_id: str
+    ) -> str:
+        """The local end of the session's tunnel to its model server: the open forward as it
+        is, else opened (again) with the session's key, read in a short transaction."""
+        endpoint = await self._endpoint(provider, key)
+        url = self.tunnels.open_url(session_id, endpoint, self.model_port)
+        if url is not None:
+            return url
+        async with self.db.transaction() as tx:
+            pair = await session_key(tx, session_id, secret=self._secret_key, now=self._clock.now())
+        try:
+            return await self.tunnels.local_url(
+                session_id, endpoint, pair.private_key, self.model_port
+            )
+        except Exception:
+            # The instance may have moved since its address was remembered: ask again next time.
+            self._endpoints.pop(key, None)
+            raise
+
+    async def _endpoint(self, provider: SupportsSsh, key: tuple[str, str]) -> SshEndpoint:
+        """The instance's SSH address, remembered for a minute; 409 while it has none."""
+        cached = self._endpoints.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        endpoint = await provider.ssh_endpoint(key[1])
+        if endpoint is None:
+            raise Conflict(NOT_READY_MESSAGE, code="chat_not_ready")
+        self._endpoints[key] = (endpoint, time.monotonic() + ADDRESS_TTL_SECONDS)
+        return endpoint
 
     async def active_models(self, *, user_id: str) -> list[GpuSession]:
         """The caller's active sessions that run a model, newest first."""

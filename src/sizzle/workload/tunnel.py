@@ -28,6 +28,9 @@ from sizzle.errors import (
     InstanceKeyRefused,
     InstanceUnreachable,
 )
+from sizzle.workload.endpoint import SshEndpoint
+
+__all__ = ["HostKeyStore", "MemoryHostKeys", "SshEndpoint", "Tunnels", "openssh_public"]
 
 log = structlog.get_logger(__name__)
 
@@ -37,15 +40,6 @@ COMMAND_TIMEOUT_SECONDS = 30.0
 KEEPALIVE_INTERVAL_SECONDS = 15.0
 KEEPALIVE_COUNT_MAX = 4  # unanswered keepalives before the connection counts as dropped
 _CLOSE_WAIT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class SshEndpoint:
-    """Where an instance's SSH server answers, and as whom to log in."""
-
-    host: str
-    port: int
-    username: str
 
 
 class HostKeyStore(Protocol):
@@ -129,6 +123,17 @@ class Tunnels:
                     raise InstanceUnreachable(f"could not open a tunnel: {exc}") from exc
                 link.forwards[remote_port] = listener
             return f"http://127.0.0.1:{listener.get_port()}"
+
+    def open_url(
+        self, session_id: str, endpoint: SshEndpoint, remote_port: int = OLLAMA_PORT
+    ) -> str | None:
+        """The local URL of the session's forward to `endpoint`, while its connection is open;
+        None otherwise (then `local_url`, with the key, opens it again)."""
+        link = self._links.get(session_id)
+        if link is None or not link.is_open() or link.endpoint != endpoint:
+            return None
+        listener = link.forwards.get(remote_port)
+        return None if listener is None else f"http://127.0.0.1:{listener.get_port()}"
 
     async def run(
         self,

@@ -33,11 +33,13 @@ from sizzle.providers.base import (
     ProviderContext,
     ProviderHealth,
     SupportsPause,
+    SupportsSsh,
     instance_name,
 )
 from sizzle.providers.vast.client import VastClient
 from sizzle.providers.vast.models import VastInstance, VastOffer
 from sizzle.workload.boot import boot_script
+from sizzle.workload.endpoint import SshEndpoint
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +60,7 @@ VAST_GPU_NAMES: dict[str, tuple[str, ...]] = {
 OLLAMA_IMAGE = "ollama/ollama:latest"  # Ubuntu based: the boot script installs sshd with apt
 BOOT_SCRIPT = "instance.sh"
 SSH_PORT = 22
+SSH_USER = "root"  # the container runs as root; the boot script authorizes our key for it
 MIN_RELIABILITY = 0.95
 SEARCH_LIMIT = 64
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
@@ -72,7 +75,7 @@ _STATES: dict[str, InstanceState] = {
 }
 
 
-class VastProvider(Provider, SupportsPause):
+class VastProvider(Provider, SupportsPause, SupportsSsh):
     name = "vast"
     label = "Vast.ai"
 
@@ -130,9 +133,9 @@ class VastProvider(Provider, SupportsPause):
         found = await self.client().show(external_id)
         return None if found is None else to_instance(found)
 
-    async def ssh_endpoint(self, external_id: str) -> tuple[str, int] | None:
-        """(host, port) of the instance's sshd: its public address and the host port Vast
-        mapped container port 22 to; None until it runs with that port mapped, or once gone."""
+    async def ssh_endpoint(self, external_id: str) -> SshEndpoint | None:
+        """The instance's sshd: its public address and the host port Vast mapped container
+        port 22 to, as root; None until it runs with that port mapped, or once gone."""
         found = await self.client().show(external_id)
         if found is None or (found.actual_status or "").lower() != "running":
             return None
@@ -140,7 +143,7 @@ class VastProvider(Provider, SupportsPause):
         port = found.host_port(SSH_PORT)
         if not address or port is None:
             return None
-        return address, port
+        return SshEndpoint(host=address, port=port, username=SSH_USER)
 
     async def stop(self, external_id: str) -> None:
         await self.client().set_state(external_id, "stopped")

@@ -1,0 +1,189 @@
+"""Chat with a session on an instance reached over SSH: through the app, the tunnel, and a real
+OpenSSH server standing for the instance, to a fake Ollama that listens on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sizzle.clock import FakeClock, to_ms
+from sizzle.db.database import Database
+from sizzle.db.models import GpuSession
+from sizzle.domain.tiers import Tier
+from sizzle.providers.base import (
+    Instance,
+    Offer,
+    Provider,
+    ProviderContext,
+    ProviderHealth,
+    SupportsSsh,
+)
+from sizzle.state import AppState
+from sizzle.workload.endpoint import SshEndpoint
+from sizzle.workload.keys import session_key
+from tests.conftest import TEST_SECRET
+from tests.helpers import assert_error, log_in, make_user
+from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
+from tests.providers.fakes.server import serve
+from tests.sshd import Sshd, needs_sshd
+
+pytestmark = needs_sshd
+CHAT = "/v1/chat/completions"
+MODEL = "llama3.2:latest"
+INSTANCE = "i-1"
+
+
+class ScriptedSsh(Provider, SupportsSsh):
+    """An instance reached over SSH at whatever endpoint the test gives it (None: not yet)."""
+
+    name = "scripted"
+    label = "Scripted SSH"
+
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(context)
+        self.endpoint: SshEndpoint | None = None
+
+    async def ssh_endpoint(self, external_id: str) -> SshEndpoint | None:
+        return self.endpoint if external_id == INSTANCE else None
+
+    async def health(self) -> ProviderHealth:
+        return ProviderHealth(healthy=True)
+
+    async def offers(self, tier: Tier) -> list[Offer]:
+        return []
+
+    async def provision(self, offer: Offer, *, session_id: str, **_: Any) -> str:
+        raise NotImplementedError
+
+    async def status(self, external_id: str) -> Instance | None:
+        return None
+
+    async def terminate(self, external_id: str) -> None:
+        return None
+
+    async def list_instances(self) -> list[Instance]:
+        return []
+
+
+@pytest.fixture
+def ollama() -> Iterator[tuple[FakeOllama, int]]:
+    """The instance's model server, on 127.0.0.1: reached only through the tunnel."""
+    fake = FakeOllama(local={MODEL: 2_000}, loaded={MODEL: 2_000})
+    with serve(fake_ollama_app(fake)) as url:
+        yield fake, int(url.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+async def instance(state: AppState) -> AsyncIterator[ScriptedSsh]:
+    settings, clock, db = state.settings, state.clock, state.db
+    provider = ScriptedSsh(ProviderContext(settings=settings, clock=clock, db=db))
+    state.providers[provider.name] = provider  # the workspace reads the same map
+    yield provider
+    await state.chat_proxy.close()  # the `client` fixture leaves the state open
+    await state.tunnels.aclose()
+
+
+async def active_session(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> tuple[str, dict[str, str]]:
+    """An active session with a model on the scripted instance, its key made; (id, auth)."""
+    user = await make_user(db, now=clock.now())
+    async with db.transaction() as tx:
+        tx.add(
+            GpuSession(
+                id="s-ssh",
+                user_id=user.id,
+                tier="starter",
+                model=MODEL,
+                status="active",
+                provider=ScriptedSsh.name,
+                instance_id=INSTANCE,
+                price_micros_per_minute=1000,
+                active_since_ms=to_ms(clock.now()),
+                created_at=clock.now(),
+            )
+        )
+    return "s-ssh", await log_in(client, email=user.email)
+
+
+async def authorize(sshd: Sshd, db: Database, clock: FakeClock, session_id: str) -> None:
+    """The instance takes the session's key, as its boot script would have set it up."""
+    async with db.transaction() as tx:
+        pair = await session_key(tx, session_id, secret=TEST_SECRET, now=clock.now())
+    sshd.authorize(pair.public_key)
+
+
+def chat(stream: bool) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+
+
+def content(body: str) -> str:
+    """The text of an SSE answer's chunks."""
+    words = []
+    for line in body.splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[len("data: ") :])["choices"]:
+                words.append(choice["delta"].get("content") or "")
+    return "".join(words)
+
+
+@pytest.fixture
+async def reachable(
+    client: httpx.AsyncClient,
+    state: AppState,
+    clock: FakeClock,
+    sshd: Sshd,
+    instance: ScriptedSsh,
+    ollama: tuple[FakeOllama, int],
+) -> tuple[str, dict[str, str]]:
+    """An active session whose instance answers SSH with the session's key; (id, auth)."""
+    state.workspace.model_port = ollama[1]  # the fake's port stands for Ollama's 11434
+    session_id, auth = await active_session(client, state.db, clock)
+    await authorize(sshd, state.db, clock, session_id)
+    instance.endpoint = sshd.endpoint
+    return session_id, auth
+
+
+async def test_a_chat_streams_back_through_the_tunnel(
+    client: httpx.AsyncClient,
+    sshd: Sshd,
+    ollama: tuple[FakeOllama, int],
+    reachable: tuple[str, dict[str, str]],
+) -> None:
+    _, auth = reachable
+    response = await client.post(CHAT, json=chat(stream=True), headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert content(response.text) == "Hello from the node."
+    assert response.text.rstrip().endswith("data: [DONE]")
+    assert [kind for kind, _ in ollama[0].requests] == ["chat"]
+    whole = await client.post(CHAT, json=chat(stream=False), headers=auth)
+    assert whole.status_code == 200, whole.text
+    assert sshd.accepted_logins() == 1  # the second chat took the open tunnel
+
+
+async def test_a_chat_after_the_connection_dropped_opens_the_tunnel_again(
+    client: httpx.AsyncClient, state: AppState, sshd: Sshd, reachable: tuple[str, dict[str, str]]
+) -> None:
+    session_id, auth = reachable
+    assert (await client.post(CHAT, json=chat(stream=False), headers=auth)).status_code == 200
+    sshd.drop_connections()
+    async with asyncio.timeout(10):  # until the pool has seen the server hang up
+        await state.tunnels._links[session_id].connection.wait_closed()
+    again = await client.post(CHAT, json=chat(stream=True), headers=auth)
+    assert again.status_code == 200, again.text
+    assert content(again.text) == "Hello from the node."
+    assert sshd.accepted_logins() == 2
+
+
+async def test_before_the_instance_has_an_ssh_address_chat_is_not_ready(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, instance: ScriptedSsh
+) -> None:
+    _, auth = await active_session(client, state.db, clock)
+    response = await client.post(CHAT, json=chat(stream=True), headers=auth)
+    assert_error(response, 409, "chat_not_ready")
