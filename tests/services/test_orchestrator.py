@@ -29,6 +29,7 @@ class ScriptedProvider(Provider):
         self.refuse: dict[str, Exception] = {}
         self.offer_error: Exception | None = None
         self.provisioned: list[str] = []
+        self.boots: list[object] = []  # the Boot each provision was given
         self.offer_calls = 0
 
     async def health(self) -> ProviderHealth:
@@ -49,6 +50,7 @@ class ScriptedProvider(Provider):
         if offer.offer_id in self.refuse:
             raise self.refuse[offer.offer_id]
         self.provisioned.append(offer.offer_id)
+        self.boots.append(boot)
         return f"instance-{offer.offer_id}"
 
     async def status(self, external_id):  # type: ignore[no-untyped-def]

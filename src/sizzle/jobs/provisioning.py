@@ -26,10 +26,11 @@ from sizzle.db.models import GpuSession, LaunchAttempt, ProviderInstance
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
-from sizzle.providers.base import InstanceState, instance_name
+from sizzle.providers.base import Boot, InstanceState, instance_name
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Attempt, Launch, Orchestrator
+from sizzle.workload import keys
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +41,12 @@ CLAIM_BATCH = 20
 LAUNCH_DEADLINE = timedelta(minutes=10)
 
 
-async def launch_pending(db: Database, orchestrator: Orchestrator, *, now: datetime) -> int:
-    """Claim pending sessions and launch each on the best offer; returns how many were claimed."""
+async def launch_pending(
+    db: Database, orchestrator: Orchestrator, *, now: datetime, secret: str
+) -> int:
+    """Claim pending sessions and launch each on the best offer; returns how many were claimed.
+
+    `secret`: the app's secret key, which seals each session's SSH key pair (see `_boot`)."""
     async with lease_holder(db) as leases:
         async with db.transaction() as tx:
             await lock_billing(tx)
@@ -63,7 +68,7 @@ async def launch_pending(db: Database, orchestrator: Orchestrator, *, now: datet
                     claimed.append(session)
         for session in claimed:
             try:
-                await _launch(db, orchestrator, session, now=now)
+                await _launch(db, orchestrator, session, now=now, secret=secret)
             finally:
                 await leases.give_back(session_lease(session.id))
     return len(claimed)
@@ -75,11 +80,16 @@ async def _launch(
     session: GpuSession,
     *,
     now: datetime,
+    secret: str,
     skip: frozenset[str] = frozenset(),
 ) -> None:
     try:
         launch = await orchestrator.launch(
-            TIERS[session.tier], session_id=session.id, model=session.model, skip=skip
+            TIERS[session.tier],
+            session_id=session.id,
+            model=session.model,
+            skip=skip,
+            boot=await _boot(db, session, now=now, secret=secret),
         )
     except SizzleError as exc:
         async with db.transaction() as tx:
@@ -106,7 +116,7 @@ async def _launch(
         # Stopped while the launch was in flight: nobody would pay for this instance.
         discarded = fresh is None or fresh.status != S.PROVISIONING.value
         if fresh is not None and not discarded:
-            _record_launch(tx, fresh, launch, now=now)
+            await _record_launch(tx, fresh, launch, now=now)
     if discarded:
         await orchestrator.providers[offer.provider].terminate(launch.external_id)
         log.info("launch.discarded", session_id=session.id, provider=offer.provider)
@@ -114,6 +124,14 @@ async def _launch(
     log.info(
         "session.launched", session_id=session.id, provider=offer.provider, offer=offer.offer_id
     )
+
+
+async def _boot(db: Database, session: GpuSession, *, now: datetime, secret: str) -> Boot:
+    """What a cloud instance of the session boots with: the session's SSH key pair, made (and
+    stored sealed) at its first launch and kept across failovers until the session ends."""
+    async with db.transaction() as tx:
+        key = await keys.session_key(tx, session.id, secret=secret, now=now)
+    return Boot(ssh_public_key=key.public_key, model=session.model)
 
 
 def record_attempts(tx: AsyncSession, session_id: str, attempts: list[Attempt]) -> None:
@@ -134,8 +152,12 @@ def record_attempts(tx: AsyncSession, session_id: str, attempts: list[Attempt]) 
     )
 
 
-def _record_launch(tx: AsyncSession, session: GpuSession, launch: Launch, *, now: datetime) -> None:
-    """The GPU the session got, its upstream price, and the instance that now exists."""
+async def _record_launch(
+    tx: AsyncSession, session: GpuSession, launch: Launch, *, now: datetime
+) -> None:
+    """The GPU the session got, its upstream price, and the instance that now exists (whose
+    host key is pinned at its first connect, not the previous instance's)."""
+    await keys.unpin_host_key(tx, session.id)
     offer = launch.offer
     session.provider = offer.provider
     session.instance_id = launch.external_id
@@ -157,7 +179,12 @@ def _record_launch(tx: AsyncSession, session: GpuSession, launch: Launch, *, now
 
 
 async def mark_ready(
-    db: Database, orchestrator: Orchestrator, *, now: datetime, provision_timeout: timedelta
+    db: Database,
+    orchestrator: Orchestrator,
+    *,
+    now: datetime,
+    provision_timeout: timedelta,
+    secret: str,
 ) -> int:
     """Ask providers about provisioning sessions: the running ones become ready; an instance
     that failed, vanished or is not ready in time is destroyed and the next offer tried.
@@ -178,7 +205,12 @@ async def mark_ready(
                 continue
             try:
                 became_ready += await _check_launch(
-                    db, orchestrator, session_id, now=now, provision_timeout=provision_timeout
+                    db,
+                    orchestrator,
+                    session_id,
+                    now=now,
+                    provision_timeout=provision_timeout,
+                    secret=secret,
                 )
             finally:
                 await leases.give_back(session_lease(session_id))
@@ -192,6 +224,7 @@ async def _check_launch(
     *,
     now: datetime,
     provision_timeout: timedelta,
+    secret: str,
 ) -> int:
     """One provisioning session, read afresh under its lease (the list above may be stale)."""
     async with db.transaction() as tx:
@@ -215,7 +248,8 @@ async def _check_launch(
         return 0
     await provider.terminate(session.instance_id)  # destroyed before anything else is tried
     if await _forget_instance(db, session, problem, now=now):
-        await _launch(db, orchestrator, session, now=now, skip=await _tried(db, session.id))
+        skip = await _tried(db, session.id)
+        await _launch(db, orchestrator, session, now=now, secret=secret, skip=skip)
     return 0
 
 

@@ -66,12 +66,14 @@ class JobRunner:
                 )
 
     async def housekeep(self) -> None:
-        await launch_pending(self.db, self.orchestrator, now=self.clock.now())
+        secret = self.settings.resolved_secret_key
+        await launch_pending(self.db, self.orchestrator, now=self.clock.now(), secret=secret)
         await mark_ready(
             self.db,
             self.orchestrator,
             now=self.clock.now(),
             provision_timeout=timedelta(seconds=self.settings.provision_timeout_seconds),
+            secret=secret,
         )
         await reap(self.db, self.providers, self.settings, now=self.clock.now())
 

@@ -15,6 +15,7 @@ from sizzle.domain.money import MS_PER_MINUTE, minutes_started
 from sizzle.errors import InvalidTransition
 from sizzle.services import audit, ledger
 from sizzle.services.metering import charge_due_minutes
+from sizzle.workload import keys
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +71,7 @@ async def switch_status(
         session.paused_at = None
     if target in ENDED and current not in ENDED:
         await _refund_unused_minutes(tx, session, now)
+        await keys.forget_session_key(tx, session.id)  # no way into its instance is kept
 
     if target is S.READY:
         session.ready_at = now

@@ -114,6 +114,14 @@ async def forget_session_key(tx: AsyncSession, session_id: str) -> None:
     await tx.execute(delete(InstanceKey).where(InstanceKey.session_id == session_id))
 
 
+async def unpin_host_key(tx: AsyncSession, session_id: str) -> None:
+    """Forget the pinned host key: the session moved to a new instance (a failover), whose
+    first connect pins its own."""
+    await tx.execute(
+        update(InstanceKey).where(InstanceKey.session_id == session_id).values(host_key=None)
+    )
+
+
 async def pinned_host_key(tx: AsyncSession, session_id: str) -> str | None:
     """The host key pinned for the session's instance, or None before its first connect."""
     found: str | None = await tx.scalar(
