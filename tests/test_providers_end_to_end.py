@@ -72,7 +72,7 @@ class Stack:
 @pytest.fixture
 def fakes(clock: FakeClock) -> Iterator[Fakes]:
     vast = FakeVast(clock=clock)  # an instance boots on the clock: null, loading, running
-    runpod = FakeRunPod(runtime_null_polls=1)
+    runpod = FakeRunPod(clock=clock, boot_seconds=5)  # no public IP for 5 s, then up
     lam = FakeLambda(clock=clock, boot_polls=1)
     ollama = FakeOllama()
     with ExitStack() as stack:
@@ -122,6 +122,7 @@ async def wire(
             "vast_api_url": f"{fakes.vast_url}/api/v0",
             "vast_api_key": VAST_KEY,
             "runpod_api_url": fakes.runpod_url,
+            "runpod_rest_url": f"{fakes.runpod_url}/v1",
             "runpod_api_key": fakes.runpod.api_key,
             "lambda_api_url": f"{fakes.lambda_url}/api/v1",
             "lambda_api_key": fakes.lam.api_key,
@@ -224,7 +225,7 @@ async def test_cheapest_of_four_providers_runs_and_is_destroyed_then_fails_over(
     (instance_id,) = fakes.vast.instances
     assert fakes.vast.instances[instance_id]["actual_status"] == "running"
     # nothing was rented anywhere else
-    assert "podFindAndDeployOnDemand" not in fakes.runpod.calls
+    assert fakes.runpod.calls("POST", "/pods") == []
     assert fakes.lam.launches == []
     assert fakes.ollama.requests == []
 
@@ -262,7 +263,7 @@ async def test_cheapest_of_four_providers_runs_and_is_destroyed_then_fails_over(
     fakes.vast.taken.add(102)
     second = await create_session(stack.client, auth=auth, tier="starter")
     seen = await housekeep_until_ready(stack, clock, auth=auth, session_id=second["id"])
-    assert seen == ["provisioning", "ready"]  # RunPod: runtime null once, then up
+    assert seen == ["provisioning", "ready"]  # RunPod: no SSH address once, then up
     detail = await admin_detail(stack, admin, second["id"])
     assert tried(detail) == [
         ("vast", vast_offer(102), "no_capacity"),
@@ -343,7 +344,7 @@ async def test_failover_past_no_capacity_a_hang_garbage_and_a_bad_key(
         assert garbled == "ollama node box-garbled: malformed stream line"
         assert good is None
         # the bad key never got as far as an attempt: RunPod was switched off at the offers
-        assert fakes.runpod.calls == []
+        assert fakes.runpod.calls("POST", "/pods") == []
         assert [kind for kind, _ in fakes.ollama.requests] == ["pull", "load"]
         assert "llama3.2:latest" in fakes.ollama.loaded
 

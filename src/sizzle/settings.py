@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     )
     runpod_api_key: str = Field("", description="RunPod API key; the runpod plugin needs it.")
     runpod_api_url: str = Field(
-        "https://api.runpod.io", description="RunPod API base; GraphQL is served at /graphql."
+        "https://api.runpod.io",
+        description="RunPod GraphQL base (served at /graphql); used only for GPU prices.",
+    )
+    runpod_rest_url: str = Field(
+        "https://rest.runpod.io/v1", description="RunPod REST API base: pods are managed here."
     )
     lambda_api_key: str = Field("", description="Lambda Cloud API key; the lambda plugin needs it.")
     lambda_api_url: str = Field(

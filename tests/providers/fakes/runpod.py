@@ -1,8 +1,24 @@
-"""A fake RunPod GraphQL API: scriptable in-memory state behind `POST /graphql`.
+"""A fake RunPod API, written from RunPod's documentation (the REST v1 OpenAPI spec at
+docs.runpod.io/api-reference), not from what Sizzle sends: it refuses what RunPod would.
 
-No GraphQL parser: it dispatches on the root field named in the query text and reads the
-inline input values (`podId: "..."`, `gpuCount: 2`) with regular expressions. Like RunPod,
-it answers GraphQL errors with HTTP 200 and an `errors` list, and a bad key with HTTP 401.
+- Bearer auth everywhere; anything else is 401.
+- REST under `/v1`: `POST /pods` needs `imageName` and `gpuTypeIds` (a list); `cloudType` is
+  SECURE or COMMUNITY; `ports` are `N/tcp` or `N/http` strings; `env` is an object of strings;
+  `dockerEntrypoint`/`dockerStartCmd` are lists of strings that replace the image's
+  ENTRYPOINT/CMD (`[]` keeps the image's). The container's argv is recorded per pod. It
+  answers 201 with the pod.
+- `GET /pods` (a JSON array), `GET /pods/{id}`, `POST /pods/{id}/stop|start`, `DELETE
+  /pods/{id}` (204). An unknown pod is 404.
+- A created or started pod reads `desiredStatus: RUNNING` at once, but `publicIp` and
+  `portMappings` stay empty while it initializes: `boot_seconds` on the test's clock (or
+  `boot_polls` reads without a clock). Only exposed `/tcp` ports get a mapping. Stopping
+  clears both (and the container disk).
+- `no_capacity`: create and start answer 400 with RunPod's capacity message (create does for
+  a GPU type in `sold_out` too, though prices still list it).
+  `resume_without_gpu`: start brings the pod back with `gpuCount: 0`.
+- GraphQL at `/graphql` for prices only (`gpuTypes` with aliased `lowestPrice`), errors as
+  HTTP 200 with an `errors` list, as RunPod does.
+- `rate_limit`: the next N requests answer 429.
 """
 
 from __future__ import annotations
@@ -11,15 +27,24 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from sizzle.clock import Clock
+
 NO_CAPACITY = (
     "There are no longer any instances available with the requested specifications. "
     "Please refresh and try again."
 )
+PUBLIC_IP = "203.0.113.20"
+# the ollama/ollama image
+IMAGE_ENTRYPOINT = ["/bin/ollama"]
+IMAGE_CMD = ["serve"]
+_PORT = re.compile(r"^(\d{1,5})/(tcp|http)$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass
@@ -40,209 +65,252 @@ class FakePod:
     gpu_count: int
     image: str
     env: dict[str, str]
-    ports: str
+    ports: list[str]
+    argv: list[str]
     desired_status: str = "RUNNING"
-    polls_until_up: int = 0
+    body: dict[str, Any] = field(default_factory=dict)
+    booting_since: datetime | None = None
+    polls_left: int = 0
+    public_ip: str | None = None
+    port_mappings: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class FakeRunPod:
     api_key: str = "rp-test-key"
+    clock: Clock | None = None
+    boot_seconds: float = 5.0  # with a clock: how long a pod initializes
+    boot_polls: int = 1  # without a clock: reads answered while it initializes
     gpu_types: list[FakeGpuType] = field(default_factory=list)
     pods: dict[str, FakePod] = field(default_factory=dict)
-    runtime_null_polls: int = 2  # pod polls answered with runtime null after (re)start
-    no_capacity: bool = False  # create and resume fail with RunPod's capacity message
-    # the next answers: errors[] with these messages (None: answer that request normally)
-    fail_with: list[str | None] = field(default_factory=list)
-    rate_limit: int = 0  # answer this many requests with 429 first
-    calls: list[str] = field(default_factory=list)  # root fields, in order
+    no_capacity: bool = False
+    resume_without_gpu: bool = False
+    sold_out: set[str] = field(default_factory=set)  # GPU types still listed, not rentable
+    rate_limit: int = 0
+    fail_with: list[str | None] = field(default_factory=list)  # GraphQL errors to answer
+    requests: list[tuple[str, str, Any]] = field(default_factory=list)
     terminated: list[str] = field(default_factory=list)
-    queries: list[str] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _ports: itertools.count[int] = field(default_factory=lambda: itertools.count(30001))
 
     def add_pod(self, name: str, *, status: str = "RUNNING", gpu_count: int = 1) -> FakePod:
+        """A pod that is already there (someone's, or an earlier one), up if running."""
         pod = FakePod(
-            id=f"pod{next(self._ids):04d}",
+            id=f"pod{next(self._ids):010d}",
             name=name,
             gpu_type_id="NVIDIA GeForce RTX 4090",
             gpu_count=gpu_count,
             image="other/image",
             env={},
-            ports="",
+            ports=["22/tcp"],
+            argv=["/bin/other"],
             desired_status=status,
         )
         self.pods[pod.id] = pod
+        if status == "RUNNING":
+            self._publish(pod)
         return pod
 
+    def calls(self, method: str, path: str) -> list[Any]:
+        """The bodies sent with `method path` (path below `/v1`), in order."""
+        return [body for m, p, body in self.requests if m == method and p == path]
 
-_STRING = r'("(?:[^"\\]|\\.)*")'  # a JSON-escaped string literal
+    def _boot(self, pod: FakePod) -> None:
+        pod.desired_status = "RUNNING"
+        pod.public_ip, pod.port_mappings = None, {}
+        pod.booting_since = self.clock.now() if self.clock else None
+        pod.polls_left = self.boot_polls
 
+    def _catch_up(self, pod: FakePod) -> None:
+        if pod.desired_status != "RUNNING" or pod.public_ip is not None:
+            return
+        if self.clock is not None and pod.booting_since is not None:
+            if (self.clock.now() - pod.booting_since).total_seconds() >= self.boot_seconds:
+                self._publish(pod)
+        elif pod.polls_left > 0:
+            pod.polls_left -= 1
+        else:
+            self._publish(pod)
 
-def _string(query: str, key: str) -> str | None:
-    match = re.search(rf"\b{key}\s*:\s*{_STRING}", query)
-    return str(json.loads(match.group(1))) if match else None
+    def _publish(self, pod: FakePod) -> None:
+        pod.public_ip = PUBLIC_IP
+        pod.port_mappings = {
+            m.group(1): next(self._ports)
+            for port in pod.ports
+            if (m := _PORT.match(port)) and m.group(2) == "tcp"
+        }
 
-
-def _int(query: str, key: str) -> int | None:
-    match = re.search(rf"\b{key}\s*:\s*(\d+)", query)
-    return int(match.group(1)) if match else None
-
-
-def _enum(query: str, key: str) -> str | None:
-    match = re.search(rf"\b{key}\s*:\s*([A-Z_]+)\b", query)
-    return match.group(1) if match else None
-
-
-def _env(query: str) -> dict[str, str]:
-    pairs = re.findall(rf"key\s*:\s*{_STRING}\s*,\s*value\s*:\s*{_STRING}", query)
-    return {json.loads(key): json.loads(value) for key, value in pairs}
-
-
-def _asked(query: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Only the fields the query names, as a real GraphQL server would answer."""
-    return {key: value for key, value in values.items() if re.search(rf"\b{key}\b", query)}
-
-
-def _errors(message: str) -> JSONResponse:
-    return JSONResponse({"errors": [{"message": message, "path": []}], "data": None})
-
-
-def _data(data: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"data": data})
-
-
-def build_app(state: FakeRunPod) -> FastAPI:
-    app = FastAPI()
-
-    def pod_json(pod: FakePod, query: str) -> dict[str, Any]:
-        runtime = None
-        if pod.desired_status == "RUNNING":
-            if pod.polls_until_up > 0:
-                pod.polls_until_up -= 1
-            else:
-                runtime = {
-                    "uptimeInSeconds": 12,
-                    "ports": [
-                        {
-                            "ip": "100.65.0.2",
-                            "isIpPublic": False,
-                            "privatePort": 11434,
-                            "publicPort": 60123,
-                            "type": "http",
-                        }
-                    ],
-                    "gpus": [{"id": "GPU-1", "gpuUtilPercent": 0, "memoryUtilPercent": 0}],
-                }
-        values = {
+    def _json(self, pod: FakePod) -> dict[str, Any]:
+        self._catch_up(pod)
+        return {
             "id": pod.id,
             "name": pod.name,
             "desiredStatus": pod.desired_status,
             "gpuCount": pod.gpu_count,
             "imageName": pod.image,
-            "costPerHr": 0.69,
-            "runtime": runtime,
+            "costPerHr": 0.69 * pod.gpu_count,
+            "machineId": "m" + pod.id,
+            "env": pod.env,
+            "ports": pod.ports,
+            "portMappings": pod.port_mappings or None,
+            "publicIp": pod.public_ip,
+            "containerDiskInGb": pod.body.get("containerDiskInGb", 50),
+            "volumeInGb": pod.body.get("volumeInGb", 20),
+            "machine": {},
         }
-        return _asked(query, values)
 
-    def gpu_types(query: str) -> dict[str, Any]:
-        aliases = re.findall(
-            r"(?:(\w+)\s*:\s*)?lowestPrice\s*\(\s*input\s*:\s*\{\s*gpuCount\s*:\s*(\d+)", query
-        )
-        answer = []
-        for gpu in state.gpu_types:
-            entry = _asked(
-                query,
-                {
-                    "id": gpu.id,
-                    "displayName": gpu.display_name,
-                    "memoryInGb": gpu.memory_in_gb,
-                    "maxGpuCount": gpu.max_gpu_count,
-                    "securePrice": gpu.price,
-                    "communityPrice": None if gpu.price is None else gpu.price * 0.8,
-                },
-            )
-            for alias, count in aliases:
-                stock = gpu.stock.get(int(count))
-                entry[alias or "lowestPrice"] = {
-                    "uninterruptablePrice": gpu.price if stock else None,
-                    "stockStatus": stock,
-                    "minimumBidPrice": None,
-                }
-            answer.append(entry)
-        return {"gpuTypes": answer}
 
-    @app.post("/graphql")
-    async def graphql(request: Request) -> Response:
-        if request.headers.get("authorization") != f"Bearer {state.api_key}":
-            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+def create_refusal(body: Any) -> str | None:
+    """Why RunPod would refuse this `POST /pods` body, or None."""
+    if not isinstance(body, dict):
+        return "the body is not a JSON object"
+    if not isinstance(body.get("imageName"), str) or not body["imageName"]:
+        return "imageName is required"
+    types = body.get("gpuTypeIds")
+    if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+        return "gpuTypeIds must be a non-empty list of GPU type ids"
+    if body.get("cloudType", "SECURE") not in ("SECURE", "COMMUNITY"):
+        return "cloudType must be SECURE or COMMUNITY"
+    if not isinstance(body.get("gpuCount", 1), int) or body.get("gpuCount", 1) < 1:
+        return "gpuCount must be a positive integer"
+    ports = body.get("ports", [])
+    if not isinstance(ports, list) or not all(isinstance(p, str) and _PORT.match(p) for p in ports):
+        return "ports must be a list of [port]/[tcp|http] strings"
+    env = body.get("env", {})
+    if not isinstance(env, dict):
+        return "env must be an object"
+    for key, value in env.items():
+        if not _ENV_NAME.match(key) or not isinstance(value, str):
+            return f"env {key!r}: a variable name with a string value"
+    for key in ("dockerEntrypoint", "dockerStartCmd"):
+        value = body.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{key} must be a list of strings"
+    return None
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_app(state: FakeRunPod) -> FastAPI:
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def gatekeeper(request: Request, call_next: Any) -> Response:
+        raw = await request.body()
+        body = json.loads(raw) if raw else None
+        state.requests.append((request.method, request.url.path.removeprefix("/v1"), body))
         if state.rate_limit > 0:
             state.rate_limit -= 1
             return Response("Too Many Requests", status_code=429, headers={"Retry-After": "0"})
-        body = await request.json()
-        query = str(body.get("query", ""))
-        state.queries.append(query)
-        if state.fail_with and (message := state.fail_with.pop(0)) is not None:
-            state.calls.append("error")
-            return _errors(message)
+        if request.headers.get("authorization") != f"Bearer {state.api_key}":
+            return _error(401, "Unauthorized")
+        response: Response = await call_next(request)
+        return response
 
-        # mutations first: "podTerminate(" etc. never contain "pod(", but be explicit
-        if "podFindAndDeployOnDemand" in query:
-            state.calls.append("podFindAndDeployOnDemand")
-            if state.no_capacity:
-                return _errors(NO_CAPACITY)
-            gpu_type_id = _string(query, "gpuTypeId") or ""
-            count = _int(query, "gpuCount") or 1
-            if _enum(query, "cloudType") not in ("ALL", "SECURE", "COMMUNITY"):
-                return _errors("cloudType must be ALL, SECURE or COMMUNITY")
-            gpu = next((g for g in state.gpu_types if g.id == gpu_type_id), None)
-            if gpu is None or not gpu.stock.get(count):
-                return _errors(NO_CAPACITY)
-            pod = state.add_pod(_string(query, "name") or "", gpu_count=count)
-            pod.gpu_type_id = gpu_type_id
-            pod.image = _string(query, "imageName") or ""
-            pod.ports = _string(query, "ports") or ""
-            pod.env = _env(query)
-            pod.polls_until_up = state.runtime_null_polls
-            return _data({"podFindAndDeployOnDemand": {"id": pod.id, "imageName": pod.image}})
-        if "podStop" in query:
-            state.calls.append("podStop")
-            stopped = state.pods.get(_string(query, "podId") or "")
-            if stopped is None:
-                return _errors("pod not found")
-            stopped.desired_status = "EXITED"
-            return _data({"podStop": {"id": stopped.id, "desiredStatus": "EXITED"}})
-        if "podResume" in query:
-            state.calls.append("podResume")
-            resumed = state.pods.get(_string(query, "podId") or "")
-            if resumed is None:
-                return _errors("pod not found")
-            if state.no_capacity:
-                return _errors(NO_CAPACITY)
-            if _int(query, "gpuCount") != resumed.gpu_count:
-                return _errors("gpuCount does not match the pod")
-            resumed.desired_status = "RUNNING"
-            resumed.polls_until_up = state.runtime_null_polls
-            return _data({"podResume": {"id": resumed.id, "desiredStatus": "RUNNING"}})
-        if "podTerminate" in query:
-            state.calls.append("podTerminate")
-            pod_id = _string(query, "podId") or ""
-            if state.pods.pop(pod_id, None) is None:
-                return _errors("pod not found to terminate")
-            state.terminated.append(pod_id)
-            return _data({"podTerminate": None})
-        if "gpuTypes" in query:
-            state.calls.append("gpuTypes")
-            return _data(gpu_types(query))
-        if re.search(r"\bpod\s*\(", query):
-            state.calls.append("pod")
-            found = state.pods.get(_string(query, "podId") or "")
-            return _data({"pod": pod_json(found, query) if found else None})
-        if "myself" in query:
-            state.calls.append("myself")
-            if "pods" not in query:
-                return _data({"myself": {"id": "user-1"}})
-            pods = [pod_json(pod, query) for pod in state.pods.values()]
-            return _data({"myself": {"id": "user-1", "pods": pods}})
-        return _errors("Cannot query field on type Query")
+    def found(pod_id: str) -> FakePod | JSONResponse:
+        pod = state.pods.get(pod_id)
+        return pod if pod is not None else _error(404, "pod not found")
+
+    @app.post("/v1/pods")
+    async def create(request: Request) -> Response:
+        body = await request.json()
+        refusal = create_refusal(body)
+        if refusal:
+            return _error(400, refusal)
+        if state.no_capacity:
+            return _error(400, NO_CAPACITY)
+        count = body.get("gpuCount", 1)
+        gpu = next((g for g in state.gpu_types if g.id in body["gpuTypeIds"]), None)
+        if gpu is None or not gpu.stock.get(count) or gpu.id in state.sold_out:
+            return _error(400, NO_CAPACITY)
+        entrypoint = body.get("dockerEntrypoint") or IMAGE_ENTRYPOINT
+        command = body.get("dockerStartCmd") or IMAGE_CMD
+        pod = FakePod(
+            id=f"pod{next(state._ids):010d}",
+            name=str(body.get("name", "")),
+            gpu_type_id=gpu.id,
+            gpu_count=count,
+            image=body["imageName"],
+            env=dict(body.get("env", {})),
+            ports=list(body.get("ports", [])),
+            argv=[*entrypoint, *command],
+            body=body,
+        )
+        state.pods[pod.id] = pod
+        state._boot(pod)
+        return JSONResponse(state._json(pod), status_code=201)
+
+    @app.get("/v1/pods")
+    async def listing() -> list[dict[str, Any]]:
+        return [state._json(pod) for pod in state.pods.values()]
+
+    @app.get("/v1/pods/{pod_id}")
+    async def get(pod_id: str) -> Response:
+        pod = found(pod_id)
+        return pod if isinstance(pod, Response) else JSONResponse(state._json(pod))
+
+    @app.post("/v1/pods/{pod_id}/stop")
+    async def stop(pod_id: str) -> Response:
+        pod = found(pod_id)
+        if isinstance(pod, Response):
+            return pod
+        pod.desired_status = "EXITED"
+        pod.public_ip, pod.port_mappings = None, {}
+        return JSONResponse(state._json(pod))
+
+    @app.post("/v1/pods/{pod_id}/start")
+    async def start(pod_id: str) -> Response:
+        pod = found(pod_id)
+        if isinstance(pod, Response):
+            return pod
+        if state.no_capacity:
+            return _error(400, NO_CAPACITY)
+        if state.resume_without_gpu:
+            pod.gpu_count = 0
+        state._boot(pod)
+        return JSONResponse(state._json(pod))
+
+    @app.delete("/v1/pods/{pod_id}")
+    async def delete(pod_id: str) -> Response:
+        if state.pods.pop(pod_id, None) is None:
+            return _error(404, "pod not found")
+        state.terminated.append(pod_id)
+        return Response(status_code=204)
+
+    @app.post("/graphql")
+    async def graphql(request: Request) -> Response:
+        query = str((await request.json()).get("query", ""))
+        if state.fail_with and (message := state.fail_with.pop(0)) is not None:
+            return JSONResponse({"errors": [{"message": message, "path": []}], "data": None})
+        if "gpuTypes" not in query:
+            return JSONResponse({"errors": [{"message": "Cannot query field on type Query"}]})
+        return JSONResponse({"data": {"gpuTypes": _gpu_types(state, query)}})
 
     return app
+
+
+def _gpu_types(state: FakeRunPod, query: str) -> list[dict[str, Any]]:
+    aliases = re.findall(
+        r"(?:(\w+)\s*:\s*)?lowestPrice\s*\(\s*input\s*:\s*\{\s*gpuCount\s*:\s*(\d+)", query
+    )
+    answer = []
+    for gpu in state.gpu_types:
+        entry: dict[str, Any] = {
+            "id": gpu.id,
+            "displayName": gpu.display_name,
+            "memoryInGb": gpu.memory_in_gb,
+            "maxGpuCount": gpu.max_gpu_count,
+            "securePrice": gpu.price,
+            "communityPrice": None if gpu.price is None else gpu.price * 0.8,
+        }
+        for alias, count in aliases:
+            stock = gpu.stock.get(int(count))
+            entry[alias or "lowestPrice"] = {
+                "uninterruptablePrice": gpu.price if stock else None,
+                "stockStatus": stock,
+                "minimumBidPrice": None,
+            }
+        answer.append(entry)
+    return answer
