@@ -38,6 +38,7 @@ from tests.providers.fakes.runpod import build_app as runpod_app
 from tests.providers.fakes.server import serve
 from tests.providers.fakes.vast import API_KEY as VAST_KEY
 from tests.providers.fakes.vast import FakeVast, vast_app
+from tests.ssh_instance import ReadyOnceReachable
 
 ALL_FOUR = "ollama,vast,runpod,lambda"
 RTX_4090_RUNPOD = "NVIDIA GeForce RTX 4090"
@@ -131,6 +132,10 @@ async def wire(
         }
         update.update(overrides)
         state = AppState.build(settings.model_copy(update=update), clock=clock, db=db)
+        # Readiness through the private path has its own tests, against a real sshd.
+        state.jobs.readiness = ReadyOnceReachable(
+            db, state.tunnels, secret=state.settings.resolved_secret_key, clock=clock
+        )
         assert list(state.providers) == ["ollama", "vast", "runpod", "lambda"]
         app = create_app(state=state, run_jobs=False)
         client = httpx.AsyncClient(

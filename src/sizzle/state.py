@@ -66,15 +66,16 @@ class AppState:
             launch_deadline_seconds=settings.launch_deadline_seconds,
         )
         metrics = Metrics()
+        tunnels = Tunnels(DatabaseHostKeys(db))  # one SSH connection per session, per process
         jobs = JobRunner(
             db=db,
             settings=settings,
             clock=clock,
             providers=providers,
             orchestrator=orchestrator,
+            tunnels=tunnels,
             metrics=metrics,
         )
-        tunnels = Tunnels(DatabaseHostKeys(db))  # one SSH connection per session, per process
         payments = Payments(settings, db, clock)
         jobs.after_metering.append(payments.top_ups.run_pass)
         return cls(

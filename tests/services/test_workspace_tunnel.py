@@ -14,22 +14,11 @@ import pytest
 from sizzle.clock import FakeClock, to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
-from sizzle.domain.tiers import Tier
-from sizzle.providers.base import (
-    Instance,
-    Offer,
-    Provider,
-    ProviderContext,
-    ProviderHealth,
-    SupportsSsh,
-)
+from sizzle.providers.base import ProviderContext
 from sizzle.state import AppState
-from sizzle.workload.endpoint import SshEndpoint
-from sizzle.workload.keys import session_key
-from tests.conftest import TEST_SECRET
 from tests.helpers import assert_error, log_in, make_user
-from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
-from tests.providers.fakes.server import serve
+from tests.providers.fakes.ollama import FakeOllama
+from tests.ssh_instance import ScriptedSsh, authorize, instance_ollama
 from tests.sshd import Sshd, needs_sshd
 
 pytestmark = needs_sshd
@@ -38,50 +27,19 @@ MODEL = "llama3.2:latest"
 INSTANCE = "i-1"
 
 
-class ScriptedSsh(Provider, SupportsSsh):
-    """An instance reached over SSH at whatever endpoint the test gives it (None: not yet)."""
-
-    name = "scripted"
-    label = "Scripted SSH"
-
-    def __init__(self, context: ProviderContext) -> None:
-        super().__init__(context)
-        self.endpoint: SshEndpoint | None = None
-
-    async def ssh_endpoint(self, external_id: str) -> SshEndpoint | None:
-        return self.endpoint if external_id == INSTANCE else None
-
-    async def health(self) -> ProviderHealth:
-        return ProviderHealth(healthy=True)
-
-    async def offers(self, tier: Tier) -> list[Offer]:
-        return []
-
-    async def provision(self, offer: Offer, *, session_id: str, **_: Any) -> str:
-        raise NotImplementedError
-
-    async def status(self, external_id: str) -> Instance | None:
-        return None
-
-    async def terminate(self, external_id: str) -> None:
-        return None
-
-    async def list_instances(self) -> list[Instance]:
-        return []
-
-
 @pytest.fixture
 def ollama() -> Iterator[tuple[FakeOllama, int]]:
     """The instance's model server, on 127.0.0.1: reached only through the tunnel."""
     fake = FakeOllama(local={MODEL: 2_000}, loaded={MODEL: 2_000})
-    with serve(fake_ollama_app(fake)) as url:
-        yield fake, int(url.rsplit(":", 1)[1])
+    with instance_ollama(fake) as port:
+        yield fake, port
 
 
 @pytest.fixture
 async def instance(state: AppState) -> AsyncIterator[ScriptedSsh]:
     settings, clock, db = state.settings, state.clock, state.db
     provider = ScriptedSsh(ProviderContext(settings=settings, clock=clock, db=db))
+    provider.provisioned.append(INSTANCE)
     state.providers[provider.name] = provider  # the workspace reads the same map
     yield provider
     await state.chat_proxy.close()  # the `client` fixture leaves the state open
@@ -109,13 +67,6 @@ async def active_session(
             )
         )
     return "s-ssh", await log_in(client, email=user.email)
-
-
-async def authorize(sshd: Sshd, db: Database, clock: FakeClock, session_id: str) -> None:
-    """The instance takes the session's key, as its boot script would have set it up."""
-    async with db.transaction() as tx:
-        pair = await session_key(tx, session_id, secret=TEST_SECRET, now=clock.now())
-    sshd.authorize(pair.public_key)
 
 
 def chat(stream: bool) -> dict[str, Any]:

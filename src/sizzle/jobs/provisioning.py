@@ -26,10 +26,12 @@ from sizzle.db.models import GpuSession, LaunchAttempt, ProviderInstance
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
-from sizzle.providers.base import Boot, InstanceState, instance_name
+from sizzle.providers.base import Boot, InstanceState, SupportsSsh, instance_name
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Attempt, Launch, Orchestrator
+from sizzle.services.readiness import ReadinessProbe
+from sizzle.services.sessions import record_progress
 from sizzle.workload import keys
 
 log = structlog.get_logger(__name__)
@@ -185,9 +187,14 @@ async def mark_ready(
     now: datetime,
     provision_timeout: timedelta,
     secret: str,
+    readiness: ReadinessProbe,
 ) -> int:
     """Ask providers about provisioning sessions: the running ones become ready; an instance
     that failed, vanished or is not ready in time is destroyed and the next offer tried.
+
+    On an instance reached over SSH, "running" is not enough: the session turns ready once its
+    model answers through the private path (`readiness`); until then each round records the
+    boot's phase as the session's progress, and a failed boot is a failed instance.
 
     Each session is checked under its lease; one leased elsewhere (launching, or being checked
     by another worker) is skipped this time, so no two workers ask, terminate or fail over the
@@ -211,6 +218,7 @@ async def mark_ready(
                     now=now,
                     provision_timeout=provision_timeout,
                     secret=secret,
+                    readiness=readiness,
                 )
             finally:
                 await leases.give_back(session_lease(session_id))
@@ -225,6 +233,7 @@ async def _check_launch(
     now: datetime,
     provision_timeout: timedelta,
     secret: str,
+    readiness: ReadinessProbe,
 ) -> int:
     """One provisioning session, read afresh under its lease (the list above may be stale)."""
     async with db.transaction() as tx:
@@ -238,15 +247,29 @@ async def _check_launch(
             await _fail(db, session.id, "the launch did not finish in time", now=now)
         return 0
     instance = await provider.status(session.instance_id)
+    problem: str | None = None
     if instance is not None and instance.state is InstanceState.RUNNING:
-        return await _to_ready(db, session, now=now)
-    if instance is None or instance.state is InstanceState.FAILED:
+        if not isinstance(provider, SupportsSsh):
+            return await _to_ready(db, session, now=now)
+        boot = await readiness.check(
+            provider,
+            session_id=session.id,
+            instance_id=session.instance_id,
+            model=session.model,
+        )
+        if boot.ready:
+            return await _to_ready(db, session, now=now)
+        if boot.phase is not None:
+            await record_progress(db, session.id, boot.phase, boot.percent)
+        problem = boot.failure
+    elif instance is None or instance.state is InstanceState.FAILED:
         problem = (instance and instance.message) or "the instance disappeared while starting"
-    elif await _launched_before(db, session, now - provision_timeout):
+    if problem is None:
+        if not await _launched_before(db, session, now - provision_timeout):
+            return 0
         problem = f"not ready within {provision_timeout.total_seconds():g} s"
-    else:
-        return 0
     await provider.terminate(session.instance_id)  # destroyed before anything else is tried
+    await readiness.tunnels.close(session.id)  # the next instance gets a connection of its own
     if await _forget_instance(db, session, problem, now=now):
         skip = await _tried(db, session.id)
         await _launch(db, orchestrator, session, now=now, secret=secret, skip=skip)

@@ -18,7 +18,9 @@ from sizzle.jobs.reconciler import ReconcileReport, reconcile
 from sizzle.metrics import Metrics
 from sizzle.providers.base import Provider
 from sizzle.services.orchestrator import Orchestrator
+from sizzle.services.readiness import ReadinessProbe
 from sizzle.settings import Settings
+from sizzle.workload.tunnel import Tunnels
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +37,7 @@ class JobRunner:
         clock: Clock,
         providers: dict[str, Provider],
         orchestrator: Orchestrator,
+        tunnels: Tunnels,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
@@ -43,6 +46,10 @@ class JobRunner:
         self.clock = clock
         self.providers = providers
         self.orchestrator = orchestrator
+        # Readiness on SSH-reached instances goes through the process's tunnel pool.
+        self.readiness = ReadinessProbe(
+            db, tunnels, secret=settings.resolved_secret_key, clock=clock
+        )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Run after every metering pass, in order (auto-top-up): a failure is logged, not raised.
@@ -74,6 +81,7 @@ class JobRunner:
             now=self.clock.now(),
             provision_timeout=timedelta(seconds=self.settings.provision_timeout_seconds),
             secret=secret,
+            readiness=self.readiness,
         )
         await reap(self.db, self.providers, self.settings, now=self.clock.now())
 

@@ -18,9 +18,9 @@ from sizzle.errors import Conflict, NotFound
 from sizzle.providers.base import Provider, SupportsChat, SupportsSsh
 from sizzle.providers.registry import serves_chat
 from sizzle.services.accounts import get_active_user
+from sizzle.services.instance_path import model_server_url
 from sizzle.services.sessions import LIVE_STATUSES
 from sizzle.workload.endpoint import SshEndpoint
-from sizzle.workload.keys import session_key
 from sizzle.workload.tunnel import OLLAMA_PORT, Tunnels
 
 S = SessionStatus
@@ -210,14 +210,15 @@ class Workspace:
         """The local end of the session's tunnel to its model server: the open forward as it
         is, else opened (again) with the session's key, read in a short transaction."""
         endpoint = await self._endpoint(provider, key)
-        url = self.tunnels.open_url(session_id, endpoint, self.model_port)
-        if url is not None:
-            return url
-        async with self.db.transaction() as tx:
-            pair = await session_key(tx, session_id, secret=self._secret_key, now=self._clock.now())
         try:
-            return await self.tunnels.local_url(
-                session_id, endpoint, pair.private_key, self.model_port
+            return await model_server_url(
+                self.db,
+                self.tunnels,
+                session_id,
+                endpoint,
+                port=self.model_port,
+                secret=self._secret_key,
+                clock=self._clock,
             )
         except Exception:
             # The instance may have moved since its address was remembered: ask again next time.
