@@ -112,7 +112,7 @@ async def _empty_postgres(db: Database) -> None:
             text(
                 "TRUNCATE audit_events, api_keys, lab_subscriptions, auto_top_ups, refunds, "
                 "purchases, chat_requests, ledger_entries, session_events, provider_instances, "
-                "demo_instances, gpu_sessions "
+                "demo_instances, gpu_sessions, provider_listings "
                 "RESTART IDENTITY CASCADE"
             )
         )

@@ -8,7 +8,8 @@ Three kinds:
   and net revenue (a gauge: minutes given back lower it);
 - counted in this process: metering pass duration and minutes charged (in the process that
   meters: `sizzle serve`, or `sizzle worker`), orphan instances destroyed, HTTP latency by
-  route;
+  route, and, in the process that reconciles, each provider's failed listings in a row and
+  its last good listing (a reconciler blind at a provider);
 - each provider's breaker as this process's orchestrator sees it: an API replica's from its
   offer look-ups, the worker's from the launches it makes.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -185,6 +186,21 @@ class Metrics:
             ["provider"],
             registry=None,
         )
+        self.reconciler_blind_rounds = Gauge(
+            "sizzle_reconciler_blind_rounds",
+            "Reconciler rounds in a row that could not list the provider's instances "
+            "(0 after a listing that worked): while above 0, orphans there are not destroyed "
+            "and lost instances not noticed.",
+            ["provider"],
+            registry=None,
+        )
+        self.reconciler_last_listed = Gauge(
+            "sizzle_reconciler_last_listed_timestamp_seconds",
+            "When the reconciler last listed the provider's instances (Unix time); absent "
+            "until it has once.",
+            ["provider"],
+            registry=None,
+        )
         self.http_request_seconds = Histogram(
             "sizzle_http_request_seconds",
             "HTTP request latency by route template.",
@@ -197,6 +213,8 @@ class Metrics:
             self.metering_pass_seconds,
             self.minutes_charged,
             self.orphans_destroyed,
+            self.reconciler_blind_rounds,
+            self.reconciler_last_listed,
             self.http_request_seconds,
         )
         for collector in self._counted:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from sizzle.db.database import Database
+from sizzle.errors import ProviderUnavailable
 from sizzle.services import accounts
 from sizzle.state import AppState
 from tests.helpers import PASSWORD, sign_up
@@ -63,6 +65,26 @@ async def test_admin_sees_provider_health(
     assert (demo["healthy"], demo["breaker"], demo["disabled_reason"]) == (True, "closed", None)
     assert demo["offer_count"] == 1
     assert demo["latency_ms"] >= 0
+
+
+async def test_admin_sees_whether_the_reconciler_can_list_a_provider(
+    client: httpx.AsyncClient, state: AppState, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = await admin_headers(client, state, db)
+    (before,) = (await client.get("/api/v1/admin/providers", headers=headers)).json()
+    assert before["reconciler"] is None  # no round yet
+
+    async def refused() -> list:
+        raise ProviderUnavailable("demo: HTTP 401 invalid API key")
+
+    monkeypatch.setattr(state.providers["demo"], "list_instances", refused)
+    for _ in range(3):
+        await state.jobs.reconcile_now()
+    (demo,) = (await client.get("/api/v1/admin/providers", headers=headers)).json()
+    listing = demo["reconciler"]
+    assert (listing["failed_rounds"], listing["blind"]) == (3, True)
+    assert listing["last_error"] == "demo: HTTP 401 invalid API key"
+    assert listing["last_listed_at"] is None and listing["failing_since"] is not None
 
 
 async def test_admin_sees_a_sessions_attempts_and_events(

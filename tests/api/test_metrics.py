@@ -140,6 +140,30 @@ def test_a_worker_serves_only_what_it_counts(state: AppState, clock: FakeClock) 
     assert worker < everything and "sizzle_sessions" in everything
 
 
+async def test_a_reconciler_blind_at_a_provider_shows_on_both_scrapes(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, monkeypatch
+) -> None:
+    """Whichever process runs the reconciler, its scrape tells how many rounds in a row a
+    provider could not be listed, and when it last was."""
+
+    async def refused() -> list:
+        raise ProviderUnavailable("demo: HTTP 401")
+
+    await state.jobs.reconcile_now()
+    listed_at = clock.now().timestamp()
+    monkeypatch.setattr(state.providers["demo"], "list_instances", refused)
+    for _ in range(3):
+        clock.advance(60)
+        await state.jobs.reconcile_now()
+    api = await scrape(client)
+    assert value(api, "sizzle_reconciler_blind_rounds", provider="demo") == 3
+    assert value(api, "sizzle_reconciler_last_listed_timestamp_seconds", provider="demo") == (
+        listed_at
+    )
+    worker = state.metrics.worker_registry(state.orchestrator, clock=clock)
+    assert worker.get_sample_value("sizzle_reconciler_blind_rounds", {"provider": "demo"}) == 3
+
+
 async def test_a_worker_serves_its_own_orchestrators_breakers(clock: FakeClock) -> None:
     """Launches happen in the worker: its port shows the breakers they trip, read at scrape."""
     flaky, steady = ScriptedProvider("flaky", [1]), ScriptedProvider("steady", [100])

@@ -388,6 +388,7 @@ def test_the_alerts_cover_what_an_operator_must_hear_about(rules: list[dict[str,
         "sizzle_metering_pass_seconds_count",
         "sizzle_sessions_stuck_provisioning",
         "sizzle_orphan_instances_destroyed_total",
+        "sizzle_reconciler_blind_rounds",
         "sizzle_http_request_seconds_count",
     ):
         assert metric in read

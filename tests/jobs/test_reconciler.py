@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.leases import lease, session_lease
+from sizzle.db.leases import job_lease, lease, session_lease
 from sizzle.db.models import DemoInstance, GpuSession, LedgerEntry
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import ProviderUnavailable
@@ -113,6 +113,91 @@ async def test_a_provider_that_cannot_list_is_skipped_not_counted_as_missing(
         report = await state.jobs.reconcile_now()
         assert report.providers_skipped == ["demo"]
     assert (await get_session(client, auth=auth, session_id=session_id))["status"] == "active"
+
+
+# --- a provider that cannot be listed ----------------------------------------------------------
+
+
+def _listing_fails(state: AppState, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    async def broken() -> list:
+        raise error
+
+    monkeypatch.setattr(state.providers["demo"], "list_instances", broken)
+
+
+async def test_failed_listings_are_counted_in_a_row_with_the_last_good_one(
+    state: AppState, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await state.jobs.reconcile_now()
+    listed_at = clock.now()
+    _listing_fails(state, monkeypatch, ProviderUnavailable("demo: HTTP 401 bad key"))
+    for rounds in (1, 2, 3):
+        clock.advance(60)
+        report = await state.jobs.reconcile_now()
+        demo = report.listings["demo"]
+        assert (demo.failed_rounds, demo.last_listed_at) == (rounds, listed_at)
+    assert demo.failing_since == listed_at + timedelta(seconds=60)
+    assert demo.last_error == "demo: HTTP 401 bad key"
+
+
+async def test_a_listing_that_works_ends_the_streak(
+    state: AppState, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        _listing_fails(state, patched, ProviderUnavailable("demo: HTTP 503"))
+        for _ in range(4):
+            await state.jobs.reconcile_now()
+    clock.advance(60)
+    demo = (await state.jobs.reconcile_now()).listings["demo"]
+    assert (demo.failed_rounds, demo.failing_since, demo.last_listed_at) == (0, None, clock.now())
+
+
+async def test_a_raw_error_is_recorded_by_its_type_only(
+    state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transport error can quote a URL with a key in it: only the log line has its text."""
+    _listing_fails(state, monkeypatch, RuntimeError("GET https://x/?api_key=s3cret failed"))
+    demo = (await state.jobs.reconcile_now()).listings["demo"]
+    assert demo.last_error is not None and demo.last_error.startswith("RuntimeError")
+    assert "s3cret" not in demo.last_error
+
+
+async def test_the_gauges_count_blind_rounds_and_the_last_listing(
+    state: AppState, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = state.metrics.registry
+
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            registry.get_sample_value("sizzle_reconciler_blind_rounds", {"provider": "demo"}),
+            registry.get_sample_value(
+                "sizzle_reconciler_last_listed_timestamp_seconds", {"provider": "demo"}
+            ),
+        )
+
+    await state.jobs.reconcile_now()
+    listed_at = clock.now().timestamp()
+    assert gauges() == (0, listed_at)
+    with monkeypatch.context() as patched:
+        _listing_fails(state, patched, ProviderUnavailable("demo: HTTP 503"))
+        for _ in range(3):
+            clock.advance(60)
+            await state.jobs.reconcile_now()
+    assert gauges() == (3, listed_at)
+    clock.advance(60)
+    await state.jobs.reconcile_now()
+    assert gauges() == (0, clock.now().timestamp())
+
+
+async def test_a_process_whose_turn_is_taken_reports_the_recorded_streak(
+    state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _listing_fails(state, monkeypatch, ProviderUnavailable("demo: HTTP 503"))
+    await state.jobs.reconcile_now()
+    async with lease(state.db, job_lease("reconcile")):
+        report = await state.jobs.reconcile_now()
+    assert report.providers_skipped == []
+    assert report.listings["demo"].failed_rounds == 1
 
 
 # --- a session and its GPU that disagree -------------------------------------------------------

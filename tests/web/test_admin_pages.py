@@ -14,6 +14,7 @@ from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, LaunchAttempt, LedgerEntry, SessionEvent, User
+from sizzle.errors import ProviderUnavailable
 from sizzle.providers.base import ProviderHealth
 from sizzle.services import ledger
 from sizzle.state import AppState
@@ -193,6 +194,46 @@ async def test_a_health_check_that_crashes_shows_unhealthy_not_a_500(
     page = await browser.get("/admin")
     assert page.status_code == 200
     assert "Unhealthy" in row_with(page, "(demo)")
+
+
+async def test_the_overview_says_plainly_which_provider_the_reconciler_cannot_see(
+    browser: httpx.AsyncClient,
+    state: AppState,
+    clock: FakeClock,
+    operator: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def refused() -> list:
+        raise ProviderUnavailable("demo: HTTP 401 invalid API key")
+
+    monkeypatch.setattr(state.providers["demo"], "list_instances", refused)
+    for _ in range(2):
+        await state.jobs.reconcile_now()
+        clock.advance(60)
+    assert 'class="notice error"' not in (await browser.get("/admin")).text  # 2 rounds: a blip
+    await state.jobs.reconcile_now()
+    clock.advance(60)
+    blind = notice(await browser.get("/admin"), "error")
+    assert "The reconciler cannot see Demo" in blind and "(demo)" in blind
+    assert "failed 3 rounds in a row" in blind
+    assert "since 2026-03-01 12:00 UTC (3 min 00 s)" in blind
+    assert "demo: HTTP 401 invalid API key" in blind
+    assert "Last listed: never" in blind
+    assert "orphan instances there are not destroyed" in blind
+
+
+async def test_the_overview_drops_the_warning_once_a_listing_works(
+    browser: httpx.AsyncClient, state: AppState, operator: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused() -> list:
+        raise ProviderUnavailable("demo: HTTP 503")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(state.providers["demo"], "list_instances", refused)
+        for _ in range(3):
+            await state.jobs.reconcile_now()
+    await state.jobs.reconcile_now()
+    assert "The reconciler cannot see" not in (await browser.get("/admin")).text
 
 
 # --- sessions ---------------------------------------------------------------------------------

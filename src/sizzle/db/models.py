@@ -390,3 +390,21 @@ class InstanceKey(Base):
     # accept only this key.
     host_key: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProviderListing(Base):
+    """How the reconciler's last rounds went at listing one provider's instances.
+
+    While a provider cannot be listed the reconciler is blind there: orphans are not destroyed
+    and lost instances not noticed. Kept in the database so that every process (the operator
+    overview, a restarted worker) sees the same streak."""
+
+    __tablename__ = "provider_listings"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Rounds in a row whose listing failed; 0 after a listing that worked.
+    failed_rounds: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first failed round
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_listed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -4,7 +4,9 @@ Every `sizzle-` instance a provider lists must belong to a live session; one tha
 destroyed. A session that should hold an instance but whose provider has not listed it on two
 checks in a row has lost it: the session fails with `provider_lost`, billed only up to the
 last time its instance was seen running (minutes charged after that are refunded).
-A provider that cannot be listed is skipped for the round: silence is not evidence.
+A provider that cannot be listed is skipped for the round: silence is not evidence. Its streak
+of failed rounds and its last good listing are recorded (services/provider_listings.py) and
+reported, so a reconciler blind at a provider shows in metrics, alerts and on the overview.
 
 A session and its instance that disagree are made to agree, and billed to the truth: a paused
 session whose GPU runs gets it stopped (paused time is not billed); an active session whose
@@ -33,9 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sizzle.clock import from_ms, to_ms
 from sizzle.db.database import Database
 from sizzle.db.leases import job_lease, lease, session_lease
-from sizzle.db.models import GpuSession, ProviderInstance
+from sizzle.db.models import GpuSession, ProviderInstance, ProviderListing
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.money import MS_PER_MINUTE
+from sizzle.errors import SizzleError
 from sizzle.providers.base import (
     INSTANCE_PREFIX,
     Instance,
@@ -45,6 +48,7 @@ from sizzle.providers.base import (
 )
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import charge_due_minutes
+from sizzle.services.provider_listings import listings_of, record_round
 from sizzle.services.sessions import lock_session
 
 log = structlog.get_logger(__name__)
@@ -64,6 +68,8 @@ class ReconcileReport:
     providers_skipped: list[str] = field(default_factory=list)
     sessions_paused: list[str] = field(default_factory=list)  # their GPU was found stopped
     instances_stopped: list[str] = field(default_factory=list)  # of paused sessions
+    # Each provider's listing after this round (failed rounds in a row, last good listing).
+    listings: dict[str, ProviderListing] = field(default_factory=dict)
 
 
 async def reconcile(
@@ -76,6 +82,9 @@ async def reconcile(
             await _reconcile(db, providers, report, now=now)
         else:
             log.debug("reconcile.skipped", reason="another process is reconciling")
+            # What the round being run elsewhere records: this process's gauges tell the same.
+            async with db.read() as tx:
+                report.listings = await listings_of(tx, list(providers))
     return report
 
 
@@ -83,14 +92,28 @@ async def _reconcile(
     db: Database, providers: dict[str, Provider], report: ReconcileReport, *, now: datetime
 ) -> None:
     listed: dict[str, dict[str, Instance]] = {}
+    outcomes: dict[str, str | None] = {}
     for name, provider in providers.items():
         try:
             instances = await provider.list_instances()
         except Exception as exc:  # any failure: skip this provider for the round
             log.warning("reconcile.list_failed", provider=name, error=str(exc))
             report.providers_skipped.append(name)
+            outcomes[name] = _listing_error(exc)
             continue
         listed[name] = {i.name: i for i in instances if i.name.startswith(INSTANCE_PREFIX)}
+        outcomes[name] = None
+    async with db.transaction() as tx:
+        rows = await record_round(tx, outcomes, now=now)
+    report.listings = {row.provider: row for row in rows}
+    for row in rows:
+        if row.failed_rounds:
+            log.warning(
+                "reconcile.provider_blind",
+                provider=row.provider,
+                failed_rounds=row.failed_rounds,
+                since=row.failing_since,
+            )
 
     async with db.transaction() as tx:
         live = {
@@ -156,6 +179,14 @@ async def _destroy_orphan(
             return False  # already destroyed since the listing (by a release or a failover)
         await provider.terminate(instance.external_id)
         return True
+
+
+def _listing_error(exc: Exception) -> str:
+    """What the overview may show of a failed listing: a Sizzle error's message, else only the
+    exception's type (a raw transport error can quote a URL that carries a key)."""
+    if isinstance(exc, SizzleError):
+        return exc.message
+    return f"{type(exc).__name__} (details in the reconcile.list_failed log line)"
 
 
 def _is_orphan(session: GpuSession | None, provider: str, instance: Instance) -> bool:

@@ -92,6 +92,12 @@ class JobRunner:
         report = await reconcile(self.db, self.providers, now=self.clock.now())
         for orphan in report.orphans_destroyed:
             self.metrics.orphans_destroyed.labels(orphan.split(":", 1)[0]).inc()
+        for provider, listing in report.listings.items():
+            self.metrics.reconciler_blind_rounds.labels(provider).set(listing.failed_rounds)
+            if listing.last_listed_at is not None:
+                self.metrics.reconciler_last_listed.labels(provider).set(
+                    listing.last_listed_at.timestamp()
+                )
         return report
 
     async def run_once(self) -> None:

@@ -19,9 +19,23 @@ from sizzle.api.views import session_out
 from sizzle.db.models import LaunchAttempt, Purchase, Refund, SessionEvent
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import ValidationFailed
-from sizzle.services import sessions
+from sizzle.services import provider_listings, sessions
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+class ListingOut(BaseModel):
+    """How the reconciler's rounds have gone at listing the provider's instances."""
+
+    failed_rounds: int = Field(description="Rounds in a row whose listing failed (0: it works).")
+    blind: bool = Field(
+        description="Failed for enough rounds in a row that the reconciler is blind there: "
+        "orphans are not destroyed and lost sessions not noticed (the alert's threshold)."
+    )
+    failing_since: datetime | None = Field(description="The first failed round of the streak.")
+    last_error: str | None
+    last_listed_at: datetime | None
+    checked_at: datetime
 
 
 class ProviderOut(BaseModel):
@@ -34,6 +48,9 @@ class ProviderOut(BaseModel):
     last_error: str | None
     latency_ms: float | None
     offer_count: int | None
+    reconciler: ListingOut | None = Field(
+        description="The reconciler's listings of this provider; null before its first round."
+    )
 
 
 class AttemptOut(BaseModel):
@@ -122,9 +139,12 @@ async def providers(_admin: AdminUser, state: StateDep) -> list[ProviderOut]:
     plugins = list(state.providers.values())
     health = await asyncio.gather(*(plugin.health() for plugin in plugins))
     now = state.clock.now()
+    async with state.db.read() as tx:
+        listings = await provider_listings.listings_of(tx, [p.name for p in plugins])
     out = []
     for plugin, checked in zip(plugins, health, strict=True):
         status = state.orchestrator.status[plugin.name]
+        listing = listings.get(plugin.name)
         out.append(
             ProviderOut(
                 name=plugin.name,
@@ -136,6 +156,16 @@ async def providers(_admin: AdminUser, state: StateDep) -> list[ProviderOut]:
                 last_error=status.last_error,
                 latency_ms=status.last_latency_ms,
                 offer_count=status.offer_count,
+                reconciler=None
+                if listing is None
+                else ListingOut(
+                    failed_rounds=listing.failed_rounds,
+                    blind=listing.failed_rounds >= provider_listings.BLIND_AFTER_ROUNDS,
+                    failing_since=listing.failing_since,
+                    last_error=listing.last_error,
+                    last_listed_at=listing.last_listed_at,
+                    checked_at=listing.checked_at,
+                ),
             )
         )
     return out

@@ -21,7 +21,7 @@ from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.lifecycle import EndReason
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import Conflict, NotFound, SizzleError, ValidationFailed
-from sizzle.services import accounts, reports, sessions
+from sizzle.services import accounts, provider_listings, reports, sessions
 from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, Operator
 from sizzle.web.render import render
@@ -115,10 +115,13 @@ def _money(row: reports.Revenue) -> dict[str, Any]:
 
 @router.get("/admin", response_class=HTMLResponse)
 async def overview(request: Request, state: StateDep, user: Operator) -> Response:
-    """Providers with their health, live sessions by status, today's money."""
+    """Providers with their health (and any the reconciler cannot list), live sessions by
+    status, today's money."""
     providers = await _provider_health(state)
+    labels = {p["name"]: p["label"] for p in providers}
     now = state.clock.now()
     async with state.db.read() as tx:
+        blind = await provider_listings.blind_providers(tx, list(labels))
         counts = await reports.live_session_counts(tx)
         today = reports.total(
             await reports.daily_revenue(
@@ -130,6 +133,20 @@ async def overview(request: Request, state: StateDep, user: Operator) -> Respons
         "admin/overview.html",
         user=user,
         providers=providers,
+        blind=[
+            {
+                "name": row.provider,
+                "label": labels[row.provider],
+                "rounds": row.failed_rounds,
+                "since": row.failing_since,
+                "for_seconds": (now - row.failing_since).total_seconds()
+                if row.failing_since
+                else None,
+                "last_error": row.last_error,
+                "last_listed_at": row.last_listed_at,
+            }
+            for row in blind
+        ],
         counts=counts,
         live_total=sum(counts.values()),
         today=_money(today),
