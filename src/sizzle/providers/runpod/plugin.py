@@ -41,6 +41,7 @@ from sizzle.providers.base import (
 from sizzle.providers.runpod.client import RunPodClient
 from sizzle.providers.runpod.models import GpuType, LowestPrice, Pod
 from sizzle.workload.boot import boot_script
+from sizzle.workload.disk import instance_disk_gb
 from sizzle.workload.endpoint import SshEndpoint
 
 log = structlog.get_logger(__name__)
@@ -216,9 +217,8 @@ def to_offers(raw: dict[str, Any], tier: Tier, counts: range) -> list[Offer]:
 
 
 def container_disk_gb(offer: Offer) -> int:
-    """The container disk, in GB: the image and the largest model the offer's GPUs can hold
-    (a model is placed only where its weights fit the VRAM), plus 30 GB of working room."""
-    return min(max(offer.gpu_count * offer.vram_gb_per_gpu + 30, 50), 2000)
+    """The container disk, in GB: room for the largest model the offer's GPUs can hold."""
+    return instance_disk_gb(offer.gpu_count * offer.vram_gb_per_gpu)
 
 
 def create_body(

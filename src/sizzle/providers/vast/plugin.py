@@ -12,7 +12,6 @@ destroys an instance with another label, so a shared Vast account is safe.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -39,6 +38,7 @@ from sizzle.providers.base import (
 from sizzle.providers.vast.client import VastClient
 from sizzle.providers.vast.models import VastInstance, VastOffer
 from sizzle.workload.boot import boot_script
+from sizzle.workload.disk import instance_disk_gb
 from sizzle.workload.endpoint import SshEndpoint
 
 log = structlog.get_logger(__name__)
@@ -177,11 +177,10 @@ def vast_gpu_names(tier: Tier) -> list[str]:
 
 
 def disk_gb(tier: Tier) -> int:
-    """The disk rented with every instance of a tier, in GB: the image, and the largest model
-    the tier can serve. A model is placed on a tier only if its weights fit the tier's VRAM,
-    so they fit in that much disk too; 30 GB more hold the image and Ollama's working files.
-    The search prices exactly this size and the rent asks for exactly this size."""
-    return min(max(math.ceil(tier_vram_gb(tier)) + 30, 50), 2000)
+    """The disk rented with every instance of a tier, in GB: room for the largest model the
+    tier can serve (`instance_disk_gb`). The search prices exactly this size and the rent asks
+    for exactly this size."""
+    return instance_disk_gb(tier_vram_gb(tier))
 
 
 def offer_id(ask_id: int, disk: int) -> str:
