@@ -56,7 +56,7 @@ from starlette.routing import Route
 sys.path.insert(0, str(Path(__file__).parent))
 from support import active_session, bench_user, free_port, running  # noqa: E402
 
-from sizzle.db.database import Database  # noqa: E402
+from sizzle.db.database import POOL_SIZE, Database  # noqa: E402
 from sizzle.db.migrate import upgrade  # noqa: E402
 from sizzle.security import create_access_token  # noqa: E402
 
@@ -77,15 +77,13 @@ def async_url(url: str) -> str:
     return url
 
 
-def pool_options(url: str) -> dict[str, Any]:
-    """The pool Sizzle's Database gives this URL, so that the floor has the same."""
-    if make_url(url).get_backend_name() == "sqlite":
-        return {}
-    return {"pool_size": 10, "max_overflow": 10}
+def pool_options() -> dict[str, Any]:
+    """The pool Sizzle's Database has, so that the floor has the same."""
+    return {"pool_size": POOL_SIZE, "max_overflow": 0}
 
 
 def bare_app(database_url: str, user_id: str) -> Starlette:
-    engine: AsyncEngine = create_async_engine(database_url, **pool_options(database_url))
+    engine: AsyncEngine = create_async_engine(database_url, **pool_options())
 
     def plain(value: Any) -> Any:
         return value.isoformat() if isinstance(value, datetime | date) else value

@@ -24,6 +24,22 @@ async def test_a_read_does_not_wait_behind_a_writer(db: Database) -> None:
             assert await reader.scalar(text("SELECT count(*) FROM users")) == 0
 
 
+async def test_a_connection_returned_inside_a_transaction_is_rolled_back(db: Database) -> None:
+    # On SQLite the pool's own rollback on return is off (it cost a hop to aiosqlite's thread
+    # after nearly every transaction); a transaction still open at return must end there all
+    # the same, or its lock would outlive it.
+    def begin_behind_sqlalchemy(sync_connection: Any) -> None:
+        cursor = sync_connection.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if db.is_sqlite else "BEGIN")
+        cursor.execute("UPDATE ledger_accounts SET balance = balance")
+        cursor.close()
+
+    async with db.engine.connect() as connection:
+        await connection.run_sync(begin_behind_sqlalchemy)
+    async with asyncio.timeout(2), db.transaction() as writer:  # not the busy timeout's 10 s
+        await writer.execute(text("UPDATE ledger_accounts SET balance = balance"))
+
+
 def _index_leads(sync_connection: Any) -> dict[str, set[str]]:
     """Each table's columns that some index, unique constraint or primary key begins with."""
     inspector = inspect(sync_connection)

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from sizzle.services.audit import origin_from_scope, request_origin
+from sizzle.services.audit import request_scope
 
 _SHARED: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -98,11 +98,11 @@ class RequestContext:
 
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        origin = request_origin.set(origin_from_scope(scope))
+        serving = request_scope.set(scope)
         try:
             await self.app(scope, receive, sending)
         finally:
-            request_origin.reset(origin)
+            request_scope.reset(serving)
             structlog.contextvars.clear_contextvars()
 
 

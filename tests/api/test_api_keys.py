@@ -173,3 +173,15 @@ async def test_bad_key_requests_are_422(client: httpx.AsyncClient, clock: FakeCl
         ({"name": "x\x00", "scopes": ["inference"]}, None),
     ):
         assert_error(await client.post(KEYS, json=body, headers=auth), 422, code)
+
+
+async def test_a_credential_longer_than_any_sizzle_makes_is_refused_unread(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = await sign_up(client)
+    key = (await make_key(client, auth, ["sessions:read"]))["key"]
+    too_long = key + "x" * 200
+    for path in ("/api/v1/sessions", "/api/v1/sessions/" + "0" * 32, "/v1/models"):
+        for headers in (as_key(too_long), {"Authorization": f"Bearer {too_long}"}):
+            assert_error(await client.get(path, headers=headers), 401, "invalid_token")
+    assert (await client.get("/api/v1/sessions", headers=as_key(key))).status_code == 200

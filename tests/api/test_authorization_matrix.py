@@ -19,7 +19,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from sizzle.api.app import create_app
-from sizzle.api.deps import get_credential
+from sizzle.api.deps import CredentialScheme
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.db.models import User
@@ -65,10 +65,10 @@ def _routes(routes: list[Any]) -> Iterator[APIRoute]:
 
 
 def _guards(dependant: Dependant) -> Iterator[tuple[str, ...]]:
-    """The scopes of each dependency that identifies the caller (those of its guard, or its
-    own where a route asks for the credential directly)."""
+    """The scopes of each dependency that reads the caller's credential (those of its guard,
+    or its own where a route asks for the credential directly)."""
     for sub in dependant.dependencies:
-        if sub.call is get_credential:
+        if isinstance(sub.call, CredentialScheme):
             yield (
                 *(dependant.parent_oauth_scopes or []),
                 *(dependant.own_oauth_scopes or []),

@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Query, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi import Depends, Path, Query, Request, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
 from pydantic import AfterValidator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.api.schemas import refuse_nul
 from sizzle.db.models import GpuSession, User
-from sizzle.errors import Forbidden, NotFound, Unauthorized
+from sizzle.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from sizzle.services import api_keys, authentication
 from sizzle.services.authentication import IDENTITY, Caller
 from sizzle.state import AppState
@@ -58,8 +60,6 @@ async def get_read_tx(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the transaction ends when the handler returns, before the body is sent.
 ReadTxDep = Annotated[AsyncSession, Depends(get_read_tx, scope="function")]
 
-_bearer = HTTPBearer(auto_error=False)
-
 
 def client_ip(request: Request) -> str:
     """The caller's address (behind a proxy, run uvicorn with --proxy-headers so that this is
@@ -72,26 +72,48 @@ async def limit_by_address(request: Request) -> None:
     await app_state(request).rate_limiter.from_address(client_ip(request))
 
 
-async def get_credential(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_api_key: Annotated[str | None, Header(max_length=200, include_in_schema=False)] = None,
-) -> str:
-    """What the caller presented: `X-API-Key: sz_live_...`, or `Authorization: Bearer` with an
-    API key or a sign-in token; 401 when nothing was."""
-    bearer = (
-        credentials.credentials
-        if credentials is not None and credentials.scheme.lower() == "bearer"
-        else None
-    )
-    presented = x_api_key or bearer
-    if not presented:
-        raise Unauthorized(
-            "sign in first: send Authorization: Bearer <token> or X-API-Key: <key>",
-            code="not_signed_in",
-        )
-    return presented
+MAX_CREDENTIAL = 200  # longer than any key or sign-in token Sizzle makes
 
 
+class CredentialScheme(SecurityBase):
+    """How a caller says who they are: `X-API-Key: sz_live_...`, or `Authorization: Bearer`
+    with an API key or a sign-in token. Documented as HTTP bearer (the header an API key also
+    fits in). A dependency of this kind reads the headers itself: FastAPI's `HTTPBearer` plus
+    a header parameter were two more dependencies to solve on every request."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel()
+        self.scheme_name = "HTTPBearer"  # one scheme in the docs, whichever guard names it
+
+    @staticmethod
+    def presented(request: Request) -> str:
+        """The credential the request carries; 401 when it carries none, or one longer than
+        any Sizzle makes (checked before anything reads it)."""
+        presented = request.headers.get("x-api-key")
+        if not presented:
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            presented = value.strip() if scheme.lower() == "bearer" else ""
+        if not presented:
+            raise Unauthorized(
+                "sign in first: send Authorization: Bearer <token> or X-API-Key: <key>",
+                code="not_signed_in",
+            )
+        if len(presented) > MAX_CREDENTIAL:
+            raise Unauthorized(
+                f"no key or sign-in token is longer than {MAX_CREDENTIAL} characters",
+                code="invalid_token",
+            )
+        return presented
+
+
+class Credential(CredentialScheme):
+    """What the caller presented (401 when nothing)."""
+
+    async def __call__(self, request: Request) -> str:
+        return self.presented(request)
+
+
+get_credential = Credential()
 CredentialDep = Annotated[str, Depends(get_credential)]
 
 
@@ -154,25 +176,29 @@ class OwnSession:
     session: GpuSession
 
 
-async def get_own_session(
-    request: Request,
-    security_scopes: SecurityScopes,
-    credential: CredentialDep,
-    session_id: Annotated[str, Path(), AfterValidator(refuse_nul)],
-) -> OwnSession:
+class OwnSessionGuard(CredentialScheme):
     """For a route that only reads the session its path names (`session_id`): the caller,
     checked (revocation and suspension included), and that session, read together in one
     statement in one short read transaction; 404 when it is not theirs.
 
-    One flat dependency, where a reading guard plus the request's transaction were three:
-    FastAPI's solving of each costs more than the read on PostgreSQL."""
-    state = app_state(request)
-    async with state.db.read() as tx:
-        caller = await _authenticate(state, tx, credential, with_session=session_id)
-    caller.require(security_scopes.scopes)  # 403 before 404: a key learns nothing more
-    if caller.session is None:  # none, or another user's: as unknown as a missing one
-        raise NotFound("session not found")
-    return OwnSession(await _admit(state, caller, security_scopes.scopes), caller.session)
+    One dependency, where a reading guard, the credential, the bearer scheme and the request's
+    transaction were four: FastAPI's solving of each costs more than the read itself."""
+
+    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> OwnSession:
+        credential = self.presented(request)
+        session_id: str = request.path_params["session_id"]
+        if "\x00" in session_id:  # PostgreSQL text cannot hold one: bad input, not a 500
+            raise ValidationFailed("session_id must not contain NUL characters")
+        state = app_state(request)
+        async with state.db.read() as tx:
+            caller = await _authenticate(state, tx, credential, with_session=session_id)
+        caller.require(security_scopes.scopes)  # 403 before 404: a key learns nothing more
+        if caller.session is None:  # none, or another user's: as unknown as a missing one
+            raise NotFound("session not found")
+        return OwnSession(await _admit(state, caller, security_scopes.scopes), caller.session)
+
+
+get_own_session = OwnSessionGuard()
 
 
 async def get_user_id(user: Annotated[User, Depends(get_current_user)]) -> str:

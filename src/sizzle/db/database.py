@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_only
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A pooled PostgreSQL connection is replaced once this old, before a firewall or a proxy
 # between here and the server forgets it.
 POOL_RECYCLE_SECONDS = 1800
+POOL_SIZE = 20  # database connections a process holds at most
 READ_ONLY = "sizzle_read_only"  # execution option of `Database.read()` connections
 
 
@@ -34,14 +36,25 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
-            _make_private_sqlite_file(Path(parsed.database))
+        in_memory = self.is_sqlite and parsed.database in (None, "", ":memory:")
+        if self.is_sqlite and not in_memory:
+            _make_private_sqlite_file(Path(str(parsed.database)))
         # bound parameters stay out of logs and error messages: they hold password hashes
         kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
-        if not self.is_sqlite:
+        # Up to POOL_SIZE connections, all kept: an overflow connection is closed when handed
+        # back, so with a small pool most requests beyond it paid for a new connection (on
+        # SQLite a new thread and four PRAGMAs).
+        if not in_memory:  # which is one connection
+            kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
+        if self.is_sqlite:
+            # the pool's rollback of every returned connection is a hop to aiosqlite's thread,
+            # usually after a rollback that already ended the transaction: `_tune_sqlite`
+            # rolls back only a transaction still open
+            kwargs.update(pool_reset_on_return=None)
+        else:
             # No pre-ping: it costs every checkout round trips (asyncpg's: BEGIN, ping,
             # ROLLBACK); a connection the server closed is refused at checkout instead.
-            kwargs.update(pool_size=10, max_overflow=10, pool_recycle=POOL_RECYCLE_SECONDS)
+            kwargs.update(pool_recycle=POOL_RECYCLE_SECONDS)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
@@ -73,10 +86,11 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session that only reads: whatever it might write is rolled back when the block
-        ends. On SQLite, a transaction (BEGIN, deferred) that does not take the write lock, so
-        it never waits behind a writer (a long metering pass, say); on PostgreSQL, statements
-        without BEGIN and COMMIT. It begins at its first statement, and has nothing to commit."""
+        """A session that only reads, one consistent snapshot per statement: no BEGIN and no
+        COMMIT on either database (on PostgreSQL each statement under READ COMMITTED; on
+        SQLite each statement its own read, which never takes the write lock, so it never
+        waits behind a writer such as a long metering pass). What must agree with each other
+        is read in one statement. Nothing is committed."""
         async with self._reader() as session:
             yield session
 
@@ -110,7 +124,8 @@ def _refuse_closed_connections(engine: AsyncEngine) -> None:
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
-    """WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE so writers queue instead of failing.
+    """WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE so writers queue instead of failing
+    (reads begin nothing: see `Database.read`).
 
     A deferred transaction that reads and then writes can fail at once with "database is
     locked" when another connection wrote in between; taking the write lock up front avoids it.
@@ -126,10 +141,18 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+        # as the pool's own reset would, but not when SQLite says no transaction is open
+        driver = getattr(record, "driver_connection", None)
+        if state.asyncio_safe and (driver is None or driver.in_transaction):
+            dbapi_connection.rollback()
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        if connection.get_execution_options().get(READ_ONLY, False):
+            return  # a read: each statement reads on its own (a BEGIN would be one more hop)
         # Straight to aiosqlite: one hop to its thread, where exec_driver_sql would take three
         # (cursor, execute, close), on every transaction.
         driver = connection.connection.driver_connection
-        await_only(driver.execute("BEGIN" if read_only else "BEGIN IMMEDIATE"))
+        await_only(driver.execute("BEGIN IMMEDIATE"))

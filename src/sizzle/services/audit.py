@@ -41,8 +41,10 @@ class Origin:
     user_agent: str | None
 
 
-# Set for each HTTP request by the request middleware; None in background jobs.
-request_origin: ContextVar[Origin | None] = ContextVar("sizzle_request_origin", default=None)
+# The ASGI scope of the HTTP request being served, set by the request middleware (None in
+# background jobs): the origin is worked out from it only when an event is recorded, which
+# few requests do.
+request_scope: ContextVar[dict[str, Any] | None] = ContextVar("sizzle_request_scope", default=None)
 
 
 def origin_from_scope(scope: dict[str, Any]) -> Origin:
@@ -78,7 +80,8 @@ def record(
     detail: str | None = None,
 ) -> None:
     """Add an event to the transaction: it is kept if, and only if, the transaction commits."""
-    origin = request_origin.get()
+    scope = request_scope.get()
+    origin = origin_from_scope(scope) if scope is not None else None
     tx.add(
         AuditEvent(
             created_at=now,
