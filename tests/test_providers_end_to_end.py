@@ -306,48 +306,42 @@ def garbled_ollama_app() -> FastAPI:
     return app
 
 
-async def test_failover_past_no_capacity_a_hang_garbage_and_a_bad_key(
+async def test_failover_past_a_bare_vm_no_capacity_garbage_and_a_bad_key(
     wire: Callable[..., Awaitable[Stack]], fakes: Fakes, db: Database, clock: FakeClock
 ) -> None:
-    # Cheapest first: RunPod (bad key), Vast (taken), Lambda (hangs), the garbled Ollama
-    # node, and last the good Ollama node.
+    # Cheapest first: RunPod (bad key), Vast (taken), Lambda (starts no model server, so a
+    # session with a model is not placed there), the garbled Ollama node, and last the good
+    # Ollama node.
     price_starter_gpus(fakes, vast=(201, 0.15), runpod=0.10, lambda_cents=20)
     fakes.vast.taken.add(201)
-    fakes.lam.launch_delay = 3.0  # three times the timeout below
     with serve(garbled_ollama_app()) as garbled_url:
         nodes = [
             ollama_node("box-garbled", garbled_url, "0.25"),
             ollama_node("box-good", fakes.ollama_url, "0.30"),
         ]
-        stack = await wire(
-            runpod_api_key="not-the-runpod-key",
-            ollama_nodes=json.dumps(nodes),
-            provider_timeout_seconds=1.0,
-        )
+        stack = await wire(runpod_api_key="not-the-runpod-key", ollama_nodes=json.dumps(nodes))
         auth = await user_headers(stack, db, clock)
         admin = await admin_headers(stack, db, clock)
 
         session = await create_session(stack.client, auth=auth, tier="starter", model="llama3.2")
-        began = time.monotonic()
         await stack.state.jobs.housekeep()
-        took = time.monotonic() - began
-        assert took < 2.8, f"the hanging launch was not cut off at the timeout ({took:.2f} s)"
 
         body = await get_session(stack.client, auth=auth, session_id=session["id"])
         assert body["status"] == "ready"  # an Ollama node answers at once once loaded
         detail = await admin_detail(stack, admin, session["id"])
         assert detail["provider"] == "ollama"
         assert tried(detail) == [
+            ("lambda", f"{LAMBDA_4090}|us-east-1", "cannot_serve_model"),
             ("vast", vast_offer(201), "no_capacity"),
-            ("lambda", f"{LAMBDA_4090}|us-east-1", "provider_down"),
             ("ollama", "box-garbled", "provider_down"),
             ("ollama", "box-good", "launched"),
         ]
-        no_capacity, hung, garbled, good = (a["error"] for a in detail["attempts"])
+        passed_over, no_capacity, garbled, good = (a["error"] for a in detail["attempts"])
+        assert passed_over == "Lambda instances start no model server yet"
         assert "no_such_ask" in no_capacity
-        assert hung == "lambda: timed out (ReadTimeout)"
         assert garbled == "ollama node box-garbled: malformed stream line"
         assert good is None
+        assert fakes.lam.launches == []
         # the bad key never got as far as an attempt: RunPod was switched off at the offers
         assert fakes.runpod.calls("POST", "/pods") == []
         assert [kind for kind, _ in fakes.ollama.requests] == ["pull", "load"]
@@ -360,12 +354,8 @@ async def test_failover_past_no_capacity_a_hang_garbage_and_a_bad_key(
             "runpod refused the API key",
         )
         assert runpod["last_error"] == "runpod refused the API key"
-        lam = health["lambda"]
-        assert (lam["breaker"], lam["disabled_reason"], lam["last_error"]) == (
-            "closed",  # one timeout does not open the breaker
-            None,
-            "lambda: timed out (ReadTimeout)",
-        )
+        lam = health["lambda"]  # passing it over says nothing about its health
+        assert (lam["breaker"], lam["disabled_reason"], lam["last_error"]) == ("closed", None, None)
         ollama = health["ollama"]
         assert (ollama["breaker"], ollama["disabled_reason"]) == ("closed", None)
         assert ollama["last_error"] == "ollama node box-garbled: malformed stream line"
@@ -376,18 +366,49 @@ async def test_failover_past_no_capacity_a_hang_garbage_and_a_bad_key(
             None,  # an offer that is gone says nothing about Vast's health
         )
 
-        # The launch Sizzle gave up on still goes through at Lambda once the hang ends; that
-        # instance belongs to no one and the reconciler destroys it.
-        deadline = time.monotonic() + 5
-        while not fakes.lam.instances and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        (leaked,) = fakes.lam.instances.values()
-        assert leaked.name == f"sizzle-{session['id']}"
-        report = await stack.state.jobs.reconcile_now()
-        assert report.orphans_destroyed == [f"lambda:{leaked.id}"]
-        assert leaked.status == "terminated"
-        body = await get_session(stack.client, auth=auth, session_id=session["id"])
-        assert body["status"] == "ready"  # the session on box-good is untouched
+
+async def test_a_launch_that_hangs_is_cut_off_and_its_late_instance_destroyed(
+    wire: Callable[..., Awaitable[Stack]], fakes: Fakes, db: Database, clock: FakeClock
+) -> None:
+    # A GPU-only session: Lambda is cheapest and hangs; the Ollama node is next.
+    price_starter_gpus(fakes, vast=(401, 0.50), runpod=0.60, lambda_cents=20)
+    fakes.lam.launch_delay = 3.0  # three times the timeout below
+    nodes = [ollama_node("box-good", fakes.ollama_url, "0.30")]
+    stack = await wire(ollama_nodes=json.dumps(nodes), provider_timeout_seconds=1.0)
+    auth = await user_headers(stack, db, clock)
+    admin = await admin_headers(stack, db, clock)
+
+    session = await create_session(stack.client, auth=auth, tier="starter")
+    began = time.monotonic()
+    await stack.state.jobs.housekeep()
+    took = time.monotonic() - began
+    assert took < 2.8, f"the hanging launch was not cut off at the timeout ({took:.2f} s)"
+
+    detail = await admin_detail(stack, admin, session["id"])
+    assert tried(detail) == [
+        ("lambda", f"{LAMBDA_4090}|us-east-1", "provider_down"),
+        ("ollama", "box-good", "launched"),
+    ]
+    assert detail["attempts"][0]["error"] == "lambda: timed out (ReadTimeout)"
+    lam = (await admin_providers(stack, admin))["lambda"]
+    assert (lam["breaker"], lam["disabled_reason"], lam["last_error"]) == (
+        "closed",  # one timeout does not open the breaker
+        None,
+        "lambda: timed out (ReadTimeout)",
+    )
+
+    # The launch Sizzle gave up on still goes through at Lambda once the hang ends; that
+    # instance belongs to no one and the reconciler destroys it.
+    deadline = time.monotonic() + 5
+    while not fakes.lam.instances and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    (leaked,) = fakes.lam.instances.values()
+    assert leaked.name == f"sizzle-{session['id']}"
+    report = await stack.state.jobs.reconcile_now()
+    assert report.orphans_destroyed == [f"lambda:{leaked.id}"]
+    assert leaked.status == "terminated"
+    body = await get_session(stack.client, auth=auth, session_id=session["id"])
+    assert body["status"] == "ready"  # the session on box-good is untouched
 
 
 async def test_reconciler_destroys_orphans_spares_foreign_and_fails_lost_sessions(

@@ -149,3 +149,37 @@ async def test_offers_are_cached_briefly(clock: FakeClock) -> None:
 async def test_offers_that_do_not_meet_the_tier_are_dropped(clock: FakeClock) -> None:
     a = ScriptedProvider("a", [100])
     assert await orchestrate(clock, a).offers_for(TIERS["pro"]) == []
+
+
+class BareVmProvider(ScriptedProvider):
+    """Like Lambda today: rents the GPU, starts no model server on it."""
+
+    cannot_serve_models = "its instances start no model server"
+
+
+async def test_a_session_with_a_model_passes_over_a_provider_that_cannot_serve_one(
+    clock: FakeClock,
+) -> None:
+    bare, served = BareVmProvider("bare", [50, 60]), ScriptedProvider("served", [100])
+    orchestrator = orchestrate(clock, bare, served)
+    launch = await orchestrator.launch(STARTER, session_id="s1", model="llama3.1:8b")
+    assert launch.offer.provider == "served"
+    assert bare.provisioned == []
+    # one line for the provider passed over (its best offer), then the launch
+    assert [(a.offer.offer_id, a.outcome, a.error) for a in launch.attempts] == [
+        ("bare-0", "cannot_serve_model", "its instances start no model server"),
+        ("served-0", "launched", None),
+    ]
+    # a GPU-only session takes the cheapest, as ever
+    gpu_only = await orchestrator.launch(STARTER, session_id="s2", model=None)
+    assert gpu_only.offer.offer_id == "bare-0"
+    assert [a.outcome for a in gpu_only.attempts] == ["launched"]
+
+
+async def test_a_model_session_with_only_bare_offers_fails_and_says_why(clock: FakeClock) -> None:
+    bare = BareVmProvider("bare", [50])
+    with pytest.raises(LaunchFailed) as failed:
+        await orchestrate(clock, bare).launch(STARTER, session_id="s1", model="llama3.1:8b")
+    assert "its instances start no model server" in failed.value.message
+    assert [a.outcome for a in failed.value.attempts] == ["cannot_serve_model"]
+    assert bare.provisioned == []

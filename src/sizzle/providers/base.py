@@ -96,6 +96,9 @@ class Provider(ABC):
 
     name: ClassVar[str]
     label: ClassVar[str]
+    # Why a session with a model must not be placed here (nothing on the instance would serve
+    # it), or None where the plugin serves the session's model (or, the demo, plays it).
+    cannot_serve_models: ClassVar[str | None] = None
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context

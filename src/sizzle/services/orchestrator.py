@@ -33,7 +33,8 @@ class Attempt:
     """One try of one offer during a launch, and how it ended."""
 
     offer: Offer
-    outcome: str  # launched | no_capacity | provider_down | bad_credentials | bad_request
+    # launched | no_capacity | provider_down | bad_credentials | bad_request | cannot_serve_model
+    outcome: str
     error: str | None
     at: datetime
 
@@ -111,12 +112,16 @@ class Orchestrator:
     ) -> Launch:
         """Provision the best offer that accepts; LaunchFailed (with the attempts) if none does.
 
-        `skip` holds "provider:offer_id" keys already tried for this session.
+        `skip` holds "provider:offer_id" keys already tried for this session. With a `model`,
+        a provider that cannot serve one is passed over, and its best offer recorded as an
+        attempt that says why.
         """
         started = self.clock.now()
-        attempts: list[Attempt] = []
-        for offer in await self.offers_for(tier, fresh=True):
-            if len(attempts) >= self.max_offers_tried:
+        offers = await self.offers_for(tier, fresh=True)
+        attempts = self._passed_over(offers) if model is not None else []
+        tried = 0
+        for offer in offers:
+            if tried >= self.max_offers_tried:
                 break
             if self.clock.now() - started >= self.launch_deadline:
                 break
@@ -124,6 +129,9 @@ class Orchestrator:
                 continue
             if not self.status[offer.provider].usable(self.clock.now()):
                 continue
+            if model is not None and self.providers[offer.provider].cannot_serve_models:
+                continue
+            tried += 1
             try:
                 external_id = await self.providers[offer.provider].provision(
                     offer, session_id=session_id, model=model, boot=boot
@@ -149,6 +157,18 @@ class Orchestrator:
             + (f" ({reasons})" if reasons else ": no provider has an offer"),
             attempts,
         )
+
+    def _passed_over(self, offers: list[Offer]) -> list[Attempt]:
+        """For a session with a model: the best offer of each provider that cannot serve one,
+        as an attempt that says why it was not tried."""
+        attempts: list[Attempt] = []
+        seen: set[str] = set()
+        for offer in offers:
+            why = self.providers[offer.provider].cannot_serve_models
+            if why and offer.provider not in seen:
+                seen.add(offer.provider)
+                attempts.append(Attempt(offer, "cannot_serve_model", why, self.clock.now()))
+        return attempts
 
     def _failed_attempt(self, offer: Offer, exc: SizzleError) -> Attempt:
         now = self.clock.now()

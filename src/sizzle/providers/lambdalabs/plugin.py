@@ -72,6 +72,9 @@ def parse_gpus(entry: InstanceTypeEntry) -> tuple[str, int, int] | None:
 class LambdaProvider(Provider):
     name = "lambda"
     label = "Lambda Cloud"
+    # A bare VM: nothing installs or starts a model server on it yet, so it takes GPU-only
+    # sessions (the user's own SSH work) and no session with a model.
+    cannot_serve_models = "Lambda instances start no model server yet"
 
     def __init__(
         self,
