@@ -43,6 +43,8 @@ class Sshd:
         self.authorized_keys.write_text("")
         self.log = root / "sshd.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # environment of the commands it runs (`SetEnv`), from its next start
+        self.environment: dict[str, str] = {}
         self._host_keys = 0
         self.config = root / "sshd_config"
         self.new_host_key()
@@ -90,6 +92,7 @@ class Sshd:
             "UsePAM no",
             "StrictModes no",
             "LogLevel INFO",
+            *(f"SetEnv {name}={value}" for name, value in self.environment.items()),
         ]
         if penalties:
             # OpenSSH 9.8+ would shut loopback out after the refused-key test; older ones do

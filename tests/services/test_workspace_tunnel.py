@@ -1,11 +1,13 @@
 """Chat with a session on an instance reached over SSH: through the app, the tunnel, and a real
-OpenSSH server standing for the instance, to a fake Ollama that listens on 127.0.0.1 only."""
+OpenSSH server standing for the instance, to a fake Ollama that listens on 127.0.0.1 only.
+And its GPU, read on the instance with nvidia-smi over the same connection."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
 from sizzle.providers.base import ProviderContext
 from sizzle.state import AppState
+from sizzle.workload.gpu import GPU_QUERY, MIB
 from tests.helpers import assert_error, log_in, make_user
 from tests.providers.fakes.ollama import FakeOllama
 from tests.ssh_instance import ScriptedSsh, authorize, instance_ollama
@@ -138,3 +141,60 @@ async def test_before_the_instance_has_an_ssh_address_chat_is_not_ready(
     _, auth = await active_session(client, state.db, clock)
     response = await client.post(CHAT, json=chat(stream=True), headers=auth)
     assert_error(response, 409, "chat_not_ready")
+
+
+# nvidia-smi as its documentation says it answers GPU_QUERY (shared/contracts/providers.md,
+# section 5): one CSV line per GPU; anything else asked is refused (exit 2, as for an invalid
+# argument).
+NVIDIA_SMI = f"""#!/bin/sh
+if [ "$*" != "{GPU_QUERY.removeprefix("nvidia-smi ")}" ]; then
+  echo "Invalid combination of input arguments." >&2
+  exit 2
+fi
+echo "0, NVIDIA GeForce RTX 4090, 87, 20480, 24564, 66, 402.75"
+"""
+
+
+async def test_the_gpu_is_read_on_the_instance_over_the_sessions_connection(
+    client: httpx.AsyncClient,
+    sshd: Sshd,
+    tmp_path: Path,
+    reachable: tuple[str, dict[str, str]],
+) -> None:
+    tools = tmp_path / "instance-bin"
+    tools.mkdir()
+    (tools / "nvidia-smi").write_text(NVIDIA_SMI)
+    (tools / "nvidia-smi").chmod(0o755)
+    sshd.environment["PATH"] = f"{tools}:/usr/bin:/bin"
+    sshd.restart()
+    session_id, auth = reachable
+    response = await client.get(f"/api/v1/sessions/{session_id}/metrics", headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["gpu"] == {
+        "gpus": [
+            {
+                "index": 0,
+                "name": "NVIDIA GeForce RTX 4090",
+                "utilization_gpu_percent": 87,
+                "memory_used_bytes": 20480 * MIB,
+                "memory_total_bytes": 24564 * MIB,
+                "temperature_c": 66,
+                "power_watts": 402.75,
+            }
+        ],
+        "error": None,
+    }
+    again = await client.get(f"/api/v1/sessions/{session_id}/metrics", headers=auth)
+    assert again.json()["gpu"]["gpus"][0]["utilization_gpu_percent"] == 87
+    assert sshd.accepted_logins() == 1  # the second reading took the open connection
+
+
+async def test_an_instance_without_nvidia_smi_says_so_and_shows_no_numbers(
+    client: httpx.AsyncClient, reachable: tuple[str, dict[str, str]]
+) -> None:
+    session_id, auth = reachable
+    response = await client.get(f"/api/v1/sessions/{session_id}/metrics", headers=auth)
+    assert response.status_code == 200, response.text
+    gpu = response.json()["gpu"]
+    assert gpu["gpus"] is None
+    assert "a command on the instance failed (exit 127)" in gpu["error"]

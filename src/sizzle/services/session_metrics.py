@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import asyncssh
 import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,11 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sizzle.db.models import ChatRequest, GpuSession
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.errors import SizzleError
-from sizzle.providers.base import Provider, SupportsMetrics
+from sizzle.providers.base import SupportsMetrics, SupportsSsh
+from sizzle.services.instance_path import session_private_key
+from sizzle.workload.gpu import GPU_QUERY, UnreadableGpuQuery, parse_gpu_query
+
+if TYPE_CHECKING:
+    from sizzle.state import AppState
 
 log = structlog.get_logger(__name__)
 
 MEDIAN_WINDOW = 1000  # requests
+GPU_QUERY_TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -91,15 +98,42 @@ async def chat_stats(tx: AsyncSession, session_id: str) -> ChatStats:
     )
 
 
-async def gpu_reading(providers: dict[str, Provider], session: GpuSession) -> dict[str, Any] | None:
-    """The GPU as its provider reads it now, for a live session on a provider that can tell;
-    None otherwise. Never an estimate."""
-    provider = providers.get(session.provider or "")
+async def gpu_reading(state: AppState, session: GpuSession) -> dict[str, Any] | None:
+    """The GPU as its provider reads it now, for a live session on a provider that can tell,
+    or as the driver reads it on an instance reached over SSH (`nvidia-smi`); None otherwise.
+    Never an estimate."""
+    provider = state.providers.get(session.provider or "")
     live = SessionStatus(session.status).is_live()
-    if not live or not session.instance_id or not isinstance(provider, SupportsMetrics):
+    if not live or not session.instance_id or provider is None:
         return None
     try:
-        return await provider.metrics(session.instance_id)
+        if isinstance(provider, SupportsMetrics):
+            return await provider.metrics(session.instance_id)
+        if isinstance(provider, SupportsSsh):
+            return await _read_over_ssh(state, provider, session)
     except SizzleError as exc:
         log.warning("session.metrics_failed", session_id=session.id, error=exc.message)
-        return {"error": exc.message}
+        return {"gpus": None, "error": exc.message}
+    return None
+
+
+async def _read_over_ssh(
+    state: AppState, provider: SupportsSsh, session: GpuSession
+) -> dict[str, Any] | None:
+    """`nvidia-smi` on the instance, through the session's SSH connection (opened with the
+    session's key if this process has none open); None until the instance answers SSH."""
+    endpoint = await state.workspace.ssh_endpoint(provider, session)
+    if endpoint is None:
+        return None
+
+    async def key() -> asyncssh.SSHKey:  # read only when no connection is open
+        secret = state.settings.resolved_secret_key
+        return await session_private_key(state.db, session.id, secret=secret, clock=state.clock)
+
+    answer = await state.tunnels.run(
+        session.id, endpoint, key, GPU_QUERY, timeout=GPU_QUERY_TIMEOUT_SECONDS
+    )
+    try:
+        return {"gpus": parse_gpu_query(answer), "error": None}
+    except UnreadableGpuQuery as exc:
+        return {"gpus": None, "error": str(exc)}

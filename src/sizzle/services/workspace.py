@@ -210,6 +210,8 @@ class Workspace:
         """The local end of the session's tunnel to its model server: the open forward as it
         is, else opened (again) with the session's key, read in a short transaction."""
         endpoint = await self._endpoint(provider, key)
+        if endpoint is None:
+            raise Conflict(NOT_READY_MESSAGE, code="chat_not_ready")
         try:
             return await model_server_url(
                 self.db,
@@ -225,15 +227,18 @@ class Workspace:
             self._endpoints.pop(key, None)
             raise
 
-    async def _endpoint(self, provider: SupportsSsh, key: tuple[str, str]) -> SshEndpoint:
-        """The instance's SSH address, remembered for a minute; 409 while it has none."""
+    async def ssh_endpoint(self, provider: SupportsSsh, session: GpuSession) -> SshEndpoint | None:
+        """The SSH address of the session's instance (remembered for a minute, so that chats
+        and GPU readings do not ask the provider each time); None while it has none."""
+        return await self._endpoint(provider, (str(session.provider), str(session.instance_id)))
+
+    async def _endpoint(self, provider: SupportsSsh, key: tuple[str, str]) -> SshEndpoint | None:
         cached = self._endpoints.get(key)
         if cached and cached[1] > time.monotonic():
             return cached[0]
         endpoint = await provider.ssh_endpoint(key[1])
-        if endpoint is None:
-            raise Conflict(NOT_READY_MESSAGE, code="chat_not_ready")
-        self._endpoints[key] = (endpoint, time.monotonic() + ADDRESS_TTL_SECONDS)
+        if endpoint is not None:
+            self._endpoints[key] = (endpoint, time.monotonic() + ADDRESS_TTL_SECONDS)
         return endpoint
 
     async def active_models(self, *, user_id: str) -> list[GpuSession]:

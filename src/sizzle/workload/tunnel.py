@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +41,9 @@ COMMAND_TIMEOUT_SECONDS = 30.0
 KEEPALIVE_INTERVAL_SECONDS = 15.0
 KEEPALIVE_COUNT_MAX = 4  # unanswered keepalives before the connection counts as dropped
 _CLOSE_WAIT_SECONDS = 5.0
+
+# The session's private key, or how to get it (unsealed only when a connection is opened).
+KeySource = asyncssh.SSHKey | Callable[[], Awaitable[asyncssh.SSHKey]]
 
 
 class HostKeyStore(Protocol):
@@ -139,7 +143,7 @@ class Tunnels:
         self,
         session_id: str,
         endpoint: SshEndpoint,
-        key: asyncssh.SSHKey,
+        key: KeySource,
         command: str,
         *,
         timeout: float | None = None,
@@ -185,7 +189,7 @@ class Tunnels:
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
-    async def _link(self, session_id: str, endpoint: SshEndpoint, key: asyncssh.SSHKey) -> _Link:
+    async def _link(self, session_id: str, endpoint: SshEndpoint, key: KeySource) -> _Link:
         """The session's open connection, opened (again) when there is none, it dropped, or the
         session's instance moved. Called with the session's lock held."""
         link = self._links.get(session_id)
@@ -196,6 +200,8 @@ class Tunnels:
             reason = "dropped" if not link.is_open() else "instance moved"
             log.info("ssh connection reopened", session_id=session_id, reason=reason)
             await _shut(link)
+        if not isinstance(key, asyncssh.SSHKey):
+            key = await key()
         connection = await self._connect(session_id, endpoint, key)
         link = _Link(endpoint=endpoint, connection=connection)
         self._links[session_id] = link

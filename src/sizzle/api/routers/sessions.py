@@ -143,7 +143,7 @@ async def metrics_of(state: AppState, session_id: str, *, user_id: str) -> Sessi
     async with state.db.read() as tx:
         session = await sessions.get_session(tx, session_id, user_id=user_id)
         chat = await session_metrics.chat_stats(tx, session_id)
-    gpu = await session_metrics.gpu_reading(state.providers, session)
+    gpu = await session_metrics.gpu_reading(state, session)
     return SessionMetricsOut(
         session_id=session_id, chat=ChatStatsOut(**dataclasses.asdict(chat)), gpu=gpu
     )
