@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import ChatRequest, GpuSession
 from sizzle.domain.lifecycle import SessionStatus
-from sizzle.errors import SizzleError
+from sizzle.errors import InstanceUnreachable, SizzleError
 from sizzle.providers.base import SupportsMetrics, SupportsSsh
 from sizzle.services.instance_path import session_private_key
 from sizzle.workload.gpu import GPU_QUERY, UnreadableGpuQuery, parse_gpu_query
@@ -130,9 +130,13 @@ async def _read_over_ssh(
         secret = state.settings.resolved_secret_key
         return await session_private_key(state.db, session.id, secret=secret, clock=state.clock)
 
-    answer = await state.tunnels.run(
-        session.id, endpoint, key, GPU_QUERY, timeout=GPU_QUERY_TIMEOUT_SECONDS
-    )
+    try:
+        answer = await state.tunnels.run(
+            session.id, endpoint, key, GPU_QUERY, timeout=GPU_QUERY_TIMEOUT_SECONDS
+        )
+    except InstanceUnreachable:  # it may have moved: ask the provider for its address again
+        state.workspace.forget_endpoint(session)
+        raise
     try:
         return {"gpus": parse_gpu_query(answer), "error": None}
     except UnreadableGpuQuery as exc:

@@ -190,11 +190,11 @@ class Workspace:
         provider = self.providers.get(session.provider or "")
         if provider is None or not session.instance_id:
             raise Conflict(NO_CHAT_MESSAGE, code="chat_not_supported")
-        key = (provider.name, session.instance_id)
         if isinstance(provider, SupportsSsh):
-            return await self._tunnel_address(provider, key, session.id)
+            return await self._tunnel_address(provider, session)
         if not isinstance(provider, SupportsChat):
             raise Conflict(NO_CHAT_MESSAGE, code="chat_not_supported")
+        key = (provider.name, session.instance_id)
         cached = self._addresses.get(key)
         if cached and cached[1] > time.monotonic():
             return cached[0]
@@ -204,35 +204,30 @@ class Workspace:
         self._addresses[key] = (url, time.monotonic() + ADDRESS_TTL_SECONDS)
         return url
 
-    async def _tunnel_address(
-        self, provider: SupportsSsh, key: tuple[str, str], session_id: str
-    ) -> str:
+    async def _tunnel_address(self, provider: SupportsSsh, session: GpuSession) -> str:
         """The local end of the session's tunnel to its model server: the open forward as it
         is, else opened (again) with the session's key, read in a short transaction."""
-        endpoint = await self._endpoint(provider, key)
+        endpoint = await self.ssh_endpoint(provider, session)
         if endpoint is None:
             raise Conflict(NOT_READY_MESSAGE, code="chat_not_ready")
         try:
             return await model_server_url(
                 self.db,
                 self.tunnels,
-                session_id,
+                session.id,
                 endpoint,
                 port=self.model_port,
                 secret=self._secret_key,
                 clock=self._clock,
             )
         except Exception:
-            # The instance may have moved since its address was remembered: ask again next time.
-            self._endpoints.pop(key, None)
+            self.forget_endpoint(session)
             raise
 
     async def ssh_endpoint(self, provider: SupportsSsh, session: GpuSession) -> SshEndpoint | None:
         """The SSH address of the session's instance (remembered for a minute, so that chats
         and GPU readings do not ask the provider each time); None while it has none."""
-        return await self._endpoint(provider, (str(session.provider), str(session.instance_id)))
-
-    async def _endpoint(self, provider: SupportsSsh, key: tuple[str, str]) -> SshEndpoint | None:
+        key = (str(session.provider), str(session.instance_id))
         cached = self._endpoints.get(key)
         if cached and cached[1] > time.monotonic():
             return cached[0]
@@ -240,6 +235,11 @@ class Workspace:
         if endpoint is not None:
             self._endpoints[key] = (endpoint, time.monotonic() + ADDRESS_TTL_SECONDS)
         return endpoint
+
+    def forget_endpoint(self, session: GpuSession) -> None:
+        """After a failure there: the instance may have moved since its address was
+        remembered, so ask the provider again next time."""
+        self._endpoints.pop((str(session.provider), str(session.instance_id)), None)
 
     async def active_models(self, *, user_id: str) -> list[GpuSession]:
         """The caller's active sessions that run a model, newest first."""
