@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.catalog import load_catalog
@@ -90,25 +90,31 @@ _WAITING = {
 }
 
 
+# Built once: building a statement costs more than running it (a chat's hot path).
+_MINE = (
+    select(GpuSession)
+    .join(User, User.id == GpuSession.user_id)
+    .where(GpuSession.user_id == bindparam("user_id"), User.is_active.is_(True))
+)
+_NAMED = _MINE.where(GpuSession.id == bindparam("session_id"))
+_RUNNING_MODEL = _MINE.where(
+    GpuSession.model.in_(bindparam("models", expanding=True)),
+    GpuSession.status.in_(LIVE_STATUSES),
+).order_by(GpuSession.created_at.desc())
+
+
 async def _pick_session(
     tx: AsyncSession, *, user_id: str, model: str | None, session_id: str | None
 ) -> GpuSession:
     """The session a chat request is for, read together with the account in one query."""
     if not session_id and not model:
         raise NotFound("say which model to chat with: `model`, or an X-Sizzle-Session header")
-    query = (
-        select(GpuSession)
-        .join(User, User.id == GpuSession.user_id)
-        .where(GpuSession.user_id == user_id, User.is_active.is_(True))
-    )
     if session_id:
-        query = query.where(GpuSession.id == session_id)
+        found = await tx.scalars(_NAMED, {"user_id": user_id, "session_id": session_id})
     else:
-        query = query.where(
-            GpuSession.model.in_(model_names(model or "")),
-            GpuSession.status.in_(LIVE_STATUSES),
-        ).order_by(GpuSession.created_at.desc())
-    candidates = list(await tx.scalars(query))
+        models = list(model_names(model or ""))
+        found = await tx.scalars(_RUNNING_MODEL, {"user_id": user_id, "models": models})
+    candidates = list(found)
     if not candidates:
         await get_active_user(tx, user_id)  # a missing or suspended account says so first
         if session_id:
