@@ -23,7 +23,7 @@ from sizzle.logging import configure_logging
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from tests import secret_logs
-from tests.helpers import PASSWORD
+from tests.helpers import NODE_TOKEN, PASSWORD
 from tests.smtp_inbox import inbox  # noqa: F401 - the SMTP fixture, for every test module
 
 TEST_SECRET = "test-secret-key-that-is-long-enough"
@@ -45,7 +45,13 @@ def asyncpg_url(url: str) -> str:
 # Passwords and keys the tests use, besides every hash, token and key by its shape: none may
 # reach a log line of the run (its own, or a server process's).
 SECRET_SCANNER = secret_logs.SecretScanner(
-    known_secrets=(PASSWORD, "a brand new pass phrase", "purple otter trombone", TEST_SECRET)
+    known_secrets=(
+        PASSWORD,
+        "a brand new pass phrase",
+        "purple otter trombone",
+        TEST_SECRET,
+        NODE_TOKEN,
+    )
 )
 
 

@@ -23,6 +23,8 @@ from sizzle.state import AppState
 
 _emails = itertools.count(1)
 PASSWORD = "correct horse battery"
+# The token the tests give an Ollama node behind a proxy (the suite's logs are scanned for it).
+NODE_TOKEN = "n0de-t0ken-for-the-proxy-0123"
 
 
 def fresh_email() -> str:

@@ -3,7 +3,8 @@ uvicorn, the session's GPU a fake Ollama node speaking Ollama's OpenAI-compatibl
 
 Streaming chunk by chunk, whole answers, errors mid-stream, a node that drops the
 connection, a client that goes away (the node must stop generating), who may chat with
-which session, and the counting of every request on the session."""
+which session, and the counting of every request on the session. The node stands behind a
+proxy that wants its token, so every chat here also shows the token reaching it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,15 @@ from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.settings import Settings
 from sizzle.state import AppState
-from tests.helpers import act, assert_error, create_session, get_session, serve_here, sign_up
+from tests.helpers import (
+    NODE_TOKEN,
+    act,
+    assert_error,
+    create_session,
+    get_session,
+    serve_here,
+    sign_up,
+)
 from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
 from tests.providers.fakes.server import serve
 
@@ -54,7 +63,7 @@ def recording_chat_clients(app: Any, clients: list[tuple[str, int]]) -> Any:
 
 @pytest.fixture
 def node() -> Iterator[tuple[FakeOllama, str, list[tuple[str, int]]]]:
-    fake = FakeOllama(registry={MODEL_TAG: 2_000, "qwen2.5:7b": 2_000})
+    fake = FakeOllama(registry={MODEL_TAG: 2_000, "qwen2.5:7b": 2_000}, token=NODE_TOKEN)
     clients: list[tuple[str, int]] = []
     with serve(recording_chat_clients(fake_ollama_app(fake), clients)) as url:
         yield fake, url, clients
@@ -76,6 +85,7 @@ async def stack(
             "gpu_count": 1,
             "vram_gb": 24,
             "price_per_hour_usd": "0.30",
+            "token": NODE_TOKEN,
         }
         for name in ("box-1", "box-2")
     ]

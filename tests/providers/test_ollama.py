@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -19,6 +20,7 @@ from sizzle.providers.ollama.client import OllamaClient
 from sizzle.providers.ollama.plugin import OllamaProvider
 from sizzle.providers.registry import load_providers
 from sizzle.settings import Settings
+from tests.helpers import NODE_TOKEN as TOKEN
 from tests.helpers import make_user
 from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
 from tests.providers.fakes.server import free_port, serve
@@ -233,6 +235,7 @@ async def test_client_against_the_fake(fakes: Any) -> None:
         (json.dumps([node("x", "http://h", price_per_hour_usd="0.0000001")]), "micro-dollar"),
         (json.dumps([node("x", "http://h", price_per_hour_usd="-1")]), "price_per_hour_usd"),
         (json.dumps([node("x", "http://h"), node("x", "http://g")]), "names a node twice: x"),
+        (json.dumps([node("x", "http://h", token="has a space")]), "0.token"),
     ],
 )
 def test_bad_nodes_setting_is_a_clear_error(
@@ -242,6 +245,60 @@ def test_bad_nodes_setting_is_a_clear_error(
     with pytest.raises(BadRequest, match="SIZZLE_OLLAMA_NODES") as caught:
         load_providers(ProviderContext(settings=configured, clock=clock, db=db))
     assert problem in caught.value.message
+    assert "has a space" not in caught.value.message  # a token is never echoed
+
+
+async def test_a_node_behind_a_token_gets_it_on_every_request(
+    settings: Settings, clock: FakeClock, db: Database, fakes: Any
+) -> None:
+    from sizzle.node_agent import create_agent_app
+
+    one, url_one, _two, _url_two = fakes
+    one.token = TOKEN
+    seen_by_agent: list[str | None] = []
+    agent = create_agent_app(lambda: {"driver": "550.90", "gpus": [], "error": None})
+
+    async def agent_behind_proxy(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen_by_agent.append(dict(scope["headers"]).get(b"authorization", b"").decode())
+        await agent(scope, receive, send)
+
+    with serve(agent_behind_proxy) as agent_url:
+        provider = ollama(
+            settings, clock, db, [node("box-1", url_one, token=TOKEN, agent_url=agent_url)]
+        )
+        (offer,) = await provider.offers(TIERS["starter"])  # the probe carried it
+        assert await provider.provision(offer, session_id="s1", model="llama3.2") == "box-1"
+        metrics = await provider.metrics("box-1")
+    assert [kind for kind, _body in one.requests] == ["pull", "load"]
+    assert one.refused == 0
+    assert metrics is not None and metrics["error"] is None
+    assert seen_by_agent == [f"Bearer {TOKEN}"]
+    assert provider.chat_headers("box-1") == {"Authorization": f"Bearer {TOKEN}"}
+    assert TOKEN not in repr(provider.nodes["box-1"])
+
+
+async def test_a_node_refusing_its_token_fails_alone(
+    settings: Settings, clock: FakeClock, db: Database, fakes: Any
+) -> None:
+    one, url_one, _two, url_two = fakes
+    one.token = TOKEN
+    provider = ollama(
+        settings,
+        clock,
+        db,
+        [node("box-1", url_one, token="an-old-token-000"), node("box-2", url_two)],
+    )
+    # the probe finds it refused: only the other node offers
+    (offer,) = await provider.offers(TIERS["starter"])
+    assert offer.offer_id == "box-2"
+    assert one.refused >= 1
+    # asked all the same, it is this node's failure (not a refused provider key, which would
+    # switch every node off), and it says what to check
+    with pytest.raises(NoCapacity, match="box-1 refused Sizzle \\(HTTP 401\\): check the"):
+        await provider.provision(
+            dataclasses.replace(offer, offer_id="box-1"), session_id="s1", model="llama3.2"
+        )
 
 
 async def _hold(

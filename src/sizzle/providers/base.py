@@ -161,6 +161,10 @@ class SupportsChat(ABC):
     @abstractmethod
     async def chat_base_url(self, external_id: str) -> str | None: ...
 
+    def chat_headers(self, external_id: str) -> dict[str, str]:
+        """Headers every chat request to the instance carries (a node's token); none here."""
+        return {}
+
 
 class SupportsSsh(ABC):
     """Optional ability: the instance is reached over SSH, and this says where.

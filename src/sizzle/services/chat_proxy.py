@@ -197,7 +197,9 @@ class ChatProxy:
         meter = ChatMeter(model=target.model, stream=False)
         forwarded, _ = upstream_body(body, target)
         try:
-            async with self._client().post(_url(target), json=forwarded) as response:
+            async with self._client().post(
+                _url(target), json=forwarded, headers=target.headers
+            ) as response:
                 status, raw = response.status, await response.read()
             if status != 200:
                 error = _refusal(status, raw)
@@ -228,7 +230,9 @@ class ChatProxy:
         meter = ChatMeter(model=target.model, stream=True)
         forwarded, wants_usage = upstream_body(body, target)
         try:
-            response = await self._client().post(_url(target), json=forwarded)
+            response = await self._client().post(
+                _url(target), json=forwarded, headers=target.headers
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             meter.fail("failed", error.status_code, error.message)

@@ -4,7 +4,8 @@ server listens, and what a session's chat traffic has been."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,11 +39,13 @@ NOT_READY_MESSAGE = "the session's model server has no address yet; try again in
 
 @dataclass(frozen=True)
 class ChatTarget:
-    """Where one chat request goes: the session, the model name its server knows, the URL."""
+    """Where one chat request goes: the session, the model name its server knows, the URL,
+    and the headers the server wants (an operator's node behind a token)."""
 
     session_id: str
     model: str
     base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,15 @@ class Workspace:
         as the provider may be asked."""
         assert session.model is not None  # noqa: S101 - checked by chat_session
         base_url = await self._address(session)
-        return ChatTarget(session_id=session.id, model=session.model, base_url=base_url)
+        provider = self.providers.get(session.provider or "")
+        headers: Mapping[str, str] = (
+            provider.chat_headers(session.instance_id)
+            if isinstance(provider, SupportsChat) and session.instance_id
+            else {}
+        )
+        return ChatTarget(
+            session_id=session.id, model=session.model, base_url=base_url, headers=headers
+        )
 
     async def _address(self, session: GpuSession) -> str:
         provider = self.providers.get(session.provider or "")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -43,6 +43,10 @@ class FakeOllama:
     chat_token_seconds: float = 0.0  # pause between tokens
     chat_cut_off: threading.Event = field(default_factory=threading.Event)
     chat_tokens_sent: int = 0
+    # Ollama has no authentication; a node with a token stands behind a reverse proxy that
+    # answers 401 to a request without `Authorization: Bearer <token>`, as such proxies do.
+    token: str | None = None
+    refused: int = 0  # requests the proxy turned away
 
 
 def _name(model: str) -> str:
@@ -53,8 +57,31 @@ def _not_found(model: str) -> JSONResponse:
     return JSONResponse({"error": f"model '{model}' not found"}, status_code=404)
 
 
+class TokenProxy:
+    """The reverse proxy in front of a node with a token (pure ASGI: streams pass as they are)."""
+
+    def __init__(self, app: Any, *, state: FakeOllama) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.state.token is not None:
+            sent = dict(scope["headers"]).get(b"authorization", b"")
+            if sent != f"Bearer {self.state.token}".encode():
+                self.state.refused += 1
+                refusal = PlainTextResponse(
+                    "401 Authorization Required",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="ollama"'},
+                )
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def fake_ollama_app(state: FakeOllama) -> FastAPI:
     app = FastAPI()
+
+    app.add_middleware(TokenProxy, state=state)
 
     @app.get("/api/version")
     async def version() -> dict[str, str]:

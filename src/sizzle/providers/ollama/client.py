@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from sizzle.errors import BadCredentials, ProviderBadRequest, ProviderUnavailable
+from sizzle.errors import ProviderBadRequest, ProviderUnavailable
 from sizzle.providers.http import ProviderHttp, json_body
 from sizzle.providers.ollama.models import (
     LoadedModel,
@@ -35,20 +35,24 @@ class OllamaClient:
         node: str = "ollama",
         timeout: float = 10,
         load_timeout: float = LOAD_TIMEOUT_SECONDS,
+        headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`headers`: sent on every request (the node's token, where it has one)."""
         self.node = node
         self._label = f"ollama node {node}"
-        self._http = ProviderHttp(
-            provider=self._label, base_url=base_url, timeout=timeout, transport=transport
-        )
+        # 401/403 are this node's answer (its proxy refusing its token), not a provider-wide
+        # key: `_check` makes them the node's failure, so that other nodes are still tried.
+        shared: dict[str, Any] = {
+            "provider": self._label,
+            "base_url": base_url,
+            "headers": headers,
+            "transport": transport,
+            "credential_statuses": frozenset(),
+        }
+        self._http = ProviderHttp(timeout=timeout, **shared)
         # Load answers only after the model is in memory: its own, longer read timeout.
-        self._slow = ProviderHttp(
-            provider=self._label,
-            base_url=base_url,
-            timeout=max(timeout, load_timeout),
-            transport=transport,
-        )
+        self._slow = ProviderHttp(timeout=max(timeout, load_timeout), **shared)
 
     async def __aenter__(self) -> OllamaClient:
         return self
@@ -138,7 +142,10 @@ class OllamaClient:
         except (ValueError, AttributeError):
             message = response.text[:200]
         if response.status_code in (401, 403):
-            raise BadCredentials(f"{self._label} refused the request: {message}")
+            raise ProviderUnavailable(
+                f"{self._label} refused Sizzle (HTTP {response.status_code}): check the "
+                "node's token in SIZZLE_OLLAMA_NODES"
+            )
         if response.status_code < 500:
             raise ProviderBadRequest(f"{self._label}: HTTP {response.status_code}: {message}")
         raise ProviderUnavailable(f"{self._label}: HTTP {response.status_code}: {message}")

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from sizzle.domain.gpus import normalize_gpu_name
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import BadRequest, ProviderUnavailable
+
+_TOKEN = re.compile(r"[\x21-\x7e]{8,512}")  # fit for an HTTP header as it is
 
 
 class OllamaNode(BaseModel):
@@ -26,6 +37,25 @@ class OllamaNode(BaseModel):
     agent_url: str | None = Field(
         None, description="Base URL of `sizzle node-agent` on the node, for GPU metrics."
     )
+    token: SecretStr | None = Field(
+        None,
+        description="The bearer token that the node's reverse proxy requires (Ollama and the "
+        "node agent have no authentication of their own: put both behind it); sent as "
+        "`Authorization: Bearer` on every request to the node and its agent.",
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 8 to 512 visible ASCII characters, without spaces")
+        return value
+
+    def auth_headers(self) -> dict[str, str]:
+        """The node's `Authorization` header, where it has a token."""
+        if self.token is None:
+            return {}
+        return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
 
     @field_validator("url", "agent_url")
     @classmethod

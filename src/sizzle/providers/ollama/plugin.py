@@ -222,6 +222,10 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         node = self.nodes.get(external_id)
         return node.url.rstrip("/") if node else None
 
+    def chat_headers(self, external_id: str) -> dict[str, str]:
+        node = self.nodes.get(external_id)
+        return node.auth_headers() if node else {}
+
     # -- SupportsMetrics --------------------------------------------------------------------------
 
     async def metrics(self, external_id: str) -> dict[str, Any] | None:
@@ -240,7 +244,7 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
             except SizzleError as exc:
                 result["error"] = exc.message
         if node.agent_url:
-            result["agent"] = await self._agent_metrics(node.agent_url)
+            result["agent"] = await self._agent_metrics(node, node.agent_url)
             result["gpus"] = result["agent"].get("gpus")
         return result
 
@@ -251,6 +255,7 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
             node.url,
             node=node.name,
             timeout=self.context.settings.provider_timeout_seconds,
+            headers=node.auth_headers(),
             transport=self._transport,
         )
 
@@ -266,7 +271,13 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         The outcome is kept in `node_health`."""
         limit = self.probe_timeout_seconds
         error: str | None = None
-        client = OllamaClient(node.url, node=node.name, timeout=limit, transport=self._transport)
+        client = OllamaClient(
+            node.url,
+            node=node.name,
+            timeout=limit,
+            headers=node.auth_headers(),
+            transport=self._transport,
+        )
         try:
             # httpx bounds each read, not the whole answer: a node that drips bytes is cut here.
             await asyncio.wait_for(client.version(retry=False), limit)
@@ -360,10 +371,11 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         row = await self._open_row(node)
         return row[1] if row else None
 
-    async def _agent_metrics(self, agent_url: str) -> dict[str, Any]:
+    async def _agent_metrics(self, node: OllamaNode, agent_url: str) -> dict[str, Any]:
         http = ProviderHttp(
             provider="sizzle node-agent",
             base_url=agent_url,
+            headers=node.auth_headers(),
             timeout=self.context.settings.provider_timeout_seconds,
             transport=self._transport,
         )
