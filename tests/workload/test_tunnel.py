@@ -209,3 +209,14 @@ async def test_an_instance_that_never_speaks_ssh_times_out(key: SessionKey) -> N
         endpoint = SshEndpoint(host="127.0.0.1", port=silent.getsockname()[1], username="root")
         with pytest.raises(InstanceUnreachable, match="could not reach"):
             await pool.run(SID, endpoint, key.private_key, "true")
+
+
+async def test_a_closed_connection_is_let_go_of(
+    sshd: Sshd, key: SessionKey, tunnels: Tunnels, ollama_port: int
+) -> None:
+    await tunnels.local_url(SID, sshd.endpoint, key.private_key, remote_port=ollama_port)
+    sshd.drop_connections()  # as when the instance is destroyed
+    async with asyncio.timeout(10):  # the pool's watcher of that connection has finished
+        await asyncio.gather(*tunnels._watchers)
+    assert SID not in tunnels._links
+    assert tunnels.open_url(SID, sshd.endpoint, ollama_port) is None

@@ -106,6 +106,7 @@ class Tunnels:
         self._keepalive_count_max = keepalive_count_max
         self._links: dict[str, _Link] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
 
     async def local_url(
         self,
@@ -185,6 +186,8 @@ class Tunnels:
         links, self._links = list(self._links.values()), {}
         self._locks.clear()
         await asyncio.gather(*(_shut(link) for link in links))
+        for watcher in list(self._watchers):
+            watcher.cancel()
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
@@ -205,7 +208,20 @@ class Tunnels:
         connection = await self._connect(session_id, endpoint, key)
         link = _Link(endpoint=endpoint, connection=connection)
         self._links[session_id] = link
+        watcher = asyncio.create_task(self._forget_when_closed(session_id, link))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         return link
+
+    async def _forget_when_closed(self, session_id: str, link: _Link) -> None:
+        """Once the connection has closed (the instance destroyed, the session ended, a
+        drop), the pool lets go of it and its forwards: a long-running process holds no closed
+        connection of a session that no longer talks to it. A later call connects anew."""
+        await link.connection.wait_closed()
+        if self._links.get(session_id) is link:
+            del self._links[session_id]
+            for listener in link.forwards.values():
+                listener.close()
 
     async def _connect(
         self, session_id: str, endpoint: SshEndpoint, key: asyncssh.SSHKey
