@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A stand-in `ollama` executable for the boot script's tests, standard library only.
 
-`ollama serve` answers GET /api/version, GET /api/tags and POST /api/pull (NDJSON progress) on
-$OLLAMA_HOST, and records the OLLAMA_HOST it was started with as JSON in
-$STUB_OLLAMA_RECORD. `ollama list` and `ollama pull MODEL` are clients of that server, as the
-real ones are. Models whose name starts with "missing" cannot be pulled.
+`ollama serve` answers GET /api/version, GET /api/tags, POST /api/pull (NDJSON progress) and
+POST /api/generate (a pulled model answers, unless the file $STUB_OLLAMA_MUTE exists: then it
+fails as a model that cannot load would) on $OLLAMA_HOST, and records the OLLAMA_HOST it was
+started with as JSON in $STUB_OLLAMA_RECORD. `ollama list` and `ollama pull MODEL` are clients
+of that server, as the real ones are. Models whose name starts with "missing" cannot be pulled.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json({"error": "not found"}, 404)
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.path != "/api/pull":
+        if self.path not in ("/api/pull", "/api/generate"):
             self.send_json({"error": "not found"}, 404)
             return
         length = int(self.headers.get("Content-Length") or 0)
         model = full_name(str(json.loads(self.rfile.read(length) or b"{}").get("model", "")))
+        if self.path == "/api/generate":
+            self.generate(model)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.end_headers()
@@ -79,6 +83,14 @@ class Handler(BaseHTTPRequestHandler):
         for line in lines:
             self.wfile.write(json.dumps(line).encode() + b"\n")
             self.wfile.flush()
+
+    def generate(self, model: str) -> None:
+        if model not in PULLED:
+            self.send_json({"error": f"model '{model}' not found"}, 404)
+        elif os.path.exists(os.environ.get("STUB_OLLAMA_MUTE") or "/nonexistent"):
+            self.send_json({"error": "llama runner process has terminated"}, 500)
+        else:
+            self.send_json({"model": model, "response": "Hi", "done": True})
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         sys.stderr.write("stub-ollama: " + format % args + "\n")
