@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import asyncssh
 import httpx
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -197,7 +198,18 @@ async def test_another_user_gets_404_for_my_things(
             "/api/v1/keys", json={"name": "mine", "scopes": ["inference"]}, headers=owner_auth
         )
     ).json()["id"]
-    ids = {"session_id": session_id, "purchase_id": purchase_id, "key_id": key_id}
+    ssh_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    ssh_key_id = (
+        await client.post(
+            "/api/v1/ssh-keys", json={"name": "mine", "public_key": ssh_key}, headers=owner_auth
+        )
+    ).json()["id"]
+    ids = {
+        "session_id": session_id,
+        "purchase_id": purchase_id,
+        "key_id": key_id,
+        "ssh_key_id": ssh_key_id,
+    }
 
     other = await make_user(db, now=clock.now(), credit_usd="5")
     other_auth = await log_in(client, email=other.email)
@@ -214,6 +226,7 @@ async def test_another_user_gets_404_for_my_things(
     assert (
         await client.get(f"/api/v1/sessions/{session_id}", headers=owner_auth)
     ).status_code == 200
+    assert (await client.get("/api/v1/ssh-keys", headers=owner_auth)).json()["total"] == 1
 
 
 async def _change_password(db: Database, user_id: str, *, now: Any) -> None:

@@ -28,6 +28,7 @@ from sizzle.api.routers import (
     models,
     openai,
     sessions,
+    ssh_keys,
     subscription,
 )
 from sizzle.errors import RateLimited, SizzleError
@@ -93,6 +94,7 @@ def create_app(
         auth,
         account,
         keys,
+        ssh_keys,
         catalog,
         models,
         billing,

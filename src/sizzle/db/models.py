@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -390,6 +391,9 @@ class InstanceKey(Base):
     # accept only this key.
     host_key: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The fingerprints (space-separated) of the user's own SSH keys the current instance was
+    # booted with, next to ours: what the user can log in with (see services/ssh_keys.py).
+    user_keys: Mapped[str | None] = mapped_column(Text)
 
 
 class ProviderListing(Base):
@@ -408,3 +412,20 @@ class ProviderListing(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     last_listed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UserSshKey(Base):
+    """A user's own SSH public key: put on their sessions' instances next to Sizzle's key, so
+    that they can log in to the machine themselves. Only the public half is ever given."""
+
+    __tablename__ = "user_ssh_keys"
+    __table_args__ = (
+        UniqueConstraint("user_id", "fingerprint", name="uq_user_ssh_keys_user_id_fingerprint"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[str] = mapped_column(Text)  # one OpenSSH line: "ssh-ed25519 AAAA… comment"
+    fingerprint: Mapped[str] = mapped_column(String(100))  # "SHA256:…", as ssh-keygen -l shows
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -27,6 +27,7 @@ from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
 from sizzle.providers.base import Boot, InstanceState, SupportsSsh, instance_name
+from sizzle.services import ssh_keys
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Attempt, Launch, Orchestrator
@@ -130,10 +131,12 @@ async def _launch(
 
 async def _boot(db: Database, session: GpuSession, *, now: datetime, secret: str) -> Boot:
     """What a cloud instance of the session boots with: the session's SSH key pair, made (and
-    stored sealed) at its first launch and kept across failovers until the session ends."""
+    stored sealed) at its first launch and kept across failovers until the session ends, and
+    the owner's own SSH keys as they are at this launch (added next to ours, never instead)."""
     async with db.transaction() as tx:
         key = await keys.session_key(tx, session.id, secret=secret, now=now)
-    return Boot(ssh_public_key=key.public_key, model=session.model)
+        user_keys = await ssh_keys.keys_for_boot(tx, session)
+    return Boot(ssh_public_key=key.public_key, user_ssh_keys=user_keys, model=session.model)
 
 
 def record_attempts(tx: AsyncSession, session_id: str, attempts: list[Attempt]) -> None:

@@ -1,8 +1,8 @@
 """What Sizzle holds about a user: all of it as one JSON document, and erasing it.
 
 Deleting an account erases the personal data (email, name, password, the addresses and
-browsers in the audit log, API key names, the saved card) and keeps the money: ledger
-entries, purchases and refunds stay, owned by the same, now anonymous, user id, so that every
+browsers in the audit log, API key names, SSH public keys, the saved card) and keeps the money:
+ledger entries, purchases and refunds stay, owned by the same, now anonymous, user id, so that every
 balance and every statement still adds up.
 """
 
@@ -29,6 +29,7 @@ from sizzle.db.models import (
     Refund,
     SessionEvent,
     User,
+    UserSshKey,
 )
 from sizzle.domain.lifecycle import EndReason
 from sizzle.errors import Conflict, Unauthorized
@@ -107,6 +108,7 @@ async def export(tx: AsyncSession, user: User, *, now: datetime) -> dict[str, An
         "auto_top_up": await owned(AutoTopUp, AutoTopUp.user_id),
         "lab_subscriptions": await owned(LabSubscription, LabSubscription.created_at),
         "api_keys": await owned(ApiKey, ApiKey.created_at),
+        "ssh_keys": await owned(UserSshKey, UserSshKey.created_at),
         "audit_events": await owned(AuditEvent, AuditEvent.id),
     }
 
@@ -161,6 +163,8 @@ async def delete_account(
         await tx.execute(
             update(ApiKey).where(ApiKey.user_id == user_id).values(name="(deleted)", revoked_at=now)
         )
+        # SSH public keys name their owner's computers (user@laptop): gone, not kept.
+        await tx.execute(delete(UserSshKey).where(UserSshKey.user_id == user_id))
         # The saved card's Stripe references: nothing may charge it any more.
         await tx.execute(delete(AutoTopUp).where(AutoTopUp.user_id == user_id))
         audit.record(tx, "account.deleted", actor=f"user:{user_id}", now=now, user_id=user_id)

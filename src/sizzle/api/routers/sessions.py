@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response, StreamingResponse
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, Field
 
 from sizzle.api.deps import (
     OwnSessionReader,
@@ -32,7 +32,7 @@ from sizzle.api.schemas import (
 from sizzle.api.views import session_out
 from sizzle.db.models import User
 from sizzle.logging import log_session_id
-from sizzle.services import model_library, session_metrics, sessions
+from sizzle.services import model_library, session_metrics, sessions, ssh_keys
 from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -162,4 +162,44 @@ async def events(
     `SIZZLE_MAX_STREAMS_PER_USER` streams open at once; more is a 429."""
     return await session_stream(
         state, session_id, user, render=session_event(for_admin=user.is_admin), tx=tx
+    )
+
+
+class SshKeyOnMachineOut(BaseModel):
+    fingerprint: str
+    name: str | None = Field(description="None: a key removed since the machine started.")
+
+
+class SessionSshOut(BaseModel):
+    session_id: str
+    host: str
+    port: int
+    username: str = Field(description="The user to log in as (root on Vast and RunPod).")
+    command: str = Field(description="The exact command: `ssh -p PORT USER@HOST`.")
+    vscode_uri: str = Field(description="Opens the machine in VS Code (Remote - SSH).")
+    keys: list[SshKeyOnMachineOut] = Field(description="My SSH keys this machine has.")
+
+
+@router.get("/{session_id}/ssh", response_model=SessionSshOut, responses=error_responses(409))
+async def ssh(session_id: SessionId, user: SessionsReaderNoTx, state: StateDep) -> SessionSshOut:
+    """How to log in to the session's machine with my own SSH key: while the session is active
+    on a provider reached over SSH and the machine got one of my keys (409 saying why not
+    otherwise, `ssh_not_ready` while its address is not known yet)."""
+    return await ssh_of(state, session_id, user_id=user.id)
+
+
+async def ssh_of(state: AppState, session_id: str, *, user_id: str) -> SessionSshOut:
+    """The API's and the live page's answer."""
+    access = await ssh_keys.connect_info(
+        state.db, state.providers, state.workspace, session_id, user_id=user_id
+    )
+    connect = access.connect
+    return SessionSshOut(
+        session_id=session_id,
+        host=connect.host,
+        port=connect.port,
+        username=connect.username,
+        command=connect.command,
+        vscode_uri=connect.vscode_uri,
+        keys=[SshKeyOnMachineOut(fingerprint=k.fingerprint, name=k.name) for k in access.keys],
     )
