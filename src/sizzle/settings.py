@@ -82,7 +82,13 @@ class Settings(BaseSettings):
     ollama_nodes: str = Field(
         "[]",
         description="JSON list of the operator's Ollama nodes: "
-        "{name, url, gpu, gpu_count, vram_gb, price_per_hour_usd}.",
+        "{name, url, gpu, gpu_count, vram_gb, price_per_hour_usd}, and optionally agent_url, "
+        "token, or ssh and ssh_host_key to reach the node over SSH.",
+    )
+    ollama_ssh_key_file: Path | None = Field(
+        None,
+        description="The private key (OpenSSH, unencrypted) that Sizzle logs in with to the "
+        "Ollama nodes reached over SSH; their authorized_keys hold its public half.",
     )
     provider_timeout_seconds: float = Field(
         10, gt=0, description="Timeout of one call to a provider's API."

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import asyncssh
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -14,13 +16,22 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from sizzle.domain.gpus import normalize_gpu_name
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import BadRequest, ProviderUnavailable
+from sizzle.workload.endpoint import SshEndpoint
 
 _TOKEN = re.compile(r"[\x21-\x7e]{8,512}")  # fit for an HTTP header as it is
+# user@host or user@host:port; the host a name or an IPv4 address, or [IPv6] with a port
+_SSH_ADDRESS = re.compile(
+    r"^(?P<user>[a-z_][a-z0-9_.-]{0,31})@(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>\d{1,5}))?$"
+)
+OLLAMA_PORT = 11434
+_NODE_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class OllamaNode(BaseModel):
@@ -29,7 +40,11 @@ class OllamaNode(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    url: str = Field(description="Base URL of the node's Ollama, e.g. http://10.0.0.5:11434.")
+    url: str | None = Field(
+        None,
+        description="Base URL of the node's Ollama, e.g. http://10.0.0.5:11434. With `ssh`, "
+        "where it listens on the node itself (default http://127.0.0.1:11434).",
+    )
     gpu: str = Field(min_length=1, description="The GPU's name, e.g. 'RTX 4090'.")
     gpu_count: int = Field(ge=1, le=64)
     vram_gb: int = Field(ge=1, le=4096, description="Memory of one GPU, in GB.")
@@ -43,6 +58,83 @@ class OllamaNode(BaseModel):
         "node agent have no authentication of their own: put both behind it); sent as "
         "`Authorization: Bearer` on every request to the node and its agent.",
     )
+
+    ssh: str | None = Field(
+        None,
+        description="Reach the node over SSH instead of the network: `user@host` or "
+        "`user@host:port`. Its Ollama (and node agent) then listen on the node's 127.0.0.1 "
+        "only, and Sizzle tunnels to them with the key in SIZZLE_OLLAMA_SSH_KEY_FILE.",
+    )
+    ssh_host_key: str | None = Field(
+        None,
+        description="The node's SSH host key (`ssh-ed25519 AAAA...`, as in its "
+        "/etc/ssh/ssh_host_ed25519_key.pub): required with `ssh`; any other key is refused.",
+    )
+
+    @field_validator("ssh")
+    @classmethod
+    def _ssh_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            found = _SSH_ADDRESS.fullmatch(value)
+            if found is None:
+                raise ValueError("must be user@host or user@host:port")
+            if found["port"] is not None and not 1 <= int(found["port"]) <= 65535:
+                raise ValueError("the port must be between 1 and 65535")
+        return value
+
+    @field_validator("ssh_host_key")
+    @classmethod
+    def _host_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            key = asyncssh.import_public_key(value.strip())
+        except (asyncssh.KeyImportError, ValueError):
+            raise ValueError("must be one SSH public key line, e.g. ssh-ed25519 AAAA...") from None
+        algorithm, blob, *_ = key.export_public_key("openssh").decode().split()
+        return f"{algorithm} {blob}"  # its comment dropped
+
+    @model_validator(mode="after")
+    def _reached_somehow(self) -> OllamaNode:
+        if self.ssh is None:
+            if self.url is None:
+                raise ValueError("give the node's `url`, or `ssh` to reach it over SSH")
+            if self.ssh_host_key is not None:
+                raise ValueError("`ssh_host_key` needs `ssh`")
+            return self
+        if self.ssh_host_key is None:
+            raise ValueError("a node reached over `ssh` needs its `ssh_host_key`")
+        for field, value in (("url", self.url), ("agent_url", self.agent_url)):
+            if value is not None and urlsplit(value).hostname not in _NODE_LOOPBACK:
+                raise ValueError(
+                    f"with `ssh`, `{field}` is where it listens on the node itself: "
+                    "http://127.0.0.1:<port>"
+                )
+        return self
+
+    @property
+    def ssh_endpoint(self) -> SshEndpoint | None:
+        """Where the node's SSH server answers, for a node reached over SSH."""
+        found = _SSH_ADDRESS.fullmatch(self.ssh or "")
+        if found is None:
+            return None
+        host = found["host"].removeprefix("[").removesuffix("]")
+        return SshEndpoint(host=host, port=int(found["port"] or 22), username=found["user"])
+
+    @property
+    def ollama_port(self) -> int:
+        """The port of the node's Ollama on the node, for a node reached over SSH."""
+        if self.url is None:
+            return OLLAMA_PORT
+        return urlsplit(self.url).port or OLLAMA_PORT
+
+    @property
+    def agent_port(self) -> int | None:
+        """The port of the node agent on the node, if it has one."""
+        if self.agent_url is None:
+            return None
+        split = urlsplit(self.agent_url)
+        return split.port or (443 if split.scheme == "https" else 80)
 
     @field_validator("token")
     @classmethod

@@ -43,6 +43,7 @@ from sizzle.providers.base import (
 from sizzle.providers.http import ProviderHttp, json_body
 from sizzle.providers.ollama.client import OllamaClient
 from sizzle.providers.ollama.models import OllamaNode, PullProgress, parse_nodes
+from sizzle.providers.ollama.reach import NodeReach
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +80,7 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         self.nodes: dict[str, OllamaNode] = {
             node.name: node for node in parse_nodes(context.settings.ollama_nodes)
         }
+        self.reach = NodeReach(self.nodes, key_file=context.settings.ollama_ssh_key_file)
         self._transport = transport
         # Nodes this plugin is provisioning, or provisioned before their ProviderInstance row
         # exists (the orchestrator records it after provision returns):
@@ -145,7 +147,11 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         self._claimed[node.name] = (session_id, None)
         launched = False
         try:
-            async with self._client(node) as client:
+            try:
+                client = await self._client(node)
+            except ProviderUnavailable as exc:
+                raise NoCapacity(str(exc.message)) from exc
+            async with client:
                 try:
                     await client.version()
                 except ProviderUnavailable as exc:
@@ -167,7 +173,7 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         node = self.nodes.get(external_id)
         if node is None:
             return None
-        async with self._client(node) as client:
+        async with await self._client(node) as client:
             await client.version()  # ProviderUnavailable when the node does not answer
         return Instance(
             external_id=node.name,
@@ -184,7 +190,12 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         session_model = await self._session_model(node.name)
         if session_model:
             models.append(session_model)
-        async with self._client(node) as client:
+        try:
+            client = await self._client(node)
+        except ProviderUnavailable as exc:
+            log.warning("ollama.terminate.unreachable", node=node.name, error=exc.message)
+            return
+        async with client:
             try:
                 models += [loaded.name for loaded in await client.ps() if loaded.name not in models]
             except SizzleError as exc:
@@ -216,11 +227,14 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
                     )
         return list(seen.values())
 
+    async def close(self) -> None:
+        await self.reach.aclose()
+
     # -- SupportsChat -----------------------------------------------------------------------------
 
     async def chat_base_url(self, external_id: str) -> str | None:
         node = self.nodes.get(external_id)
-        return node.url.rstrip("/") if node else None
+        return await self.reach.ollama_url(node) if node else None
 
     def chat_headers(self, external_id: str) -> dict[str, str]:
         node = self.nodes.get(external_id)
@@ -230,29 +244,34 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
 
     async def metrics(self, external_id: str) -> dict[str, Any] | None:
         """What the node reports now: loaded models (from /api/ps) and, when the node has an
-        `agent_url`, the node agent's GPU readings. Absent numbers stay absent (None)."""
+        `agent_url`, the node agent's GPU readings (on a node reached over SSH without one,
+        `nvidia-smi`'s). Absent numbers stay absent (None)."""
         node = self.nodes.get(external_id)
         if node is None:
             return None
         result: dict[str, Any] = {"node": node.name, "models": None, "error": None, "gpus": None}
-        async with self._client(node) as client:
-            try:
+        try:
+            async with await self._client(node) as client:
                 result["models"] = [
                     {"name": loaded.name, "size_vram_bytes": loaded.size_vram}
                     for loaded in await client.ps()
                 ]
-            except SizzleError as exc:
-                result["error"] = exc.message
+        except SizzleError as exc:
+            result["error"] = exc.message
         if node.agent_url:
-            result["agent"] = await self._agent_metrics(node, node.agent_url)
+            result["agent"] = await self._agent_metrics(node)
             result["gpus"] = result["agent"].get("gpus")
+        elif node.ssh:
+            result["agent"] = await self.reach.gpu_reading(node)
+            result["gpus"] = result["agent"]["gpus"]
         return result
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _client(self, node: OllamaNode) -> OllamaClient:
+    async def _client(self, node: OllamaNode) -> OllamaClient:
+        """A client of the node's Ollama; ProviderUnavailable when its tunnel cannot open."""
         return OllamaClient(
-            node.url,
+            await self.reach.ollama_url(node),
             node=node.name,
             timeout=self.context.settings.provider_timeout_seconds,
             headers=node.auth_headers(),
@@ -271,26 +290,30 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         The outcome is kept in `node_health`."""
         limit = self.probe_timeout_seconds
         error: str | None = None
+        try:
+            # httpx bounds each read, not the whole answer: a node that drips bytes is cut
+            # here, as is an SSH connection that takes too long to open.
+            await asyncio.wait_for(self._answers(node, limit), limit)
+        except TimeoutError:
+            error = f"no answer within {limit:g} s"
+        except SizzleError as exc:
+            error = exc.message
+        if error and self._node_was_healthy(node.name):
+            log.warning("ollama.node_unhealthy", node=node.name, error=error)
+        self.node_health[node.name] = NodeHealth(error, self.context.clock.now())
+        return error
+
+    async def _answers(self, node: OllamaNode, limit: float) -> None:
+        """The node's Ollama answers its version (one attempt)."""
         client = OllamaClient(
-            node.url,
+            await self.reach.ollama_url(node),
             node=node.name,
             timeout=limit,
             headers=node.auth_headers(),
             transport=self._transport,
         )
-        try:
-            # httpx bounds each read, not the whole answer: a node that drips bytes is cut here.
-            await asyncio.wait_for(client.version(retry=False), limit)
-        except TimeoutError:
-            error = f"no answer within {limit:g} s"
-        except SizzleError as exc:
-            error = exc.message
-        finally:
-            await client.aclose()
-        if error and self._node_was_healthy(node.name):
-            log.warning("ollama.node_unhealthy", node=node.name, error=error)
-        self.node_health[node.name] = NodeHealth(error, self.context.clock.now())
-        return error
+        async with client:
+            await client.version(retry=False)
 
     def _node_was_healthy(self, node: str) -> bool:
         health = self.node_health.get(node)
@@ -371,10 +394,14 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         row = await self._open_row(node)
         return row[1] if row else None
 
-    async def _agent_metrics(self, node: OllamaNode, agent_url: str) -> dict[str, Any]:
+    async def _agent_metrics(self, node: OllamaNode) -> dict[str, Any]:
+        try:
+            agent_url = await self.reach.agent_url(node)
+        except SizzleError as exc:
+            return {"driver": None, "gpus": None, "error": exc.message}
         http = ProviderHttp(
             provider="sizzle node-agent",
-            base_url=agent_url,
+            base_url=str(agent_url),
             headers=node.auth_headers(),
             timeout=self.context.settings.provider_timeout_seconds,
             transport=self._transport,
