@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import struct
-from typing import Any
 
 import asyncssh
 import httpx
@@ -19,13 +18,9 @@ from sizzle.db.database import Database
 from sizzle.db.models import AuditEvent, UserSshKey
 from sizzle.services.ssh_keys import MAX_KEYS_PER_USER
 from tests.helpers import PASSWORD, assert_error, log_in, make_user, sign_up
+from tests.user_ssh import public_line
 
 SSH_KEYS = "/api/v1/ssh-keys"
-
-
-def public_line(algorithm: str = "ssh-ed25519", comment: str = "me@laptop", **kw: Any) -> str:
-    key = asyncssh.generate_private_key(algorithm, comment=comment, **kw)
-    return key.export_public_key("openssh").decode().strip()
 
 
 def sk_line(kind: str) -> str:

@@ -142,6 +142,23 @@ async def keys_for_boot(tx: AsyncSession, session: GpuSession) -> tuple[str, ...
     return tuple(key.public_key for key in keys)
 
 
+async def page_offer(
+    tx: AsyncSession, providers: dict[str, Provider], session: GpuSession
+) -> str | None:
+    """What the live page offers about SSH for the session: "connect" (its machine has one of
+    the user's keys), "too_late" (the user has keys, added after this machine started), or
+    None (nothing: a newcomer without keys, a demo or node session, one not active)."""
+    active = session.status == SessionStatus.ACTIVE.value
+    if not active or not isinstance(providers.get(session.provider or ""), SupportsSsh):
+        return None
+    noted = await tx.scalar(
+        select(InstanceKey.user_keys).where(InstanceKey.session_id == session.id)
+    )
+    if noted:
+        return "connect"
+    return "too_late" if await count_keys(tx, session.user_id) else None
+
+
 async def connect_info(
     db: Database,
     providers: dict[str, Provider],

@@ -10,6 +10,7 @@ from sizzle.web.routes import (
     launch,
     public,
     sessions,
+    ssh_keys,
 )
 
 PAGE_MODULES = (
@@ -19,6 +20,7 @@ PAGE_MODULES = (
     sessions,
     account,
     keys,
+    ssh_keys,
     admin,
     admin_audit,
     admin_purchases,

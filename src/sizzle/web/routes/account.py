@@ -1,4 +1,4 @@
-"""Account pages: billing (balance, free minutes, transactions) and profile."""
+"""Account pages: billing (balance, free minutes, transactions) and profile (with SSH keys)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.money import usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
-from sizzle.services import account_data, accounts, ledger, statements
+from sizzle.services import account_data, accounts, ledger, ssh_keys, statements
 from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, SignedIn, give_session_cookie
 from sizzle.web.render import render
@@ -220,8 +220,9 @@ async def bought(
     return render(request, "account/bought.html", user=user, purchase=found)
 
 
-def _profile(
+async def profile_page(
     request: Request,
+    state: AppState,
     user: User,
     *,
     status_code: int = 200,
@@ -229,7 +230,12 @@ def _profile(
     changed: bool = False,
     delete_error: str | None = None,
     verification_sent: bool = False,
+    ssh_error: str | None = None,
+    ssh_form: dict[str, str] | None = None,
 ) -> HTMLResponse:
+    """The account page, with what a form sent back (an error, the SSH key typed in)."""
+    async with state.db.read() as tx:
+        keys = await ssh_keys.list_keys(tx, user.id)
     return render(
         request,
         "account/profile.html",
@@ -241,17 +247,22 @@ def _profile(
         changed=changed,
         delete_error=delete_error,
         verification_sent=verification_sent,
+        ssh_keys=keys,
+        max_ssh_keys=ssh_keys.MAX_KEYS_PER_USER,
+        ssh_error=ssh_error,
+        ssh_form=ssh_form or {},
     )
 
 
 @router.get("/account", response_class=HTMLResponse)
 async def profile(
     request: Request,
+    state: StateDep,
     user: SignedIn,
     verification: Annotated[str, Query(max_length=10)] = "",
 ) -> Response:
-    """Who I am here; change my password; my data; leaving."""
-    return _profile(request, user, verification_sent=verification == "sent")
+    """Who I am here; my SSH keys; change my password; my data; leaving."""
+    return await profile_page(request, state, user, verification_sent=verification == "sent")
 
 
 @router.get("/account/export.json")
@@ -283,7 +294,9 @@ async def delete(
                 now=state.clock.now(),
             )
     except SizzleError as exc:
-        return _profile(request, user, status_code=exc.status_code, delete_error=exc.message)
+        return await profile_page(
+            request, state, user, status_code=exc.status_code, delete_error=exc.message
+        )
     response = RedirectResponse("/?deleted=1", status_code=303)
     clear_session_cookie(request, response)
     return response
@@ -312,8 +325,10 @@ async def change_password(
                 tx, account, current=current_password, new=new_password, now=state.clock.now()
             )
     except SizzleError as exc:
-        return _profile(request, user, status_code=exc.status_code, error=exc.message)
+        return await profile_page(
+            request, state, user, status_code=exc.status_code, error=exc.message
+        )
     # Every other sign-in of this account has just ended; this browser gets a new one.
-    response = _profile(request, user, changed=True)
+    response = await profile_page(request, state, user, changed=True)
     give_session_cookie(request, response, state, user.id)
     return response

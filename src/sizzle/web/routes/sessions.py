@@ -13,14 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sizzle.api.deps import PagingDep, StateDep
 from sizzle.api.events import session_stream, snapshot
 from sizzle.api.relay import RelayResponse
-from sizzle.api.routers.sessions import SessionId, metrics_of
+from sizzle.api.routers.sessions import SessionId, SessionSshOut, metrics_of, ssh_of
 from sizzle.api.schemas import SessionMetricsOut, usd
 from sizzle.api.views import session_out
 from sizzle.db.models import User
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.money import usd_to_micros
 from sizzle.errors import NotFound
-from sizzle.services import ledger, sessions
+from sizzle.services import ledger, sessions, ssh_keys
 from sizzle.services.ledger import Balances
 from sizzle.services.session_watch import Sighting
 from sizzle.state import AppState
@@ -89,6 +89,7 @@ async def live(
 ) -> Response:
     async with state.db.read() as tx:
         found = await sessions.get_session(tx, session_id, user_id=user.id)
+        ssh_offer = await ssh_keys.page_offer(tx, state.providers, found)
     seen = session_out(found, state.clock.now(), for_admin=False)
     return render(
         request,
@@ -100,6 +101,7 @@ async def live(
         ),
         ended=SessionStatus(found.status).is_terminal(),
         end_reason=END_REASONS.get(found.end_reason or "", found.end_reason),
+        ssh_offer=ssh_offer,
     )
 
 
@@ -123,6 +125,12 @@ async def live_events(state: StateDep, user: SignedIn, session_id: SessionId) ->
         return cast(str, seen.memo["page"])
 
     return await session_stream(state, session_id, user, render=render, balances=True)
+
+
+@router.get("/sessions/{session_id}/ssh.json")
+async def live_ssh(state: StateDep, user: SignedIn, session_id: SessionId) -> SessionSshOut:
+    """How to log in to the session's machine (the page's Connect box)."""
+    return await ssh_of(state, session_id, user_id=user.id)
 
 
 @router.get("/sessions/{session_id}/metrics.json")

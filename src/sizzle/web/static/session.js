@@ -109,6 +109,29 @@
   }
   if ($("gpu")) { readMetrics(); setInterval(readMetrics, 5000); }
 
+  // --- connect over SSH (shown only where the machine has one of the user's keys) ----------
+  async function readSsh() {
+    const box = $("connect");
+    if (!box) return;
+    let retry = true;
+    try {
+      const response = await fetch(box.dataset.sshUrl, { credentials: "same-origin" });
+      const body = await response.json().catch(() => null);
+      if (response.ok && body) {
+        $("ssh-command").value = body.command;
+        $("vscode-link").href = body.vscode_uri;
+        setText("ssh-key-names", body.keys.map((k) => k.name ? `“${k.name}” (${k.fingerprint})` : k.fingerprint).join(", "));
+        $("connect-wait").hidden = true; $("connect-ready").hidden = false;
+        return;
+      }
+      const error = body && body.error ? body.error : null;
+      retry = !error || error.code === "ssh_not_ready";
+      setText("connect-wait", error ? error.message : `The address could not be read (HTTP ${response.status}).`);
+    } catch (_) { /* the next try will tell */ }
+    if (retry) setTimeout(readSsh, 5000);
+  }
+  readSsh();
+
   // --- chat -------------------------------------------------------------------------------
   const form = $("chat-form");
   if (!form) return;
