@@ -214,7 +214,18 @@ async def test_a_server_that_is_not_sizzle(sizzle: Sizzle) -> None:
 def test_the_sizzle_command_has_the_client_commands() -> None:
     result = CliRunner().invoke(sizzle_app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for command in ("login", "logout", "tiers", "models", "up", "start", "ps", "stop", "balance"):
+    for command in (
+        "login",
+        "logout",
+        "tiers",
+        "models",
+        "up",
+        "start",
+        "ps",
+        "stop",
+        "ssh",
+        "balance",
+    ):
         assert f" {command} " in result.stdout, command
     for command in ("serve", "worker", "db", "admin"):  # the server's own are still there
         assert f" {command} " in result.stdout, command

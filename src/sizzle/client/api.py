@@ -175,6 +175,11 @@ class SizzleClient:
         result: JSON = self.request("POST", f"/api/v1/sessions/{_segment(session_id)}/{action}")
         return result
 
+    def session_ssh(self, session_id: str) -> JSON:
+        """GET /sessions/{id}/ssh: how to log in to the session's machine with my own key."""
+        result: JSON = self.request("GET", f"/api/v1/sessions/{_segment(session_id)}/ssh")
+        return result
+
     # --- billing ---------------------------------------------------------------------------
 
     def balance(self) -> JSON:

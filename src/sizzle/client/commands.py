@@ -1,4 +1,5 @@
-"""The client commands of `sizzle`: login, logout, tiers, models, up, start, ps, stop, balance.
+"""The client commands of `sizzle`: login, logout, tiers, models, up, start, ps, stop, ssh,
+balance.
 
 They speak to a Sizzle server over its public API with an API key. Human output is rich
 tables on stdout and progress on stderr; with `--json`, stdout carries exactly one JSON
@@ -348,6 +349,23 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
             f"Session {session['id']} is {session['status']}: {session['charged_minutes']} "
             f"minute(s) charged, ${session['cost_usd']} in all.",
         )
+
+    @app.command(rich_help_panel=PANEL)
+    def ssh(
+        session_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False
+    ) -> None:
+        """The command that logs in to an active session's machine with your own SSH key
+        (added on the account page). Only the command goes to stdout: $(sizzle ssh ID) runs it."""
+        with reported(), _client() as client:
+            access = client.session_ssh(session_id)
+        if as_json:
+            print_json(access)
+            return
+        say(to_stdout(), access["command"])
+        err = to_stderr()
+        names = ", ".join(k["name"] or k["fingerprint"] for k in access["keys"])
+        say(err, f"With your key {names}; add -i <private key file> if it is not your default.")
+        say(err, f"VS Code (Remote - SSH): {access['vscode_uri']}")
 
     @app.command(rich_help_panel=PANEL)
     def balance(as_json: JsonFlag = False) -> None:
