@@ -4,18 +4,24 @@
 
 A stand-in Ollama node (uvicorn on loopback, a process of its own) streams `--tokens` tokens
 for every `/v1/chat/completions` request, as fast as it can. Sizzle (`sizzle serve --no-jobs`
-on loopback, SQLite unless --database says otherwise, its own process) holds one active
-session on that node. The same streaming request is sent alternately straight to the node
-(the floor) and through Sizzle's `/v1/chat/completions`; for each the client measures the
-time to the first content chunk (TTFT) and to `[DONE]`.
+on loopback, SQLite unless --database says otherwise, its own process) holds two active
+sessions on that node: one configured at the node's URL, one reached over SSH (a real
+OpenSSH server on loopback stands for the node's sshd, and Sizzle tunnels to the node through
+it, as it does to every rented instance). The same streaming request is sent in turn straight
+to the node (the floor), through Sizzle's `/v1/chat/completions` (`proxied`) and through Sizzle
+and the SSH tunnel (`tunneled`); for each the client measures the time to the first content
+chunk (TTFT) and to `[DONE]`.
 
-Prints one JSON line per run: medians and 90th percentiles in milliseconds for both paths,
-and `ttft_added_ms`, what the proxy adds to TTFT over the floor measured in the same run:
-the proxied median minus the direct median, and likewise the 90th percentiles (goal: a median
-of at most 5 ms). A last line sums the runs up: the median over runs of each added figure.
-The proxy's time includes what every request does before it is forwarded: checking the
-token and picking the session in one database read transaction. Its counting row is written
-in a batch once a second, off the request's path.
+Prints one JSON line per run: medians and 90th percentiles in milliseconds for each path,
+and what each adds to TTFT over the floor measured in the same run (`ttft_added_ms`,
+`tunnel_ttft_added_ms`): its median minus the direct median, and likewise the 90th
+percentiles (goal: a median of at most 5 ms each). A last line sums the runs up: the median
+over runs of each added figure. The proxy's time includes what every request does before it
+is forwarded: checking the token and picking the session in one database read transaction.
+Its counting row is written in a batch once a second, off the request's path.
+
+The tunnel needs OpenSSH's sshd (`apt-get install openssh-server`); without it that path is
+left out and says so.
 """
 
 from __future__ import annotations
@@ -24,20 +30,26 @@ import argparse
 import asyncio
 import json
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from support import active_session, bench_user, free_port, running
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.sshd
+from tests.sshd import SSHD, Sshd  # noqa: E402 - the tests' loopback sshd
 
 from sizzle.db.database import Database
 from sizzle.db.migrate import upgrade
@@ -46,6 +58,7 @@ from sizzle.security import create_access_token
 
 SECRET = secrets.token_urlsafe(32)
 NODE = "bench-node"
+SSH_NODE = "bench-node-ssh"  # the same node, reached over SSH
 MODEL = "llama3.1:8b"
 GOAL_ADDED_MS = 5  # issue 13: the proxy adds at most this to the median time to first token
 
@@ -82,29 +95,34 @@ def fake_node(tokens: int) -> FastAPI:
     return app
 
 
-async def prepare(database_url: str, now: datetime) -> tuple[str, str]:
-    """A user with an active session on the node: (user id, session id)."""
+async def prepare(database_url: str, now: datetime) -> tuple[str, dict[str, str]]:
+    """A user with an active session on each node: (user id, {node: session id})."""
     db = Database(database_url)
+    sessions: dict[str, str] = {}
     try:
         await upgrade(db)
         async with db.transaction() as tx:
             user = await bench_user(tx, now)
-            session = active_session(user.id, now, model=MODEL, provider="ollama", instance_id=NODE)
-            tx.add(session)
-            await tx.flush()
-            tx.add(
-                ProviderInstance(
-                    session_id=session.id,
-                    provider="ollama",
-                    external_id=NODE,
-                    name=f"sizzle-{session.id}",
-                    gpu_type="RTX 4090",
-                    gpu_count=1,
-                    upstream_micros_per_hour=300_000,
-                    created_at=now,
+            for node in (NODE, SSH_NODE):
+                session = active_session(
+                    user.id, now, model=MODEL, provider="ollama", instance_id=node
                 )
-            )
-            return user.id, session.id
+                tx.add(session)
+                await tx.flush()
+                tx.add(
+                    ProviderInstance(
+                        session_id=session.id,
+                        provider="ollama",
+                        external_id=node,
+                        name=f"sizzle-{session.id}",
+                        gpu_type="RTX 4090",
+                        gpu_count=1,
+                        upstream_micros_per_hour=300_000,
+                        created_at=now,
+                    )
+                )
+                sessions[node] = session.id
+            return user.id, sessions
     finally:
         await db.dispose()
 
@@ -142,49 +160,88 @@ def added(proxied: dict[str, float], direct: dict[str, float]) -> dict[str, floa
 
 
 async def measure(
-    node_url: str, sizzle_url: str, token: str, requests: int, gap_seconds: float, database: str
+    paths: dict[str, tuple[str, dict[str, str]]],
+    requests: int,
+    gap_seconds: float,
+    database: str,
 ) -> dict[str, Any]:
-    auth = {"Authorization": f"Bearer {token}"}
-    direct: list[tuple[float, float]] = []
-    proxied: list[tuple[float, float]] = []
+    """Each path ("direct" first: the floor) asked `requests` times, in turns whose order
+    rotates, so that no path always follows another."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
+    order = list(paths)
     async with httpx.AsyncClient(timeout=30) as http:
-        for _ in range(10):  # warm both paths: connections, caches
-            await one_chat(http, f"{node_url}/v1/chat/completions", {})
-            await one_chat(http, f"{sizzle_url}/v1/chat/completions", auth)
+        for _ in range(10):  # warm every path: connections, caches, the tunnel
+            for url, headers in paths.values():
+                await one_chat(http, url, headers)
         for i in range(requests):
-            pair = [
-                (direct, f"{node_url}/v1/chat/completions", {}),
-                (proxied, f"{sizzle_url}/v1/chat/completions", auth),
-            ]
-            for into, url, headers in pair if i % 2 == 0 else reversed(pair):
-                into.append(await one_chat(http, url, headers))
+            for name in order[i % len(order) :] + order[: i % len(order)]:
+                url, headers = paths[name]
+                samples[name].append(await one_chat(http, url, headers))
                 await asyncio.sleep(gap_seconds)
-    direct_ttft = summary([t for t, _ in direct])
-    proxied_ttft = summary([t for t, _ in proxied])
-    return {
-        "database": database,
-        "requests_each": requests,
-        "gap_ms": gap_seconds * 1000,
-        "direct_ttft_ms": direct_ttft,
-        "proxied_ttft_ms": proxied_ttft,
-        "ttft_added_ms": added(proxied_ttft, direct_ttft),
-        "direct_total_ms": summary([t for _, t in direct]),
-        "proxied_total_ms": summary([t for _, t in proxied]),
-    }
+    ttft = {name: summary([t for t, _ in taken]) for name, taken in samples.items()}
+    run: dict[str, Any] = {"database": database, "requests_each": requests}
+    run["gap_ms"] = gap_seconds * 1000
+    for name, taken in samples.items():
+        run[f"{name}_ttft_ms"] = ttft[name]
+        run[f"{name}_total_ms"] = summary([t for _, t in taken])
+    run["ttft_added_ms"] = added(ttft["proxied"], ttft["direct"])
+    if "tunneled" in ttft:
+        run["tunnel_ttft_added_ms"] = added(ttft["tunneled"], ttft["direct"])
+    return run
 
 
 def overall(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The runs summed up: the median over runs of each added figure, against the goal."""
-    median_added = {
-        name: round(statistics.median(run["ttft_added_ms"][name] for run in runs), 2)
-        for name in ("median", "p90")
-    }
+    result: dict[str, Any] = {"runs": len(runs)}
+    met = True
+    for figure in ("ttft_added_ms", "tunnel_ttft_added_ms"):
+        if figure not in runs[0]:
+            result[figure] = "skipped: no sshd (apt-get install openssh-server)"
+            continue
+        result[figure] = {
+            name: round(statistics.median(run[figure][name] for run in runs), 2)
+            for name in ("median", "p90")
+        }
+        result[f"{figure}_median_each_run"] = [run[figure]["median"] for run in runs]
+        met = met and result[figure]["median"] <= GOAL_ADDED_MS
+    result["goal_ttft_added_ms_median"] = GOAL_ADDED_MS
+    result["goal_met"] = met
+    return result
+
+
+@contextmanager
+def ssh_node(home: Path, node_url: str) -> Iterator[tuple[dict[str, Any], Path] | None]:
+    """The node's entry reached over SSH through a loopback sshd, and the key Sizzle logs in
+    with; None without sshd."""
+    if not shutil.which(SSHD):
+        yield None
+        return
+    root = home / "sshd"
+    root.mkdir()
+    sshd = Sshd(root)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key_file = home / "node_key"
+    key.write_private_key(key_file)
+    key_file.chmod(0o600)
+    sshd.authorize(key.export_public_key().decode())
+    sshd.start()
+    try:
+        entry = node_entry(SSH_NODE, node_url)  # where Ollama listens on the node itself
+        entry["ssh"] = f"{sshd.username}@127.0.0.1:{sshd.port}"
+        entry["ssh_host_key"] = sshd.host_public_key()
+        yield entry, key_file
+    finally:
+        sshd.stop()
+
+
+def node_entry(name: str, url: str) -> dict[str, Any]:
     return {
-        "runs": len(runs),
-        "ttft_added_ms": median_added,
-        "ttft_added_ms_median_each_run": [run["ttft_added_ms"]["median"] for run in runs],
-        "goal_ttft_added_ms_median": GOAL_ADDED_MS,
-        "goal_met": median_added["median"] <= GOAL_ADDED_MS,
+        "name": name,
+        "url": url,
+        "gpu": "RTX 4090",
+        "gpu_count": 1,
+        "vram_gb": 24,
+        "price_per_hour_usd": "0.30",
     }
 
 
@@ -211,23 +268,17 @@ def main() -> None:
         )
         return
     now = datetime.now(UTC)
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as home, ExitStack() as stack:
         database_url = args.database or f"sqlite+aiosqlite:///{Path(home) / 'bench.db'}"
-        user_id, _session_id = asyncio.run(prepare(database_url, now))
+        user_id, sessions = asyncio.run(prepare(database_url, now))
         node_port, sizzle_port = free_port(), free_port()
         node_command = [sys.executable, __file__, "--serve-node", str(node_port)]
         node_command += ["--tokens", str(args.tokens)]
         node_url = f"http://127.0.0.1:{node_port}"
-        nodes = [
-            {
-                "name": NODE,
-                "url": node_url,
-                "gpu": "RTX 4090",
-                "gpu_count": 1,
-                "vram_gb": 24,
-                "price_per_hour_usd": "0.30",
-            }
-        ]
+        nodes = [node_entry(NODE, node_url)]
+        tunnel = stack.enter_context(ssh_node(Path(home), node_url))
+        if tunnel is not None:
+            nodes.append(tunnel[0])
         env = {
             "SIZZLE_HOME": home,
             "SIZZLE_DATABASE_URL": database_url,
@@ -238,10 +289,18 @@ def main() -> None:
             "SIZZLE_RATE_LIMIT_PER_USER": "1000000/minute",
             "SIZZLE_RATE_LIMIT_PER_IP": "1000000/minute",
         }
+        if tunnel is not None:
+            env["SIZZLE_OLLAMA_SSH_KEY_FILE"] = str(tunnel[1])
         sizzle_command = [sys.executable, "-m", "sizzle", "serve", "--no-jobs"]
         sizzle_command += ["--port", str(sizzle_port)]
         sizzle_url = f"http://127.0.0.1:{sizzle_port}"
         token = create_access_token(user_id, secret=SECRET, now=now, lifetime=timedelta(hours=1))
+        chat = "/v1/chat/completions"
+        paths = {"direct": (f"{node_url}{chat}", {})}
+        for name, node in (("proxied", NODE), ("tunneled", SSH_NODE)):
+            if node == NODE or tunnel is not None:
+                headers = {"Authorization": f"Bearer {token}", "X-Sizzle-Session": sessions[node]}
+                paths[name] = (f"{sizzle_url}{chat}", headers)
         with (
             running(node_command, url=f"{node_url}/api/version"),
             running(sizzle_command, url=f"{sizzle_url}/healthz", env=env),
@@ -249,14 +308,7 @@ def main() -> None:
             runs = []
             for _ in range(args.runs):
                 run = asyncio.run(
-                    measure(
-                        node_url,
-                        sizzle_url,
-                        token,
-                        args.requests,
-                        args.gap_ms / 1000,
-                        database_url.split(":", 1)[0],
-                    )
+                    measure(paths, args.requests, args.gap_ms / 1000, database_url.split(":", 1)[0])
                 )
                 print(json.dumps(run), flush=True)
                 runs.append(run)
