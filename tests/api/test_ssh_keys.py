@@ -11,7 +11,7 @@ import struct
 import asyncssh
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
@@ -233,3 +233,26 @@ async def test_the_export_holds_the_keys_and_deleting_the_account_erases_them(
             await tx.scalars(select(AuditEvent.detail).where(AuditEvent.action.like("ssh_key.%")))
         )
     assert details == [None]  # the event stays; the key's name and fingerprint do not
+
+
+async def test_the_keys_go_with_the_users_row(db: Database, clock: FakeClock) -> None:
+    """Users are anonymized, never removed, by Sizzle; should an operator remove one by hand,
+    the database takes the keys with it (ON DELETE CASCADE)."""
+    user = await make_user(db, now=clock.now(), free_minutes=0)
+    async with db.transaction() as tx:
+        tx.add(
+            UserSshKey(
+                id="k" * 32,
+                user_id=user.id,
+                name="laptop",
+                public_key=_GOOD,
+                fingerprint="SHA256:x",
+                created_at=clock.now(),
+            )
+        )
+    async with db.transaction() as tx:
+        for table in ("ledger_entries", "ledger_accounts", "audit_events", "users"):
+            column = "id" if table == "users" else "user_id"
+            await tx.execute(text(f"DELETE FROM {table} WHERE {column} = :id"), {"id": user.id})  # noqa: S608
+    async with db.read() as tx:
+        assert list(await tx.scalars(select(UserSshKey))) == []
