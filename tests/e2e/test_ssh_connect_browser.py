@@ -46,6 +46,8 @@ async def test_a_user_adds_a_key_and_the_live_page_shows_how_to_connect(
         section = page.locator("#ssh-keys-section")
         await expect(section).to_contain_text("Only needed if you want to log in")
         await expect(page.get_by_label("Public key")).to_be_hidden()  # folded for a newcomer
+        await section.scroll_into_view_if_needed()
+        await shot(page, "19-account-newcomer")
         await page.get_by_text("Add an SSH key").click()
         await page.get_by_label("Name").fill("laptop")
         await page.get_by_label("Public key").fill(line)
