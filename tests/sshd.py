@@ -92,8 +92,10 @@ class Sshd:
             "UsePAM no",
             "StrictModes no",
             "LogLevel INFO",
-            *(f"SetEnv {name}={value}" for name, value in self.environment.items()),
         ]
+        if self.environment:  # one line: sshd takes the first SetEnv only
+            pairs = (f'"{name}={value}"' for name, value in self.environment.items())
+            lines.append("SetEnv " + " ".join(pairs))
         if penalties:
             # OpenSSH 9.8+ would shut loopback out after the refused-key test; older ones do
             # not know the option
