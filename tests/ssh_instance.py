@@ -18,7 +18,7 @@ from sizzle.providers.base import (
     ProviderHealth,
     SupportsSsh,
 )
-from sizzle.services.readiness import MACHINE_STARTING, BootCheck, ReadinessProbe
+from sizzle.services.readiness import MACHINE_STARTING, BootCheck, BootSource, ReadinessProbe
 from sizzle.workload.endpoint import SshEndpoint
 from sizzle.workload.keys import session_key
 from tests.conftest import TEST_SECRET
@@ -89,7 +89,13 @@ class ReadyOnceReachable(ReadinessProbe):
     tested in tests/jobs/test_readiness.py."""
 
     async def check(
-        self, provider: SupportsSsh, *, session_id: str, instance_id: str, model: str | None
+        self,
+        provider: SupportsSsh,
+        *,
+        session_id: str,
+        instance_id: str,
+        model: str | None,
+        boot: BootSource | None = None,
     ) -> BootCheck:
         if await provider.ssh_endpoint(instance_id) is None:
             return BootCheck(phase=MACHINE_STARTING)

@@ -13,6 +13,7 @@ provision timeout, say) is never mistaken for a dead one and failed under it.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 import structlog
@@ -259,6 +260,8 @@ async def _check_launch(
             session_id=session.id,
             instance_id=session.instance_id,
             model=session.model,
+            # a VM booted over SSH (Lambda) is given what a container is given at its launch
+            boot=functools.partial(_boot, db, session, now=now, secret=secret),
         )
         if boot.ready:
             return await _to_ready(db, session, now=now)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+import asyncssh
+
 from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.domain.tiers import Tier
@@ -177,3 +179,20 @@ class SupportsSsh(ABC):
 
     @abstractmethod
     async def ssh_endpoint(self, external_id: str) -> SshEndpoint | None: ...
+
+
+class SupportsSshBoot(SupportsSsh):
+    """Optional ability: the instance is a bare VM that Sizzle boots over SSH.
+
+    The provider put its own key on the VM at launch (`boot_key`, registered with the provider
+    once); the session's key is not there yet. Once the VM answers at `ssh_endpoint`, readiness
+    logs in with `boot_key` and runs `boot_script` (`sizzle.workload.boot`) once, which
+    authorizes the session's key and boots the workload in the background; from then on the
+    instance is reached with the session's key, as any SupportsSsh instance.
+    """
+
+    boot_script: ClassVar[str]
+
+    @abstractmethod
+    def boot_key(self) -> asyncssh.SSHKey:
+        """The private key of the provider's key pair that every launch names."""

@@ -8,16 +8,23 @@ import asyncssh
 from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.workload.endpoint import SshEndpoint
-from sizzle.workload.keys import session_key
+from sizzle.workload.keys import SessionKey, session_key
 from sizzle.workload.tunnel import Tunnels
+
+
+async def session_key_pair(
+    db: Database, session_id: str, *, secret: str, clock: Clock
+) -> SessionKey:
+    """The session's SSH key pair (made the first time), unsealed in a short transaction."""
+    async with db.transaction() as tx:
+        return await session_key(tx, session_id, secret=secret, now=clock.now())
 
 
 async def session_private_key(
     db: Database, session_id: str, *, secret: str, clock: Clock
 ) -> asyncssh.SSHKey:
     """The session's SSH private key, unsealed in a short transaction of its own."""
-    async with db.transaction() as tx:
-        pair = await session_key(tx, session_id, secret=secret, now=clock.now())
+    pair = await session_key_pair(db, session_id, secret=secret, clock=clock)
     return pair.private_key
 
 

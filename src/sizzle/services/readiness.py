@@ -7,6 +7,12 @@ tunnel, the model server lists the session's model and the model answers a one-t
 Until then each check says which phase the boot is in, for the live page; a "failed: ..." status
 is a failed instance. Every check is bounded by a timeout: one slow instance never stalls the
 round that checks the others.
+
+A bare VM (SupportsSshBoot: Lambda) has no boot script running when it comes up, and only the
+provider's key on it: while the session's key is refused there, or no status has been written,
+the check logs in with the provider's key and starts the VM boot script (`vm.sh`), which
+authorizes the session's key and writes the same phases to the same status file. The checks
+after that read it as for any other instance.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import json
 import re
 import shlex
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -22,10 +29,22 @@ import structlog
 
 from sizzle.clock import Clock
 from sizzle.db.database import Database
-from sizzle.errors import BadGateway, HostKeyChanged, InstanceUnreachable
-from sizzle.providers.base import SupportsSsh
-from sizzle.services.instance_path import model_server_url, session_private_key
+from sizzle.errors import (
+    BadGateway,
+    GatewayTimeout,
+    HostKeyChanged,
+    InstanceKeyRefused,
+    InstanceUnreachable,
+)
+from sizzle.providers.base import Boot, SupportsSsh, SupportsSshBoot
+from sizzle.services.instance_path import (
+    model_server_url,
+    session_key_pair,
+    session_private_key,
+)
 from sizzle.services.workspace import model_names
+from sizzle.workload.boot import boot_command
+from sizzle.workload.endpoint import SshEndpoint
 from sizzle.workload.tunnel import OLLAMA_PORT, Tunnels
 
 log = structlog.get_logger(__name__)
@@ -49,6 +68,10 @@ _PHASES = {
     "starting-model-server": SERVER_STARTING,
     "pulling-model": DOWNLOADING,
 }
+# What the session boots with (its key, the user's keys, the model): asked for only when a VM
+# is booted over SSH.
+BootSource = Callable[[], Awaitable[Boot]]
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PERCENT = re.compile(r"(\d{1,3})(?:\.\d+)?\s*%")
 
@@ -115,14 +138,23 @@ class ReadinessProbe:
         self.timeout = timeout
 
     async def check(
-        self, provider: SupportsSsh, *, session_id: str, instance_id: str, model: str | None
+        self,
+        provider: SupportsSsh,
+        *,
+        session_id: str,
+        instance_id: str,
+        model: str | None,
+        boot: BootSource | None = None,
     ) -> BootCheck:
         """Where the session's boot stands; never raises for an instance that does not answer
-        (that is still booting, until the provision timeout says otherwise)."""
+        (that is still booting, until the provision timeout says otherwise).
+
+        `boot`: what a VM booted over SSH is given (the session's key and the user's keys);
+        without it, the session's key alone."""
         reached = _Reached()
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._check(provider, session_id, instance_id, model, reached)
+                return await self._check(provider, session_id, instance_id, model, boot, reached)
         except HostKeyChanged as exc:
             return BootCheck(failure=exc.message)
         except TimeoutError:
@@ -136,11 +168,13 @@ class ReadinessProbe:
         session_id: str,
         instance_id: str,
         model: str | None,
+        boot: BootSource | None,
         reached: _Reached,
     ) -> BootCheck:
         endpoint = await provider.ssh_endpoint(instance_id)
         if endpoint is None:
             return BootCheck(phase=MACHINE_STARTING)
+        booted_over_ssh = isinstance(provider, SupportsSshBoot)
         try:
             key = await session_private_key(
                 self.db, session_id, secret=self._secret, clock=self._clock
@@ -148,11 +182,18 @@ class ReadinessProbe:
             report = await self.tunnels.run(session_id, endpoint, key, self._boot_report_command())
         except HostKeyChanged:
             raise
+        except InstanceKeyRefused as exc:
+            if not booted_over_ssh:
+                log.info("readiness.ssh_not_up", session_id=session_id, error=exc.message)
+                return BootCheck(phase=MACHINE_STARTING)
+            report = ""  # a bare VM: only the provider's key is on it yet
         except (InstanceUnreachable, BadGateway) as exc:
             log.info("readiness.ssh_not_up", session_id=session_id, error=exc.message)
             return BootCheck(phase=MACHINE_STARTING)
         status, _, pull_log = report.partition(_SEPARATOR)
         phase = status.strip().splitlines()[0].strip() if status.strip() else ""
+        if not phase and isinstance(provider, SupportsSshBoot):
+            return await self._boot_vm(provider, session_id, endpoint, model, boot)
         if phase.startswith("failed"):
             return BootCheck(failure=f"the instance's boot {phase}")
         if phase == "pulling-model":
@@ -171,6 +212,46 @@ class ReadinessProbe:
             clock=self._clock,
         )
         return await self._model_answers(url, model, reached)
+
+    async def _boot_vm(
+        self,
+        provider: SupportsSshBoot,
+        session_id: str,
+        endpoint: SshEndpoint,
+        model: str | None,
+        boot: BootSource | None,
+    ) -> BootCheck:
+        """Log in with the provider's key and start the VM's boot script: it returns once the
+        session's key is authorized, and boots on detached from this connection."""
+        if boot is None:
+            pair = await session_key_pair(
+                self.db, session_id, secret=self._secret, clock=self._clock
+            )
+            given = Boot(ssh_public_key=pair.public_key, model=model)
+        else:
+            given = await boot()
+        command = boot_command(
+            provider.boot_script,
+            {
+                "SIZZLE_SSH_PUBLIC_KEY": given.ssh_public_key,
+                "SIZZLE_USER_SSH_KEYS": "\n".join(given.user_ssh_keys),
+                "SIZZLE_MODEL": given.model or model or "",
+                "SIZZLE_STATE_DIR": self.state_dir,
+                "OLLAMA_PORT": str(self.model_port),
+            },
+        )
+        try:
+            await self.tunnels.run_once(session_id, endpoint, provider.boot_key(), command)
+        except HostKeyChanged:
+            raise
+        except (InstanceUnreachable, GatewayTimeout) as exc:
+            # sshd up before the provider's key is in place, or a slow login: try again
+            log.info("readiness.vm_boot_not_started", session_id=session_id, error=exc.message)
+            return BootCheck(phase=MACHINE_STARTING)
+        except BadGateway as exc:
+            return BootCheck(failure=f"the instance's boot script did not start: {exc.message}")
+        log.info("readiness.vm_boot_started", session_id=session_id)
+        return BootCheck(phase=MACHINE_STARTING)
 
     def _boot_report_command(self) -> str:
         """One round trip: the status file, a separator, the tail of the pull's log."""

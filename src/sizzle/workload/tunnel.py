@@ -153,10 +153,37 @@ class Tunnels:
         it did not finish within the timeout. Not retried: a command may not be idempotent."""
         async with self._lock(session_id):
             link = await self._link(session_id, endpoint, key)
+        return await self._run_on(link.connection, command, timeout)
+
+    async def run_once(
+        self,
+        session_id: str,
+        endpoint: SshEndpoint,
+        key: asyncssh.SSHKey,
+        command: str,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        """`run` on a connection of its own, closed once the command ends: for a login with
+        another key than the session's (the provider's, which boots a bare VM), kept out of the
+        pool so that it never stands in for the session's connection. The instance's host key
+        is pinned (or checked) for the session all the same."""
+        connection = await self._connect(session_id, endpoint, key)
+        try:
+            return await self._run_on(connection, command, timeout)
+        finally:
+            connection.close()
+            with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+                async with asyncio.timeout(_CLOSE_WAIT_SECONDS):
+                    await connection.wait_closed()
+
+    async def _run_on(
+        self, connection: asyncssh.SSHClientConnection, command: str, timeout: float | None
+    ) -> str:
         process: asyncssh.SSHClientProcess[str] | None = None
         try:
             async with asyncio.timeout(timeout or self._command_timeout):
-                process = await link.connection.create_process(command, stdin=asyncssh.DEVNULL)
+                process = await connection.create_process(command, stdin=asyncssh.DEVNULL)
                 result = await process.wait()
         except TimeoutError as exc:
             raise GatewayTimeout("a command on the instance did not finish in time") from exc
