@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import asyncssh
+import httpx
 import pytest
 
 from sizzle.clock import FakeClock
@@ -14,8 +16,11 @@ from sizzle.providers.base import InstanceState, Offer, ProviderContext
 from sizzle.providers.lambdalabs.plugin import LambdaProvider
 from sizzle.providers.registry import available_providers
 from sizzle.settings import Settings
+from sizzle.workload.endpoint import SshEndpoint
 from tests.providers.fakes.lambdalabs import FakeLambda, build_app
 from tests.providers.fakes.server import serve
+
+OTHER_KEY = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
 
 
 @pytest.fixture
@@ -117,8 +122,11 @@ async def test_the_whole_flow(fake: FakeLambda, lam: LambdaProvider) -> None:
     (launch,) = fake.launches
     assert launch["name"] == "sizzle-s1"
     assert (launch["region_name"], launch["instance_type_name"]) == ("us-east-1", "gpu_1x_a100")
-    assert launch["ssh_key_names"] == ["sizzle"]  # the account had none: one was created
+    assert launch["ssh_key_names"] == [lam.account.name]  # registered first: the account had none
     assert launch["quantity"] == 1
+    (registered,) = fake.ssh_keys
+    assert registered["name"] == lam.account.name
+    assert lam.account.is_registered_as(registered["public_key"])
 
     for _ in range(2):
         booting = await lam.status(external_id)
@@ -143,12 +151,127 @@ async def test_the_whole_flow(fake: FakeLambda, lam: LambdaProvider) -> None:
     await lam.close()
 
 
-async def test_an_existing_ssh_key_is_used(fake: FakeLambda, lam: LambdaProvider) -> None:
-    fake.ssh_keys.append({"id": "k1", "name": "ops", "public_key": "ssh-ed25519 AAAA"})
+async def test_another_key_of_the_account_is_never_named(
+    fake: FakeLambda, lam: LambdaProvider
+) -> None:
+    fake.ssh_keys.append({"id": "k1", "name": "ops", "public_key": OTHER_KEY})
     (offer,) = await lam.offers(TIERS["pro"])
     await lam.provision(offer, session_id="s1", model=None)
-    assert fake.launches[0]["ssh_key_names"] == ["ops"]
+    assert fake.launches[0]["ssh_key_names"] == [lam.account.name]
+    assert [key["name"] for key in fake.ssh_keys] == ["ops", lam.account.name]
+
+
+async def test_our_key_is_registered_once_and_found_again_by_every_process(
+    settings: Settings,
+    clock: FakeClock,
+    db: Database,
+    url: str,
+    sleeps: Sleeps,
+    fake: FakeLambda,
+    lam: LambdaProvider,
+) -> None:
+    (offer,) = await lam.offers(TIERS["pro"])
+    await lam.provision(offer, session_id="s1", model=None)
+    clock.advance(10)
+    await lam.provision(offer, session_id="s2", model=None)
+    other = plugin(settings, clock, db, url, sleeps)  # another replica, same secret key
+    clock.advance(10)
+    await other.provision(offer, session_id="s3", model=None)
     assert len(fake.ssh_keys) == 1
+    assert {tuple(launch["ssh_key_names"]) for launch in fake.launches} == {(lam.account.name,)}
+    assert other.boot_key().export_public_key() == lam.boot_key().export_public_key()
+
+
+async def test_our_key_registered_under_another_name_is_used_by_that_name(
+    fake: FakeLambda, lam: LambdaProvider
+) -> None:
+    fake.ssh_keys.append({"id": "k1", "name": "sizzle", "public_key": lam.account.public_key})
+    (offer,) = await lam.offers(TIERS["pro"])
+    await lam.provision(offer, session_id="s1", model=None)
+    assert fake.launches[0]["ssh_key_names"] == ["sizzle"]
+    assert len(fake.ssh_keys) == 1
+
+
+async def test_our_name_taken_by_another_key_launches_nothing(
+    fake: FakeLambda, lam: LambdaProvider
+) -> None:
+    fake.ssh_keys.append({"id": "k1", "name": lam.account.name, "public_key": OTHER_KEY})
+    (offer,) = await lam.offers(TIERS["pro"])
+    with pytest.raises(ProviderBadRequest, match="registered with another public key"):
+        await lam.provision(offer, session_id="s1", model=None)
+    assert fake.launches == []
+
+
+async def test_the_vm_is_reached_as_ubuntu_once_active_with_an_address(
+    fake: FakeLambda, lam: LambdaProvider
+) -> None:
+    fake.boot_polls = 1
+    (offer,) = await lam.offers(TIERS["pro"])
+    external_id = await lam.provision(offer, session_id="s1", model="llama3.2")
+    assert await lam.ssh_endpoint(external_id) is None  # booting: no ip yet
+    endpoint = await lam.ssh_endpoint(external_id)
+    ip = fake.instances[external_id].ip
+    assert ip is not None
+    assert endpoint == SshEndpoint(host=ip, port=22, username="ubuntu")
+    await lam.terminate(external_id)
+    assert await lam.ssh_endpoint(external_id) is None
+    assert await lam.ssh_endpoint("no-such-instance") is None
+
+
+def test_lambda_serves_models_and_boots_its_vms_over_ssh() -> None:
+    assert LambdaProvider.cannot_serve_models is None
+    assert LambdaProvider.boot_script == "vm.sh"
+
+
+async def fake_call(url: str, method: str, path: str, body: object) -> httpx.Response:
+    headers = {"Authorization": "Bearer lambda-test-key"}
+    async with httpx.AsyncClient(base_url=url, headers=headers) as http:
+        return await http.request(method, path, json=body)
+
+
+def launch_body(keys: object) -> dict[str, object]:
+    return {
+        "region_name": "us-east-1",
+        "instance_type_name": "gpu_1x_a100",
+        "ssh_key_names": keys,
+        "file_system_names": [],
+        "quantity": 1,
+        "name": "sizzle-x",
+    }
+
+
+@pytest.mark.parametrize(
+    "keys", [[], ["nobody"], ["ops", "ops"], None], ids=["none", "unknown", "two", "missing"]
+)
+async def test_the_fake_refuses_a_launch_without_exactly_one_registered_key(
+    fake: FakeLambda, url: str, clock: FakeClock, keys: object
+) -> None:
+    fake.ssh_keys.append({"id": "k1", "name": "ops", "public_key": OTHER_KEY})
+    refused = await fake_call(url, "POST", "instance-operations/launch", launch_body(keys))
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "global/invalid-parameters"
+    assert fake.instances == {}
+    clock.advance(10)
+    launched = await fake_call(url, "POST", "instance-operations/launch", launch_body(["ops"]))
+    assert launched.status_code == 200, launched.text
+
+
+async def test_the_fake_refuses_a_key_name_taken_or_a_key_that_does_not_parse(
+    fake: FakeLambda, url: str
+) -> None:
+    added = await fake_call(url, "POST", "ssh-keys", {"name": "ops", "public_key": OTHER_KEY})
+    assert added.status_code == 200 and added.json()["data"]["private_key"] is None
+    for body in (
+        {"name": "ops", "public_key": OTHER_KEY},
+        {"name": "x" * 65, "public_key": OTHER_KEY},
+        {"name": "bad", "public_key": "ssh-ed25519 AAAAnot-a-key"},
+    ):
+        refused = await fake_call(url, "POST", "ssh-keys", body)
+        assert refused.status_code == 400, body
+        assert refused.json()["error"]["code"] == "global/invalid-parameters"
+    made = await fake_call(url, "POST", "ssh-keys", {"name": "made-here"})
+    assert made.json()["data"]["private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY")
+    assert [key["name"] for key in fake.ssh_keys] == ["ops", "made-here"]
 
 
 async def test_unknown_and_unhealthy_instances(fake: FakeLambda, lam: LambdaProvider) -> None:

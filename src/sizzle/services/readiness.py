@@ -65,6 +65,7 @@ _PHASES = {
     "installing-ssh": MACHINE_STARTING,
     "starting-ssh": MACHINE_STARTING,
     "checking-gpu": CHECKING_GPU,
+    "installing-model-server": SERVER_STARTING,  # vm.sh, where Ollama is not installed
     "starting-model-server": SERVER_STARTING,
     "pulling-model": DOWNLOADING,
 }
@@ -174,7 +175,6 @@ class ReadinessProbe:
         endpoint = await provider.ssh_endpoint(instance_id)
         if endpoint is None:
             return BootCheck(phase=MACHINE_STARTING)
-        booted_over_ssh = isinstance(provider, SupportsSshBoot)
         try:
             key = await session_private_key(
                 self.db, session_id, secret=self._secret, clock=self._clock
@@ -183,7 +183,7 @@ class ReadinessProbe:
         except HostKeyChanged:
             raise
         except InstanceKeyRefused as exc:
-            if not booted_over_ssh:
+            if not isinstance(provider, SupportsSshBoot):
                 log.info("readiness.ssh_not_up", session_id=session_id, error=exc.message)
                 return BootCheck(phase=MACHINE_STARTING)
             report = ""  # a bare VM: only the provider's key is on it yet

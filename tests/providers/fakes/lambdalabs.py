@@ -3,6 +3,13 @@
 Mounted under `/api/v1`. Bearer auth; `data` envelopes; `{"error": {code, message,
 suggestion}}` errors; capacity per instance type; launches limited to one per 10 s of the
 fake's clock (429 otherwise); instances boot (ip null) for `boot_polls` reads, then are active.
+
+SSH keys as the spec has them: a launch names exactly one key registered at the account, or
+fails; `POST /ssh-keys` takes a name (at most 64 characters, not taken) and a public key (one
+that parses) or, without one, makes a pair and answers its private half once. With `machine`
+set (a real sshd on loopback), an instance that turns active is that machine: its address is
+127.0.0.1 and the public keys its launch named are put in the machine's authorized_keys, as
+Lambda puts them on the VM's login user.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncssh
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from sizzle.clock import Clock
+from tests.sshd import Sshd
 
 LAUNCH_INTERVAL_SECONDS = 10.0
 
@@ -49,6 +58,7 @@ class FakeLambda:
     rate_limited: int = 0
     terminate_calls: list[list[str]] = field(default_factory=list)
     launch_delay: float = 0.0  # real seconds a launch hangs before it is handled
+    machine: Sshd | None = None  # the "VM" an instance that turns active is
 
     def add_type(
         self, name: str, description: str, cents: int, regions: list[str] | None = None
@@ -98,11 +108,26 @@ class FakeLambda:
         if instance.polls > self.boot_polls:
             instance.status = "active"
             instance.ip = f"10.0.0.{len(self.instances)}"
+            if self.machine is not None:
+                instance.ip = "127.0.0.1"
+                for key in self.ssh_keys:
+                    if key["name"] in instance.ssh_key_names:
+                        self.machine.authorize(key["public_key"])
 
 
 def error(status: int, code: str, message: str, suggestion: str | None = None) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "suggestion": suggestion}}
     return JSONResponse(body, status_code=status)
+
+
+def _parses(public_key: Any) -> bool:
+    if not isinstance(public_key, str) or len(public_key) > 4096:
+        return False
+    try:
+        asyncssh.import_public_key(public_key)
+    except (asyncssh.KeyImportError, ValueError):
+        return False
+    return True
 
 
 class _Refused(Exception):
@@ -224,15 +249,23 @@ def build_app(state: FakeLambda) -> FastAPI:
         return data(state.ssh_keys)
 
     @api.post("/ssh-keys")
-    async def create_ssh_key(request: Request) -> JSONResponse:
+    async def add_ssh_key(request: Request) -> JSONResponse:
         body = await request.json()
-        key = {
-            "id": uuid.uuid4().hex,
-            "name": body["name"],
-            "public_key": body.get("public_key") or "ssh-ed25519 AAAAfake",
-        }
+        name, public_key = body.get("name"), body.get("public_key")
+        if not isinstance(name, str) or not 0 < len(name) <= 64:
+            return error(400, "global/invalid-parameters", "Invalid SSH key name.")
+        if any(key["name"] == name for key in state.ssh_keys):
+            return error(400, "global/invalid-parameters", f"An SSH key named {name} exists.")
+        private_key = None
+        if public_key is None:
+            pair = asyncssh.generate_private_key("ssh-ed25519")
+            public_key = pair.export_public_key().decode().strip()
+            private_key = pair.export_private_key().decode()
+        elif not _parses(public_key):
+            return error(400, "global/invalid-parameters", "Invalid public key.")
+        key = {"id": uuid.uuid4().hex, "name": name, "public_key": public_key}
         state.ssh_keys.append(key)
-        return data({**key, "private_key": "-----BEGIN FAKE KEY-----"})
+        return data({**key, "private_key": private_key})
 
     app.include_router(api)
     return app

@@ -105,9 +105,11 @@ class LambdaClient:
     async def ssh_keys(self) -> list[SshKey]:
         return _parse(_KEYS, await self._call("GET", "ssh-keys"), "ssh-keys")
 
-    async def create_ssh_key(self, name: str) -> SshKey:
-        """Lambda generates the pair; Sizzle never logs in, so the private key is dropped."""
-        data = await self._call("POST", "ssh-keys", json={"name": name}, idempotent=False)
+    async def add_ssh_key(self, name: str, public_key: str) -> SshKey:
+        """Register the public half of a pair Sizzle holds (Lambda then makes none)."""
+        body = {"name": name, "public_key": public_key}
+        # adding twice fails on the name, harmlessly: safe to retry
+        data = await self._call("POST", "ssh-keys", json=body, idempotent=True)
         return _parse(_KEY, data, "ssh-keys")
 
     async def aclose(self) -> None:

@@ -1,5 +1,12 @@
 """Lambda Cloud: on-demand GPU instances, billed by the hour, with no stop/start.
 
+An instance is a bare Ubuntu VM (login user `ubuntu`, passwordless sudo, its own sshd on port
+22). Every launch names Sizzle's own key at Lambda (`account_key`: registered once, never some
+other key of the account); once the VM is active with an address, readiness logs in with it and
+runs the VM boot script (`workload/boot/vm.sh`), which authorizes the session's key and the
+user's, installs Ollama if absent, serves it on loopback only and pulls the model
+(SupportsSshBoot). From then on the VM is reached with the session's key, as Vast and RunPod are.
+
 Lambda has no way to pause an instance (only restart and terminate), so this plugin does not
 implement SupportsPause.
 
@@ -16,6 +23,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+import asyncssh
 import httpx
 import structlog
 
@@ -31,15 +39,19 @@ from sizzle.providers.base import (
     Provider,
     ProviderContext,
     ProviderHealth,
+    SupportsSshBoot,
     instance_name,
 )
+from sizzle.providers.lambdalabs.account_key import AccountKey, account_key
 from sizzle.providers.lambdalabs.client import LambdaClient, LambdaGone
 from sizzle.providers.lambdalabs.models import InstanceTypeEntry, LambdaInstance
+from sizzle.workload.endpoint import SshEndpoint
 
 log = structlog.get_logger(__name__)
 
 LAUNCH_INTERVAL_SECONDS = 10.0
-SSH_KEY_NAME = "sizzle"
+SSH_USER = "ubuntu"  # the login user of Lambda's on-demand images, with passwordless sudo
+SSH_PORT = 22
 _DESCRIPTION = re.compile(r"^(\d+)x (?:Tesla )?(.+?) \((\d+) GB")
 _TYPE_NAME = re.compile(r"^gpu_(\d+)x_(.+)$")
 _STATES = {
@@ -69,12 +81,10 @@ def parse_gpus(entry: InstanceTypeEntry) -> tuple[str, int, int] | None:
     return gpu, count, gb if gb is not None else GPU_VRAM_GB[gpu]
 
 
-class LambdaProvider(Provider):
+class LambdaProvider(Provider, SupportsSshBoot):
     name = "lambda"
     label = "Lambda Cloud"
-    # A bare VM: nothing installs or starts a model server on it yet, so it takes GPU-only
-    # sessions (the user's own SSH work) and no session with a model.
-    cannot_serve_models = "Lambda instances start no model server yet"
+    boot_script = "vm.sh"
 
     def __init__(
         self,
@@ -82,10 +92,17 @@ class LambdaProvider(Provider):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ssh_port: int = SSH_PORT,
+        ssh_user: str = SSH_USER,
     ) -> None:
+        """`ssh_port`, `ssh_user`: where the VMs' sshd listens and as whom Sizzle logs in
+        (22 and `ubuntu` at Lambda; a test's sshd has its own)."""
         super().__init__(context)
         settings = context.settings
         self._sleep = sleep
+        self._ssh_port = ssh_port
+        self._ssh_user = ssh_user
+        self._account: AccountKey | None = None
         self._client: LambdaClient | None = None
         if settings.lambda_api_key:
             self._client = LambdaClient(
@@ -97,7 +114,7 @@ class LambdaProvider(Provider):
             )
         self._launch_lock = asyncio.Lock()
         self._last_launch: datetime | None = None
-        self._ssh_key: str | None = None
+        self._key_name: str | None = None  # Sizzle's key's name at Lambda, once known
 
     @property
     def client(self) -> LambdaClient:
@@ -149,8 +166,10 @@ class LambdaProvider(Provider):
         type_name, sep, region = offer.offer_id.partition("|")
         if not sep or not type_name or not region:
             raise ProviderBadRequest(f"lambda: malformed offer id {offer.offer_id!r}")
+        # `boot` is not sent: Lambda takes no boot script. Readiness gives it to the VM over SSH
+        # once it is up (SupportsSshBoot); the launch names the key that lets it log in.
         client = self.client
-        ssh_key = await self._ssh_key_name()
+        ssh_key = await self._registered_key_name()
         name = instance_name(session_id)
         async with self._launch_lock:
             await self._wait_for_launch_window()
@@ -171,6 +190,26 @@ class LambdaProvider(Provider):
         if instance.status in _GONE_STATES:
             return None
         return _as_instance(instance)
+
+    async def ssh_endpoint(self, external_id: str) -> SshEndpoint | None:
+        """The VM's sshd, as `ubuntu`: once Lambda reports it active with an address."""
+        try:
+            instance = await self.client.instance(external_id)
+        except LambdaGone:
+            return None
+        if instance.status != "active" or not instance.ip:
+            return None
+        return SshEndpoint(host=instance.ip, port=self._ssh_port, username=self._ssh_user)
+
+    def boot_key(self) -> asyncssh.SSHKey:
+        return self.account.private_key
+
+    @property
+    def account(self) -> AccountKey:
+        """Sizzle's key pair at Lambda, derived from the secret key."""
+        if self._account is None:
+            self._account = account_key(self.context.settings.resolved_secret_key)
+        return self._account
 
     async def terminate(self, external_id: str) -> None:
         client = self.client
@@ -209,15 +248,34 @@ class LambdaProvider(Provider):
         if elapsed < LAUNCH_INTERVAL_SECONDS:
             await self._sleep(LAUNCH_INTERVAL_SECONDS - elapsed)
 
-    async def _ssh_key_name(self) -> str:
-        """Lambda requires exactly one SSH key per launch: the account's first, or ours."""
-        if self._ssh_key is None:
-            keys = await self.client.ssh_keys()
-            if keys:
-                self._ssh_key = keys[0].name
-            else:
-                self._ssh_key = (await self.client.create_ssh_key(SSH_KEY_NAME)).name
-        return self._ssh_key
+    async def _registered_key_name(self) -> str:
+        """The name of Sizzle's key at Lambda, registered first if the account lacks it."""
+        if self._key_name is None:
+            self._key_name = await self._register()
+        return self._key_name
+
+    async def _register(self) -> str:
+        account = self.account
+        listed = await self.client.ssh_keys()
+        ours = [key.name for key in listed if account.is_registered_as(key.public_key)]
+        if ours:
+            return ours[0]
+        if any(key.name == account.name for key in listed):
+            raise ProviderBadRequest(
+                f"lambda: an SSH key named {account.name} is registered with another public "
+                "key: delete it at Lambda, and Sizzle registers its own again"
+            )
+        try:
+            added = await self.client.add_ssh_key(account.name, account.public_key)
+        except ProviderBadRequest:
+            # another process registered it at the same moment: fine, if it is ours
+            listed = await self.client.ssh_keys()
+            ours = [key.name for key in listed if account.is_registered_as(key.public_key)]
+            if not ours:
+                raise
+            return ours[0]
+        log.info("lambda.ssh_key_registered", name=added.name)
+        return added.name
 
 
 def _as_instance(instance: LambdaInstance) -> Instance:

@@ -95,7 +95,10 @@ case $state_dir in
     /*) ;;
     *) refuse "SIZZLE_STATE_DIR must be an absolute path" ;;
 esac
-[ -n "${HOME:-}" ] || refuse "HOME is not set: whose authorized_keys?"
+case ${HOME:-} in
+    /*) ;;
+    *) refuse "HOME is not an absolute path: whose authorized_keys?" ;;
+esac
 
 umask 077
 # The login user is not root: a state dir it cannot make is made for it, with sudo.
