@@ -52,12 +52,15 @@ class Vm:
             return ""
 
     def wait_for_status(self, prefix: str) -> str:
-        """Waits (real time: a real process boots) for the status to start with `prefix`."""
+        """Waits (real time: a real process boots) for the status to start with `prefix`, and
+        for boot.log to say so (the script writes the status first, then the log line)."""
         deadline = time.monotonic() + BOOT_SECONDS
-        while not self.status().startswith(prefix):
+        while not (status := self.status()).startswith(prefix) or (
+            f"status: {status}" not in self.boot_log()
+        ):
             assert time.monotonic() < deadline, f"stuck at {self.status()!r}"
             time.sleep(0.05)
-        return self.status()
+        return status
 
     def served(self) -> dict[str, object]:
         """What the stub `ollama serve` recorded at its start (its pid, its OLLAMA_HOST)."""
