@@ -182,6 +182,17 @@ async def test_our_key_is_registered_once_and_found_again_by_every_process(
     assert other.boot_key().export_public_key() == lam.boot_key().export_public_key()
 
 
+async def test_a_replica_registering_our_key_first_is_no_failure(
+    fake: FakeLambda, lam: LambdaProvider
+) -> None:
+    account = lam.account
+    fake.racing_key = {"id": "k9", "name": account.name, "public_key": account.public_key}
+    (offer,) = await lam.offers(TIERS["pro"])
+    await lam.provision(offer, session_id="s1", model=None)
+    assert fake.launches[0]["ssh_key_names"] == [account.name]
+    assert fake.ssh_keys == [{"id": "k9", "name": account.name, "public_key": account.public_key}]
+
+
 async def test_our_key_registered_under_another_name_is_used_by_that_name(
     fake: FakeLambda, lam: LambdaProvider
 ) -> None:

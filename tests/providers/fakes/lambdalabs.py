@@ -59,6 +59,8 @@ class FakeLambda:
     terminate_calls: list[list[str]] = field(default_factory=list)
     launch_delay: float = 0.0  # real seconds a launch hangs before it is handled
     machine: Sshd | None = None  # the "VM" an instance that turns active is
+    # registered just before the next POST /ssh-keys is handled: another replica's, first
+    racing_key: dict[str, Any] | None = None
 
     def add_type(
         self, name: str, description: str, cents: int, regions: list[str] | None = None
@@ -251,6 +253,9 @@ def build_app(state: FakeLambda) -> FastAPI:
     @api.post("/ssh-keys")
     async def add_ssh_key(request: Request) -> JSONResponse:
         body = await request.json()
+        if state.racing_key is not None:
+            state.ssh_keys.append(state.racing_key)
+            state.racing_key = None
         name, public_key = body.get("name"), body.get("public_key")
         if not isinstance(name, str) or not 0 < len(name) <= 64:
             return error(400, "global/invalid-parameters", "Invalid SSH key name.")
