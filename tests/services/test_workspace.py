@@ -22,7 +22,7 @@ def test_a_model_goes_by_its_tag_its_bare_name_and_its_library_slug() -> None:
     assert model_names("llama3.1-8b") >= {"llama3.1-8b", "llama3.1:8b", "llama3.1:8b-instruct-q8_0"}
 
 
-@pytest.mark.parametrize("provider", ["ollama", "runpod", "vast"])
+@pytest.mark.parametrize("provider", ["ollama", "runpod", "vast", "lambda"])
 def test_an_active_session_with_a_model_server_can_chat(provider: str) -> None:
     state = workspace_state(_session(provider=provider))
     assert state.chat_available and state.message is None
@@ -32,7 +32,7 @@ def test_an_active_session_with_a_model_server_can_chat(provider: str) -> None:
     ("provider", "status", "model", "says"),
     [
         ("demo", "active", "x:1b", "demo session"),
-        ("lambda", "active", "x:1b", "no model server"),
+        ("a-plugin-gone-since", "active", "x:1b", "no model server"),
         ("ollama", "active", None, "without a model"),
         ("ollama", "paused", "x:1b", "resume"),
         ("ollama", "ready", "x:1b", "start the session"),
