@@ -145,7 +145,14 @@ async def test_the_migration_makes_the_instance_keys_table(db: Database) -> None
         columns = await connection.run_sync(
             lambda sync: {column["name"] for column in inspect(sync).get_columns("instance_keys")}
         )
-    assert columns == {"session_id", "public_key", "sealed_private_key", "host_key", "created_at"}
+    assert columns == {
+        "session_id",
+        "public_key",
+        "sealed_private_key",
+        "host_key",
+        "created_at",
+        "user_keys",
+    }
 
 
 async def test_the_migration_goes_down_and_up(db: Database) -> None:

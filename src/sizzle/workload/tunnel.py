@@ -41,6 +41,7 @@ COMMAND_TIMEOUT_SECONDS = 30.0
 KEEPALIVE_INTERVAL_SECONDS = 15.0
 KEEPALIVE_COUNT_MAX = 4  # unanswered keepalives before the connection counts as dropped
 _CLOSE_WAIT_SECONDS = 5.0
+_NO_OP_SECONDS = 10.0
 
 # The session's private key, or how to get it (unsealed only when a connection is opened).
 KeySource = asyncssh.SSHKey | Callable[[], Awaitable[asyncssh.SSHKey]]
@@ -233,6 +234,7 @@ class Tunnels:
         if not isinstance(key, asyncssh.SSHKey):
             key = await key()
         connection = await self._connect(session_id, endpoint, key)
+        await _without_nagle(connection)
         link = _Link(endpoint=endpoint, connection=connection)
         self._links[session_id] = link
         watcher = asyncio.create_task(self._forget_when_closed(session_id, link))
@@ -306,6 +308,21 @@ class Tunnels:
         if kept != host_key:  # another connect pinned first, and saw another key
             connection.close()
             raise HostKeyChanged(f"the instance at {where} presented two different host keys")
+
+
+async def _without_nagle(connection: asyncssh.SSHClientConnection) -> None:
+    """Have the instance's OpenSSH send small packets at once: sshd turns TCP_NODELAY on for a
+    connection only when its first session starts (`ssh_packet_set_interactive`), so a
+    connection that only forwards ports keeps Nagle's algorithm. Each streamed token then waited
+    for our delayed ACK of the one before: ~40 ms added to a chat's first token through the
+    tunnel (bench/proxy.py). Running one no-op command first costs a round trip per connect.
+    Our side (asyncssh) sets TCP_NODELAY itself. A server that refuses the command is only
+    slower."""
+    try:
+        async with asyncio.timeout(_NO_OP_SECONDS):
+            await connection.run("true", stdin=asyncssh.DEVNULL, check=False)
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        log.info("ssh no-op command failed", error=str(exc))
 
 
 async def _shut(link: _Link) -> None:
