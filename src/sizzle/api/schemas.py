@@ -193,8 +193,31 @@ class SessionOut(BaseModel):
     price_per_minute_usd: str
     max_minutes: int | None
     active_seconds: float
-    charged_minutes: int
-    cost_usd: str
+    charged_minutes: int = Field(
+        description="Minutes charged so far, each started minute once and in advance, whatever "
+        "paid it: free_minutes_used + plan_minutes_used + credit_minutes."
+    )
+    cost_usd: str = Field(
+        description="The list price of the charged minutes (charged_minutes × "
+        "price_per_minute_usd), whatever paid them. Not what was charged: free and Sizzle Lab "
+        "minutes cost no money; see charged_usd."
+    )
+    free_minutes_used: int = Field(description="Charged minutes paid with free minutes.")
+    plan_minutes_used: int = Field(
+        description="Charged minutes paid with Sizzle Lab's included minutes."
+    )
+    credit_minutes: int = Field(description="Charged minutes paid with credit.")
+    credit_charged_micros: int = Field(
+        description="What credit paid for this session, in micro-dollars: its minute charges in "
+        "the ledger less the minutes given back.",
+    )
+    charged_usd: str = Field(
+        description="credit_charged_micros as exact dollars: what this session cost."
+    )
+    charges_text: str = Field(
+        description="The same in words, as the pages and the CLI say it, e.g. "
+        "'3 free minutes used · $0.00 charged' (dollars rounded to cents).",
+    )
     created_at: datetime
     ready_at: datetime | None
     started_at: datetime | None

@@ -14,6 +14,7 @@ from sizzle.api.schemas import (
     usd,
 )
 from sizzle.db.models import GpuSession, LedgerEntry
+from sizzle.domain.charges import SessionCharges
 from sizzle.services.accounts import UserSummary
 from sizzle.services.sessions import view
 from sizzle.services.workspace import workspace_state
@@ -38,6 +39,7 @@ def session_out(
     session: GpuSession, now: datetime, *, for_admin: bool, warnings: list[str] | None = None
 ) -> SessionOut:
     seen = view(session, now)
+    charges = charges_of(session)
     workspace = workspace_state(session)
     return SessionOut(
         id=session.id,
@@ -52,6 +54,12 @@ def session_out(
         active_seconds=seen.active_ms / 1000,
         charged_minutes=session.charged_minutes,
         cost_usd=usd(seen.cost_micros),
+        free_minutes_used=charges.free_minutes,
+        plan_minutes_used=charges.plan_minutes,
+        credit_minutes=charges.credit_minutes,
+        credit_charged_micros=charges.credit_micros,
+        charged_usd=usd(charges.credit_micros),
+        charges_text=charges.text,
         created_at=session.created_at,
         ready_at=session.ready_at,
         started_at=session.started_at,
@@ -65,6 +73,16 @@ def session_out(
         ),
         workspace=WorkspaceOut(chat_available=workspace.chat_available, message=workspace.message),
         warnings=warnings or [],
+    )
+
+
+def charges_of(session: GpuSession) -> SessionCharges:
+    """What paid the session's charged minutes, from the counters metering keeps on it."""
+    return SessionCharges.of(
+        charged_minutes=session.charged_minutes,
+        free_minutes=session.free_minutes_used,
+        plan_minutes=session.plan_minutes_used,
+        credit_micros=session.credit_charged_micros,
     )
 
 

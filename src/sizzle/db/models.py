@@ -131,6 +131,12 @@ class GpuSession(Base):
     upstream_micros_per_hour: Mapped[int | None] = mapped_column(BigInteger)
     max_minutes: Mapped[int | None] = mapped_column(Integer)
     charged_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # What paid the charged minutes, kept by metering (and refunds) in the same transaction as
+    # their ledger entries: minutes paid with free minutes, with Sizzle Lab's included minutes,
+    # and the micro-dollars paid with credit (the rest of `charged_minutes`).
+    free_minutes_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    plan_minutes_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    credit_charged_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     active_ms_before: Mapped[int] = mapped_column(BigInteger, default=0)
     active_since_ms: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

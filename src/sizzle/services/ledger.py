@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import LedgerAccount, LedgerEntry
+from sizzle.domain.charges import SessionCharges
 from sizzle.domain.money import minutes_affordable
 
 USD = "usd_micros"
@@ -137,11 +138,11 @@ async def entry_exists(tx: AsyncSession, key: str) -> bool:
 
 async def refund_session_minutes(
     tx: AsyncSession, session_id: str, *, after_minute: int, now: datetime, reason: str
-) -> int:
+) -> SessionCharges:
     """Reverse the charges of minutes after `after_minute`: each goes back where it came from.
 
     The charges stay in the ledger; each gets one reversing entry keyed to it, so a retry
-    refunds nothing twice. Returns how many minutes were refunded.
+    refunds nothing twice. Returns what was refunded, by what had paid it.
     """
     charged = await tx.scalars(
         select(LedgerEntry)
@@ -152,7 +153,8 @@ async def refund_session_minutes(
         )
         .order_by(LedgerEntry.minute)
     )
-    refunded = 0
+    refunded = SessionCharges()
+    kinds: dict[int, str] = {}
     for charge in list(charged):
         key = f"{charge.idempotency_key}:refund"
         if await tx.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)):
@@ -178,9 +180,20 @@ async def refund_session_minutes(
             credit_id=charge.debit_account_id,
             amount=charge.amount,
         )
-        refunded += 1
+        if charge.user_id and not kinds:
+            kinds = await user_accounts(tx, charge.user_id)
+        refunded += _paid_by(kinds.get(charge.debit_account_id), charge.amount)
     await tx.flush()
     return refunded
+
+
+def _paid_by(account_kind: str | None, amount: int) -> SessionCharges:
+    """One minute's charge by the kind of user account that paid it."""
+    if account_kind == "free_minutes":
+        return SessionCharges(free_minutes=1)
+    if account_kind == "included_minutes":
+        return SessionCharges(plan_minutes=1)
+    return SessionCharges(credit_minutes=1, credit_micros=amount)
 
 
 async def _move(tx: AsyncSession, *, debit_id: int, credit_id: int, amount: int) -> None:

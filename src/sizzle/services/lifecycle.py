@@ -131,4 +131,7 @@ async def _refund_unused_minutes(tx: AsyncSession, session: GpuSession, now: dat
         tx, session.id, after_minute=owed, now=now, reason="paid in advance, never used"
     )
     session.charged_minutes = owed
-    log.info("session.unused_minutes_refunded", session_id=session.id, minutes=refunded)
+    session.free_minutes_used -= refunded.free_minutes
+    session.plan_minutes_used -= refunded.plan_minutes
+    session.credit_charged_micros -= refunded.credit_micros
+    log.info("session.unused_minutes_refunded", session_id=session.id, minutes=refunded.minutes)

@@ -4,8 +4,8 @@ One pass is a handful of SQL statements whatever the number of sessions: the due
 are generated and paid for in SQL (free minutes first, then Sizzle Lab's included minutes on
 the tiers it covers, then credit, in minute order per user),
 written to the ledger with the key `session:<id>:minute:<k>` (unique, so a minute can never be
-charged twice), and the cached balances and `charged_minutes` are moved in the same
-transaction. Sessions whose next minute cannot be paid are returned to the caller, which
+charged twice), and the cached balances, `charged_minutes` and the session's split of them
+(free minutes, Lab minutes, credit) are moved in the same transaction. Sessions whose next minute cannot be paid are returned to the caller, which
 stops them at the end of their paid time.
 
 On PostgreSQL every pass, from any process, holds one transaction-level advisory lock while it
@@ -138,9 +138,15 @@ WHERE ledger_accounts.id IN (CAST(:free_spent_id AS BIGINT), CAST(:included_spen
 """
 
 _ADVANCE_SESSIONS = """
-UPDATE gpu_sessions SET charged_minutes = p.last_minute
+UPDATE gpu_sessions SET charged_minutes = p.last_minute,
+    free_minutes_used = gpu_sessions.free_minutes_used + p.free,
+    plan_minutes_used = gpu_sessions.plan_minutes_used + p.included,
+    credit_charged_micros = gpu_sessions.credit_charged_micros + p.credit
 FROM (
-    SELECT session_id, MAX(minute) AS last_minute
+    SELECT session_id, MAX(minute) AS last_minute,
+           SUM(CASE WHEN pay_with = 'free' THEN 1 ELSE 0 END) AS free,
+           SUM(CASE WHEN pay_with = 'included' THEN 1 ELSE 0 END) AS included,
+           SUM(CASE WHEN pay_with = 'credit' THEN price ELSE 0 END) AS credit
     FROM meter_charges WHERE pay_with IS NOT NULL GROUP BY session_id
 ) p
 WHERE gpu_sessions.id = p.session_id
