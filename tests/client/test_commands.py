@@ -105,15 +105,15 @@ async def test_ps_shows_live_sessions_and_all_with_all(
         "MODEL",
         "GPU",
         "MINUTES",
-        "COST",
+        "CHARGED",
         "CREATED",
     ]
-    assert [line.split()[:3] for line in lines[1:]] == [[second, "ready", "starter"]]
-    assert first not in table.stdout
+    assert [line.split()[:3] for line in lines[1:]] == [[second[:8], "ready", "starter"]]
+    assert first[:8] not in table.stdout
     table_all = await sizzle("ps", "-a")
     assert [line.split()[:2] for line in table_all.stdout.splitlines()[1:]] == [
-        [second, "ready"],
-        [first, "terminated"],
+        [second[:8], "ready"],
+        [first[:8], "terminated"],
     ]
 
 
@@ -141,7 +141,7 @@ async def test_ps_reads_every_page(
 
 
 async def test_stop_and_start(sizzle: Sizzle, clock: FakeClock, state: AppState) -> None:
-    account = await logged_in(sizzle, clock, state, credit_usd="5")
+    account = await logged_in(sizzle, clock, state, credit_usd="5", free_minutes=1)
     session_id = await launch_ready_session(sizzle.api, state, clock, auth=account.headers)
 
     started = await sizzle("start", session_id)
@@ -158,8 +158,9 @@ async def test_stop_and_start(sizzle: Sizzle, clock: FakeClock, state: AppState)
     assert api["status"] == "terminated" and api["end_reason"] == "user"
     assert api["charged_minutes"] == 2
     assert result.stdout.strip() == (
-        f"Session {session_id} is terminated: 2 minute(s) charged, ${api['cost_usd']} in all."
+        f"Session {session_id} is terminated: 1 free minute used · $0.15 charged for 1 minute."
     )
+    assert api["charges_text"] == "1 free minute used · $0.15 charged for 1 minute"
 
     again = await sizzle("stop", session_id, "--json")
     assert (
@@ -173,7 +174,11 @@ async def test_stop_an_unknown_session(sizzle: Sizzle, clock: FakeClock, state: 
     result = await sizzle("stop", "no-such-session", "--json")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert error_line(result) == "error: session not found"
+    assert error_line(result) == (
+        "error: no session of yours has an id starting with 'no-such-session'"
+    )
+    whole = await sizzle("stop", "0" * 32, "--json")  # a whole id goes to the API as it is
+    assert error_line(whole) == "error: session not found"
 
 
 async def test_a_bad_key_is_the_401_message_for_every_command(sizzle: Sizzle) -> None:

@@ -119,7 +119,7 @@ async def test_a_newcomer_launches_watches_and_stops_a_demo_gpu(
     clock.advance(90)
     await state.jobs.meter()
     await expect(page.locator("#minutes")).to_have_text("2")  # pushed by the events stream
-    await expect(page.locator("#cost")).to_have_text("$0.30")
+    await expect(page.locator("#charged")).to_have_text("$0.00")  # two free minutes
     await expect(page.locator("#timer")).not_to_have_text("0 s")
     await shot(page, "06-live-running")
 
@@ -127,7 +127,7 @@ async def test_a_newcomer_launches_watches_and_stops_a_demo_gpu(
     await page.get_by_role("button", name="Stop").click()
     summary = page.locator("#summary")
     await expect(summary).to_contain_text("You stopped it.")
-    await expect(summary).to_contain_text("$0.30")
+    await expect(summary).to_contain_text("2 free minutes used · $0.00 charged")
     await shot(page, "07-summary")
 
     await page.get_by_role("link", name="All my sessions").click()

@@ -80,9 +80,11 @@ async def test_launching_goes_to_the_live_page_which_moves_to_ready(
     assert stopped.status_code == 303
     summary = await browser.get(f"/sessions/{session_id}")
     assert "Summary" in summary.text and "You stopped it." in summary.text
-    assert "2 min 05 s" in summary.text and "$0.45" in summary.text  # 3 started minutes
+    assert "2 min 05 s" in summary.text  # 3 started minutes, all paid with free minutes:
+    assert "3 free minutes used · $0.00 charged" in summary.text and "$0.45" not in summary.text
     history = await browser.get("/sessions")
-    assert f"/sessions/{session_id}" in history.text and "$0.45" in history.text
+    assert f"/sessions/{session_id}" in history.text and "3 free min" in history.text
+    assert "$0.45" not in history.text
 
 
 async def test_out_of_credit_the_confirm_step_offers_to_add_credit(

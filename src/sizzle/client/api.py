@@ -19,6 +19,7 @@ from sizzle.client.errors import ApiError, ClientError, Unreachable
 # What `sizzle login` asks for: everything a key may do.
 CLI_SCOPES = ("sessions:read", "sessions:write", "billing:read", "inference")
 PAGE_LIMIT = 500  # the API's largest page
+SESSION_ID_LENGTH = 32  # a session id is 32 hex digits
 
 JSON = dict[str, Any]
 
@@ -169,6 +170,33 @@ class SizzleClient:
             offset += len(items)
             if not items or offset >= int(page["total"]):
                 return
+
+    def session_id(self, given: str) -> str:
+        """The id of my one session whose id is `given` or starts with it: a whole id as it is
+        (no listing), a prefix looked up among all my sessions. None or several is an error
+        that names them."""
+        given = given.strip().lower()
+        if not given:
+            raise ClientError("give a session id, or the first few characters of one")
+        if len(given) == SESSION_ID_LENGTH:
+            return given
+        matches = [s for s in self.all_sessions() if str(s["id"]).startswith(given)]
+        if len(matches) == 1:
+            return str(matches[0]["id"])
+        if not matches:
+            raise ClientError(
+                f"no session of yours has an id starting with {given!r}",
+                hint="`sizzle ps --all` lists your sessions",
+            )
+        listed = "; ".join(
+            f"{s['id']} ({s['status']}, {s['tier']}, {str(s['created_at'])[:16].replace('T', ' ')})"
+            for s in matches[:10]
+        )
+        more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+        raise ClientError(
+            f"{len(matches)} sessions have an id starting with {given!r}: {listed}{more}",
+            hint="give more characters of the id",
+        )
 
     def act(self, session_id: str, action: str) -> JSON:
         """POST /sessions/{id}/{action}: start, pause, resume or stop; the session after."""

@@ -30,13 +30,17 @@ from sizzle.client.errors import ApiError, ClientError
 from sizzle.client.output import (
     ENDED,
     cells,
+    charges_of,
     gpu_text,
+    live_url,
+    minutes_text,
     new_table,
     print_json,
     print_session_summary,
     progress_text,
     reported,
     say,
+    short_ids,
     to_stderr,
     to_stdout,
     when,
@@ -263,6 +267,7 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
             for warning in session.get("warnings") or []:
                 say(err, f"warning: {warning}")
             say(err, f"Session {session_id} on {session['tier']}: waiting for its GPU.")
+            say(err, f"Watch it live: {live_url(client.api_url, session_id)}")
             waiter = Waiter(client, runtime, err)
             try:
                 session = waiter.until_ready(session)
@@ -277,7 +282,7 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
                 raise
             if start:
                 try:
-                    session = client.act(session_id, "start")
+                    session = client.act(client.session_id(session_id), "start")
                 except ApiError as exc:
                     exc.hint = (
                         f"session {session_id} is ready but not started; "
@@ -291,11 +296,14 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
 
     @app.command(rich_help_panel=PANEL)
     def start(
-        session_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False
+        session_id: Annotated[
+            str, typer.Argument(metavar="ID", help="The id, or its first few characters.")
+        ],
+        as_json: JsonFlag = False,
     ) -> None:
         """Start a ready session (billing begins), e.g. after `sizzle up --no-start`."""
         with reported(), _client() as client:
-            session = client.act(session_id, "start")
+            session = client.act(client.session_id(session_id), "start")
         if as_json:
             print_json(session)
             return
@@ -318,17 +326,19 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
                 "No sessions." if show_all else "No live sessions (--all shows ended ones).",
             )
             return
-        table = new_table("ID", "STATUS", "TIER", "MODEL", "GPU", "MINUTES", "COST", "CREATED")
+        table = new_table("ID", "STATUS", "TIER", "MODEL", "GPU", "MINUTES", "CHARGED", "CREATED")
+        table.columns[0].no_wrap = True  # an id cut in two can be neither read nor pasted
+        ids = short_ids([s["id"] for s in found])
         for s in found:
             table.add_row(
                 *cells(
-                    s["id"],
+                    ids[s["id"]],
                     progress_text(s),
                     s["tier"],
                     s["model"] or "-",
                     gpu_text(s),
-                    s["charged_minutes"],
-                    f"${s['cost_usd']}",
+                    minutes_text(s),
+                    charges_of(s).charged,
                     when(s["created_at"]),
                 )
             )
@@ -336,28 +346,33 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
 
     @app.command(rich_help_panel=PANEL)
     def stop(
-        session_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False
+        session_id: Annotated[
+            str, typer.Argument(metavar="ID", help="The id, or its first few characters.")
+        ],
+        as_json: JsonFlag = False,
     ) -> None:
         """Stop a session: its GPU is released and billing ends."""
         with reported(), _client() as client:
-            session = client.act(session_id, "stop")
+            session = client.act(client.session_id(session_id), "stop")
         if as_json:
             print_json(session)
             return
         say(
             to_stdout(),
-            f"Session {session['id']} is {session['status']}: {session['charged_minutes']} "
-            f"minute(s) charged, ${session['cost_usd']} in all.",
+            f"Session {session['id']} is {session['status']}: {charges_of(session).text}.",
         )
 
     @app.command(rich_help_panel=PANEL)
     def ssh(
-        session_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False
+        session_id: Annotated[
+            str, typer.Argument(metavar="ID", help="The id, or its first few characters.")
+        ],
+        as_json: JsonFlag = False,
     ) -> None:
         """The command that logs in to an active session's machine with your own SSH key
         (added on the account page). Only the command goes to stdout: $(sizzle ssh ID) runs it."""
         with reported(), _client() as client:
-            access = client.session_ssh(session_id)
+            access = client.session_ssh(client.session_id(session_id))
         if as_json:
             print_json(access)
             return

@@ -15,10 +15,12 @@ from rich.text import Text
 
 from sizzle.client.api import JSON
 from sizzle.client.errors import ClientError
+from sizzle.domain.charges import SessionCharges
 from sizzle.domain.lifecycle import SessionStatus
 
 WAITING = frozenset({SessionStatus.PENDING.value, SessionStatus.PROVISIONING.value})
 ENDED = frozenset({SessionStatus.TERMINATED.value, SessionStatus.FAILED.value})
+SHORT_ID = 8  # `sizzle ps` shows ids this long, or as long as it takes to tell them apart
 
 
 def to_stdout() -> Console:
@@ -98,6 +100,42 @@ def print_session_summary(session: JSON, api_url: str) -> None:
         say(out, f"Chat: POST {api_url}/v1/chat/completions with your API key.")
     elif workspace.get("message"):
         say(out, f"Chat: {workspace['message']}")
+    if session.get("charged_minutes"):
+        say(out, f"So far: {charges_of(session).text}.")
+    say(out, f"Watch it live: {live_url(api_url, session_id)}")
     if session["status"] == SessionStatus.READY.value:
         say(out, f"Start it with `sizzle start {session_id}` (billing begins then).")
     say(out, f"Stop it with `sizzle stop {session_id}`.")
+
+
+def charges_of(session: JSON) -> SessionCharges:
+    """What paid the session's minutes, from the API's fields; told as the pages tell it."""
+    return SessionCharges(
+        free_minutes=int(session["free_minutes_used"]),
+        plan_minutes=int(session["plan_minutes_used"]),
+        credit_minutes=int(session["credit_minutes"]),
+        credit_micros=int(session["credit_charged_micros"]),
+    )
+
+
+def minutes_text(session: JSON) -> str:
+    """A table cell: '3' or '3 (2 free min)'."""
+    charges = charges_of(session)
+    return f"{charges.minutes} ({charges.note})" if charges.note else str(charges.minutes)
+
+
+def short_ids(ids: list[str]) -> dict[str, str]:
+    """Each id cut to the shortest prefix of at least SHORT_ID characters that no other id in
+    the list starts with: what `ps` shows and every command takes back."""
+    shown = {}
+    for one in ids:
+        length = SHORT_ID
+        while length < len(one) and any(o != one and o.startswith(one[:length]) for o in ids):
+            length += 1
+        shown[one] = one[:length]
+    return shown
+
+
+def live_url(api_url: str, session_id: str) -> str:
+    """The session's live page on the web."""
+    return f"{api_url}/sessions/{session_id}"

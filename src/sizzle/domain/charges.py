@@ -163,7 +163,7 @@ class MoneyNow:
             "free_left": count(self.funds.free_minutes, "free minute") + " left",
             "lab_left": (
                 count(self.funds.plan_minutes, f"{LAB_NAME} minute") + " left"
-                if self.lab_covered
+                if self.lab_covered and (self.funds.plan_minutes or self.charges.plan_minutes)
                 else ""
             ),
             "minutes_left": self.minutes_left,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sizzle.db.database import Database
 from sizzle.db.leases import lease, session_lease
 from sizzle.db.models import GpuSession, ProviderInstance, User
+from sizzle.domain.charges import SessionCharges
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import (
@@ -186,19 +187,24 @@ async def list_sessions(
     return list(rows), (await tx.scalar(count)) or 0
 
 
-async def usage_totals(tx: AsyncSession, *, user_id: str) -> tuple[int, int]:
-    """All the user's sessions together: (minutes charged, their cost in micro-dollars)."""
-    minutes, cost = (
+async def usage_totals(tx: AsyncSession, *, user_id: str) -> SessionCharges:
+    """All the user's sessions together: their minutes by what paid them, and the credit."""
+    minutes, free, plan, credit = (
         await tx.execute(
             select(
                 func.coalesce(func.sum(GpuSession.charged_minutes), 0),
-                func.coalesce(
-                    func.sum(GpuSession.charged_minutes * GpuSession.price_micros_per_minute), 0
-                ),
+                func.coalesce(func.sum(GpuSession.free_minutes_used), 0),
+                func.coalesce(func.sum(GpuSession.plan_minutes_used), 0),
+                func.coalesce(func.sum(GpuSession.credit_charged_micros), 0),
             ).where(GpuSession.user_id == user_id)
         )
     ).one()
-    return int(minutes), int(cost)
+    return SessionCharges.of(
+        charged_minutes=int(minutes),
+        free_minutes=int(free),
+        plan_minutes=int(plan),
+        credit_micros=int(credit),
+    )
 
 
 async def start_session(db: Database, *, session_id: str, user: User, now: datetime) -> None:

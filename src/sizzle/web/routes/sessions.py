@@ -14,16 +14,15 @@ from sizzle.api.deps import PagingDep, StateDep
 from sizzle.api.events import session_stream, snapshot
 from sizzle.api.relay import RelayResponse
 from sizzle.api.routers.sessions import SessionId, SessionSshOut, metrics_of, ssh_of
-from sizzle.api.schemas import SessionMetricsOut, usd
-from sizzle.api.views import session_out
-from sizzle.db.models import User
+from sizzle.api.schemas import SessionMetricsOut
+from sizzle.api.views import charges_of, session_out
+from sizzle.db.models import GpuSession
+from sizzle.domain.charges import Funds, MoneyNow
 from sizzle.domain.lifecycle import EndReason, SessionStatus
-from sizzle.domain.money import usd_to_micros
 from sizzle.errors import NotFound
 from sizzle.services import ledger, sessions, ssh_keys
 from sizzle.services.ledger import Balances
 from sizzle.services.session_watch import Sighting
-from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, SignedIn
 from sizzle.web.render import render
 
@@ -37,16 +36,15 @@ async def history(request: Request, state: StateDep, user: SignedIn, paging: Pag
         rows, total = await sessions.list_sessions(
             tx, user_id=user.id, limit=paging.limit, offset=paging.offset
         )
-        minutes, cost = await sessions.usage_totals(tx, user_id=user.id)
+        totals = await sessions.usage_totals(tx, user_id=user.id)
     now = state.clock.now()
     return render(
         request,
         "sessions/history.html",
         user=user,
-        sessions=[session_out(s, now, for_admin=False) for s in rows],
+        sessions=[(session_out(s, now, for_admin=False), charges_of(s)) for s in rows],
         total=total,
-        total_minutes=minutes,
-        total_cost_micros=cost,
+        totals=totals,
         paging=paging,
     )
 
@@ -67,20 +65,17 @@ END_REASONS = {
 ACTIONS = ("start", "pause", "resume", "stop")
 
 
-async def _credit(
-    state: AppState, user: User, price_micros: int, *, lab_covered: bool
-) -> dict[str, object]:
-    async with state.db.read() as tx:
-        money = await ledger.balances(tx, user.id)
-    return _credit_of(money, price_micros, lab_covered=lab_covered)
-
-
-def _credit_of(money: Balances, price_micros: int, *, lab_covered: bool) -> dict[str, object]:
-    return {
-        "balance_usd": usd(money.credit_micros),
-        "free_minutes": money.free_minutes,
-        "minutes_left": money.minutes_at(price_micros, lab_covered=lab_covered),
-    }
+def money_of(session: GpuSession, money: Balances) -> dict[str, object]:
+    """The live page's money figures, now and once the next minute is charged (the page shows
+    that as soon as the minute starts, before metering charges it): words from domain/charges."""
+    now = MoneyNow(
+        charges=charges_of(session),
+        funds=Funds(money.free_minutes, money.included_minutes, money.credit_micros),
+        price_micros=session.price_micros_per_minute,
+        lab_covered=session.lab_covered,
+    )
+    after = now.after_next_minute()
+    return {"now": now.shown(), "next": after.shown() if after else None}
 
 
 @router.get("/sessions/{session_id}", response_class=HTMLResponse)
@@ -90,15 +85,14 @@ async def live(
     async with state.db.read() as tx:
         found = await sessions.get_session(tx, session_id, user_id=user.id)
         ssh_offer = await ssh_keys.page_offer(tx, state.providers, found)
+        balances = await ledger.balances(tx, user.id)
     seen = session_out(found, state.clock.now(), for_admin=False)
     return render(
         request,
         "sessions/live.html",
         user=user,
         s=seen,
-        credit=await _credit(
-            state, user, found.price_micros_per_minute, lab_covered=found.lab_covered
-        ),
+        money=money_of(found, balances),
         ended=SessionStatus(found.status).is_terminal(),
         end_reason=END_REASONS.get(found.end_reason or "", found.end_reason),
         ssh_offer=ssh_offer,
@@ -115,11 +109,7 @@ async def live_events(state: StateDep, user: SignedIn, session_id: SessionId) ->
             money = seen.balances or Balances(free_minutes=0, credit_micros=0)
             payload = {
                 "session": session.model_dump(mode="json"),
-                "credit": _credit_of(
-                    money,
-                    usd_to_micros(session.price_per_minute_usd),
-                    lab_covered=state.settings.lab.covers(session.tier),
-                ),
+                "money": money_of(seen.session, money),
             }
             seen.memo["page"] = f"event: session\ndata: {json.dumps(payload)}\n\n"
         return cast(str, seen.memo["page"])

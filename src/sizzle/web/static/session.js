@@ -22,15 +22,38 @@
     if (m) return `${m} min ${pad(s)} s`;
     return `${s} s`;
   }
+  function setText(id, text) { const el = $(id); if (el) el.textContent = text; }
+
+  // --- money: the server's figures now and once the next minute is charged ------------------
+  // Every word and amount comes from the server (domain/charges.py); the page only picks which
+  // of the two to show: a started minute is charged in advance, so as soon as the timer passes
+  // a minute the page shows it charged, without waiting for the next metering pass.
+  const moneyData = $("money-data");
+  let money = moneyData ? JSON.parse(moneyData.textContent) : null;
+  function showMoney(seconds) {
+    if (!money) return;
+    const started = Math.ceil(Math.round(seconds * 1000) / 60000);
+    const m = status === "active" && money.next && started > money.now.charged_minutes ? money.next : money.now;
+    setText("minutes", m.charged_minutes);
+    setText("paid-with", m.paid_with);
+    setText("charged", m.charged);
+    setText("charges-text", m.text);
+    setText("credit", m.credit_left);
+    setText("free-left", m.free_left);
+    setText("lab-left", m.lab_left);
+    const lab = $("lab-left"); if (lab) lab.hidden = !m.lab_left;
+    setText("minutes-left", m.minutes_left);
+    const low = $("low-credit");
+    if (low) low.hidden = !(m.low && (status === "ready" || status === "active"));
+  }
+
   function tick() {
-    const timer = $("timer");
-    if (!timer) return;
     const running = status === "active" ? (performance.now() - syncedAt) / 1000 : 0;
-    timer.textContent = duration(activeSeconds + running);
+    setText("timer", duration(activeSeconds + running));
+    showMoney(activeSeconds + running);
   }
   setInterval(tick, 1000);
-
-  function setText(id, text) { const el = $(id); if (el) el.textContent = text; }
+  tick();
 
   if (LIVE.includes(initialStatus) && window.EventSource) {
     const events = new EventSource(live.dataset.eventsUrl);
@@ -39,12 +62,8 @@
       const s = data.session;
       if (s.status !== initialStatus) { events.close(); window.location.reload(); return; }
       status = s.status;
+      money = data.money;
       activeSeconds = s.active_seconds; syncedAt = performance.now(); tick();
-      setText("minutes", s.charged_minutes);
-      setText("cost", `$${s.cost_usd}`);
-      setText("credit", `$${data.credit.balance_usd}`);
-      setText("free-minutes", data.credit.free_minutes);
-      setText("minutes-left", data.credit.minutes_left);
       if (s.progress) {
         const pct = s.progress.percent;
         setText("progress-phase", s.progress.phase.charAt(0).toUpperCase() + s.progress.phase.slice(1) + (pct === null ? "" : ` · ${pct}%`));
