@@ -169,7 +169,19 @@ class SessionCreateIn(BaseModel):
     tier: CleanStr = Field(max_length=32)
     model: CleanStr | None = Field(None, max_length=200)
     # Strict: JSON true or 2.0 is not a number of minutes (lax mode would read them as 1, 2).
-    max_minutes: StrictInt | None = None
+    max_minutes: StrictInt | None = Field(
+        None, description="Stop after this many minutes (1 to 43,200).", examples=[60]
+    )
+    spend_cap_usd: CleanStr | None = Field(
+        None,
+        max_length=32,
+        description=(
+            "Stop before this much is charged: dollars as text, as a person writes them "
+            '("2.50", "2,50", "$2.50"); at least one minute\'s price. The session stops at the '
+            "end of the last minute the cap pays for, or at `max_minutes` if that comes first."
+        ),
+        examples=["2.50"],
+    )
 
 
 class ProgressOut(BaseModel):

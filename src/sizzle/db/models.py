@@ -435,3 +435,23 @@ class UserSshKey(Base):
     public_key: Mapped[str] = mapped_column(Text)  # one OpenSSH line: "ssh-ed25519 AAAA… comment"
     fingerprint: Mapped[str] = mapped_column(String(100))  # "SHA256:…", as ssh-keygen -l shows
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` a user sent with a request that made a session: the same key again
+    (a retry, a double click, a second replica) answers that session instead of making another.
+
+    Kept a day (services/idempotency.py); in the database, so every replica sees it."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # A hash of what was asked (tier, model, limits): the same key with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("gpu_sessions.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -17,6 +17,8 @@ from sizzle.db.leases import lease, session_lease
 from sizzle.db.models import GpuSession, ProviderInstance, User
 from sizzle.domain.charges import SessionCharges
 from sizzle.domain.lifecycle import EndReason, SessionStatus
+from sizzle.domain.limits import MAX_MINUTES_LIMIT as MAX_MINUTES_LIMIT  # the launch page reads it
+from sizzle.domain.limits import LimitError, check_limits
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import (
     Conflict,
@@ -29,7 +31,7 @@ from sizzle.errors import (
     ValidationFailed,
 )
 from sizzle.providers.base import Provider, SupportsPause
-from sizzle.services import audit, ledger
+from sizzle.services import audit, idempotency, ledger
 from sizzle.services.lifecycle import active_ms, switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Orchestrator
@@ -38,7 +40,6 @@ log = structlog.get_logger(__name__)
 
 S = SessionStatus
 LIVE_STATUSES = [status.value for status in SessionStatus if status.is_live()]
-MAX_MINUTES_LIMIT = 60 * 24 * 30
 # How long a user's action waits for another step on the session (another user's action on
 # another replica, a release, a launch check) that holds its lease. A pause or resume still
 # waiting then answers 409; a stop answers "stopping" and leaves the release to the reaper.
@@ -68,6 +69,15 @@ def find_tier(name: str) -> Tier:
     return tier
 
 
+@dataclass(frozen=True)
+class Launch:
+    """A session made by a request, or (`replayed`) the one an earlier request with the same
+    idempotency key made."""
+
+    session: GpuSession
+    replayed: bool = False
+
+
 async def create_session(
     db: Database,
     orchestrator: Orchestrator,
@@ -78,20 +88,71 @@ async def create_session(
     max_minutes: int | None,
     now: datetime,
     lab_tiers: Collection[str] = (),
+    spend_cap_micros: int | None = None,
 ) -> GpuSession:
+    """A pending session, once the plan, the balance and live capacity all allow it."""
+    launched = await launch_session(
+        db,
+        orchestrator,
+        user_id=user_id,
+        tier_name=tier_name,
+        model=model,
+        max_minutes=max_minutes,
+        spend_cap_micros=spend_cap_micros,
+        now=now,
+        lab_tiers=lab_tiers,
+    )
+    return launched.session
+
+
+async def launch_session(
+    db: Database,
+    orchestrator: Orchestrator,
+    *,
+    user_id: str,
+    tier_name: str,
+    model: str | None,
+    max_minutes: int | None,
+    now: datetime,
+    spend_cap_micros: int | None = None,
+    idempotency_key: str | None = None,
+    lab_tiers: Collection[str] = (),
+) -> Launch:
     """A pending session, once the plan, the balance and live capacity all allow it.
 
+    Its time limit is the tighter of `max_minutes` and the minutes `spend_cap_micros` pays for
+    at the tier's price. With an `idempotency_key` the user sent before for the same request
+    (within a day), the session that request made, made no second time.
     On a tier in `lab_tiers`, Sizzle Lab's included minutes pay for it (after free minutes)."""
     tier = find_tier(tier_name)
-    if max_minutes is not None and not 1 <= max_minutes <= MAX_MINUTES_LIMIT:
-        raise ValidationFailed(f"max_minutes must be between 1 and {MAX_MINUTES_LIMIT}")
+    try:
+        limits = check_limits(
+            max_minutes=max_minutes,
+            spend_cap_micros=spend_cap_micros,
+            price_micros_per_minute=tier.price_micros_per_minute,
+        )
+    except LimitError as exc:
+        raise ValidationFailed(
+            exc.message, code="invalid_limit", details={"field": exc.field}
+        ) from None
+    asked = idempotency.fingerprint(
+        tier=tier.name, model=model, max_minutes=max_minutes, spend_cap_micros=spend_cap_micros
+    )
     offers = await orchestrator.offers_for(tier)  # provider calls stay outside transactions
     async with db.transaction() as tx:
         # Locked (FOR NO KEY UPDATE: ledger inserts still pass) so that two requests of one
-        # user on two replicas cannot both count the same running sessions and pass the limit.
+        # user on two replicas cannot both count the same running sessions and pass the limit,
+        # nor both make a session for one idempotency key.
         user = await tx.get(User, user_id, with_for_update={"key_share": True})
         if user is None:
             raise NotFound("user not found")
+        if idempotency_key is not None:
+            earlier = await idempotency.earlier_session(
+                tx, user_id=user.id, key=idempotency_key, fingerprint=asked, now=now
+            )
+            if earlier is not None:
+                log.info("session.create_replayed", session_id=earlier.id, user_id=user.id)
+                return Launch(earlier, replayed=True)
         plan = PLANS[user.plan]
         if tier.name not in plan.allowed_tiers:
             raise Forbidden(
@@ -104,9 +165,10 @@ async def create_session(
             .where(GpuSession.user_id == user.id, GpuSession.status.in_(LIVE_STATUSES))
         )
         if (running or 0) >= plan.max_concurrent_sessions:
+            allowed = plan.max_concurrent_sessions
             raise Conflict(
-                f"the {plan.name} plan allows {plan.max_concurrent_sessions} session(s) at once; "
-                "stop one first",
+                f"the {plan.name} plan runs {allowed} session{'' if allowed == 1 else 's'} at "
+                f"a time, and {'it is' if running == 1 else 'they are'} in use; stop one first",
                 code="too_many_sessions",
             )
         covered = tier.name in lab_tiers
@@ -121,7 +183,7 @@ async def create_session(
             status=S.PENDING.value,
             price_micros_per_minute=tier.price_micros_per_minute,
             lab_covered=covered,
-            max_minutes=max_minutes,
+            max_minutes=limits.minutes,
             charged_minutes=0,
             active_ms_before=0,
             created_at=now,
@@ -137,8 +199,17 @@ async def create_session(
             target=f"session:{session.id}",
             detail=f"{tier.name}" + (f", {model}" if model else ""),
         )
+        if idempotency_key is not None:
+            idempotency.remember(
+                tx,
+                user_id=user.id,
+                key=idempotency_key,
+                fingerprint=asked,
+                session_id=session.id,
+                now=now,
+            )
         log.info("session.created", session_id=session.id, user_id=user.id, tier=tier.name)
-        return session
+        return Launch(session)
 
 
 async def record_progress(db: Database, session_id: str, phase: str, percent: float | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Header, Path, Request, status
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -31,8 +31,10 @@ from sizzle.api.schemas import (
 )
 from sizzle.api.views import session_out
 from sizzle.db.models import User
+from sizzle.domain.limits import LimitError, parse_usd_amount
+from sizzle.errors import ValidationFailed
 from sizzle.logging import log_session_id
-from sizzle.services import model_library, session_metrics, sessions, ssh_keys
+from sizzle.services import idempotency, model_library, session_metrics, sessions, ssh_keys
 from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -50,27 +52,57 @@ async def _read(state: AppState, session_id: str, user: User) -> SessionOut:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SessionOut,
-    responses=error_responses(402, 409, 503),
+    responses={
+        200: {"description": "The session an earlier request with this Idempotency-Key made."},
+        **error_responses(402, 409, 422, 503),
+    },
 )
-async def create(body: SessionCreateIn, user: SessionsWriter, state: StateDep) -> SessionOut:
+async def create(
+    body: SessionCreateIn,
+    user: SessionsWriter,
+    state: StateDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Any unique text (a UUID): sending the same key and body again within "
+            "24 hours answers the session already made (200) instead of making another; the "
+            "same key with another body is a 422.",
+        ),
+    ] = None,
+) -> SessionOut:
     """A pending session. A `model` is checked against the library: one that cannot fit the
     tier is a 422 naming the smallest tier that fits; one the library does not know is taken
-    as an Ollama tag, with a warning."""
+    as an Ollama tag, with a warning. Limits the page would refuse are refused here too (422,
+    `invalid_limit`, saying why)."""
     tier = sessions.find_tier(body.tier)
     chosen = model_library.choose_session_model(body.model, tier) if body.model else None
-    session = await sessions.create_session(
+    try:
+        cap = parse_usd_amount(body.spend_cap_usd) if body.spend_cap_usd is not None else None
+    except LimitError as exc:
+        raise ValidationFailed(
+            exc.message, code="invalid_limit", details={"field": "spend_cap_usd"}
+        ) from None
+    launched = await sessions.launch_session(
         state.db,
         state.orchestrator,
         user_id=user.id,
         tier_name=tier.name,
         model=chosen.ollama_tag if chosen else None,
         max_minutes=body.max_minutes,
+        spend_cap_micros=cap,
+        idempotency_key=idempotency.check_key(idempotency_key) if idempotency_key else None,
         now=state.clock.now(),
         lab_tiers=state.settings.lab.tiers,
     )
-    state.jobs.poke()
+    if launched.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        state.jobs.poke()
     return session_out(
-        session,
+        launched.session,
         state.clock.now(),
         for_admin=user.is_admin,
         warnings=list(chosen.warnings) if chosen else None,
