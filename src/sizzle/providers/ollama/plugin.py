@@ -290,30 +290,31 @@ class OllamaProvider(Provider, SupportsMetrics, SupportsChat):
         The outcome is kept in `node_health`."""
         limit = self.probe_timeout_seconds
         error: str | None = None
+        client: OllamaClient | None = None
         try:
-            # httpx bounds each read, not the whole answer: a node that drips bytes is cut
-            # here, as is an SSH connection that takes too long to open.
-            await asyncio.wait_for(self._answers(node, limit), limit)
+            async with asyncio.timeout(limit):  # an SSH connection too slow to open
+                url = await self.reach.ollama_url(node)
+            # built outside the bound: its TLS setup is this process's time, not the node's
+            client = OllamaClient(
+                url,
+                node=node.name,
+                timeout=limit,
+                headers=node.auth_headers(),
+                transport=self._transport,
+            )
+            # httpx bounds each read, not the whole answer: a node that drips bytes is cut here
+            await asyncio.wait_for(client.version(retry=False), limit)
         except TimeoutError:
             error = f"no answer within {limit:g} s"
         except SizzleError as exc:
             error = exc.message
+        finally:
+            if client is not None:
+                await client.aclose()
         if error and self._node_was_healthy(node.name):
             log.warning("ollama.node_unhealthy", node=node.name, error=error)
         self.node_health[node.name] = NodeHealth(error, self.context.clock.now())
         return error
-
-    async def _answers(self, node: OllamaNode, limit: float) -> None:
-        """The node's Ollama answers its version (one attempt)."""
-        client = OllamaClient(
-            await self.reach.ollama_url(node),
-            node=node.name,
-            timeout=limit,
-            headers=node.auth_headers(),
-            transport=self._transport,
-        )
-        async with client:
-            await client.version(retry=False)
 
     def _node_was_healthy(self, node: str) -> bool:
         health = self.node_health.get(node)
