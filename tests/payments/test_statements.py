@@ -11,6 +11,7 @@ import httpx
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
+from sizzle.services.statements import SessionUse
 from tests.helpers import assert_error, launch_active_session, log_in, make_user, run_for
 from tests.payments.shop import BILLING, Shop, balance, buy, deliver
 from tests.web.pages import sign_in
@@ -53,6 +54,7 @@ async def test_a_months_statement_adds_up_to_the_ledger(
         2,
         "0.45",
     )
+    assert use["charges_text"] == "2 free minutes used · $0.45 charged for 3 minutes"
     assert march["closing_balance_usd"] == "16.05" == await balance(shop.client, auth)
 
     april = (await shop.client.get(f"{BILLING}/statements/2026-04", headers=auth)).json()
@@ -66,6 +68,9 @@ async def test_a_months_statement_adds_up_to_the_ledger(
     assert as_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert rows[0]["what"] == "Opening balance" and rows[-1]["what"] == "Closing balance"
+    assert "GPU time, starter: 2 free minutes used · $0.45 charged for 3 minutes" in [
+        row["what"] for row in rows
+    ]
     moved = sum(Decimal(row["amount_usd"]) for row in rows[1:-1])
     assert Decimal(rows[0]["amount_usd"]) + moved == Decimal(rows[-1]["amount_usd"])
 
@@ -119,3 +124,11 @@ async def test_the_billing_page_links_statements_and_receipts(
         as_csv = await browser.get("/billing/statements/2026-03.csv")
         assert "Credit bought" in as_csv.text and "5.00" in as_csv.text
         assert (await browser.get("/billing/statements/2026-3.csv")).status_code == 422
+
+
+def test_a_statement_tells_each_sessions_minutes_as_the_pages_do() -> None:
+    lab = SessionUse("s1", "starter", None, minutes=1, cost_micros=150_000, included_minutes=2)
+    assert lab.text == "2 Sizzle Lab minutes used · $0.15 charged for 1 minute"
+    # charged in March, given back in April: April's statement says so, in words
+    back = SessionUse("s2", "starter", None, minutes=-1, cost_micros=-150_000)
+    assert back.text == "1 minute given back · $0.15 back to your credit"

@@ -19,6 +19,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import GpuSession, LedgerEntry, Purchase, User
+from sizzle.domain.charges import SessionCharges, count, dollars
 from sizzle.domain.money import usd_text
 from sizzle.errors import NotFound, ValidationFailed
 from sizzle.services import ledger
@@ -55,6 +56,20 @@ class SessionUse:
     cost_micros: int = 0
     free_minutes: int = 0
     included_minutes: int = 0  # paid with Sizzle Lab's minutes
+
+    @property
+    def text(self) -> str:
+        """What paid it this month, as every page says it (domain/charges.py); minutes charged
+        in an earlier month and given back in this one are told as given back."""
+        if self.minutes < 0 or self.cost_micros < 0:
+            back = f"{count(-self.minutes, 'minute')} given back · {dollars(-self.cost_micros)}"
+            return f"{back} back to your credit"
+        return SessionCharges(
+            free_minutes=self.free_minutes,
+            plan_minutes=self.included_minutes,
+            credit_minutes=self.minutes,
+            credit_micros=self.cost_micros,
+        ).text
 
 
 @dataclass
@@ -229,7 +244,7 @@ def statement_csv(statement: Statement) -> str:
         )
     for use in statement.sessions:
         what = f"GPU time, {use.tier}" + (f", {use.model}" if use.model else "")
-        what += _minutes_note(use)
+        what += f": {use.text}"
         writer.writerow(["", what, use.session_id, use.minutes, signed_usd(-use.cost_micros)])
     writer.writerow(
         [
@@ -251,17 +266,6 @@ def statement_csv(statement: Statement) -> str:
             ]
         )
     return out.getvalue()
-
-
-def _minutes_note(use: SessionUse) -> str:
-    """' (3 free minutes, 10 Sizzle Lab minutes)' for what did not cost credit."""
-    notes = []
-    if use.free_minutes:
-        notes.append(f"{use.free_minutes} free minute{'s' if use.free_minutes != 1 else ''}")
-    if use.included_minutes:
-        plural = "s" if use.included_minutes != 1 else ""
-        notes.append(f"{use.included_minutes} Sizzle Lab minute{plural}")
-    return f" ({', '.join(notes)})" if notes else ""
 
 
 def signed_usd(micros: int) -> str:
@@ -308,9 +312,9 @@ def statement_pdf(statement: Statement) -> bytes:
             f"${signed_usd(line.amount_micros)}",
         )
     for use in statement.sessions:
-        label = f"GPU time, {use.tier}, {use.minutes} min" + (f", {use.model}" if use.model else "")
-        label += _minutes_note(use)
+        label = f"GPU time, {use.tier}" + (f", {use.model}" if use.model else "")
         _row(pdf, label, f"${signed_usd(-use.cost_micros)}")
+        _row(pdf, f"    {use.text}", "")
     _row(pdf, "Closing balance", f"${usd_text(statement.closing_micros)}", bold=True)
     if statement.plan_payments:
         pdf.ln(3)

@@ -166,7 +166,11 @@ class SessionUseOut(BaseModel):
     minutes: int = Field(description="Minutes paid with credit.")
     free_minutes: int
     included_minutes: int = Field(description="Minutes paid with Sizzle Lab's minutes.")
-    cost_usd: str
+    cost_usd: str = Field(description="What credit paid (less minutes given back this month).")
+    charges_text: str = Field(
+        description="The same in words, as the pages say it, e.g. "
+        "'2 free minutes used · $0.45 charged for 3 minutes'."
+    )
 
 
 class PlanPaymentOut(BaseModel):
@@ -227,6 +231,7 @@ async def statement(
                 free_minutes=use.free_minutes,
                 included_minutes=use.included_minutes,
                 cost_usd=usd(use.cost_micros),
+                charges_text=use.text,
             )
             for use in found.sessions
         ],
