@@ -12,15 +12,14 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import case, func, select
 
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
-from sizzle.db.models import GpuSession, LedgerEntry
 from sizzle.domain.charges import dollars
 from sizzle.domain.tiers import TIERS
 from sizzle.services import accounts, ledger
 from sizzle.state import AppState
+from tests.api.test_session_charges import credit_charged
 from tests.client.support import Sizzle, logged_in, parsed
 from tests.helpers import PASSWORD, launch_active_session, run_for
 from tests.web.pages import post_form
@@ -42,23 +41,6 @@ async def pages(state: AppState) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(state=state, run_jobs=False))
     async with httpx.AsyncClient(transport=transport, base_url="https://sizzle.test") as client:
         yield client
-
-
-async def ledger_credit_charges(state: AppState, session_id: str) -> int:
-    async with state.db.read() as tx:
-        user_id = (await tx.get(GpuSession, session_id)).user_id  # type: ignore[union-attr]
-        credit = await ledger.account_id(tx, ledger.credit_account_name(user_id))
-        signed = case(
-            (LedgerEntry.debit_account_id == credit, LedgerEntry.amount), else_=-LedgerEntry.amount
-        )
-        total = await tx.scalar(
-            select(func.coalesce(func.sum(signed), 0)).where(
-                LedgerEntry.session_id == session_id,
-                (LedgerEntry.debit_account_id == credit)
-                | (LedgerEntry.credit_account_id == credit),
-            )
-        )
-    return int(total or 0)
 
 
 def shown(page: httpx.Response, pattern: str) -> str:
@@ -96,7 +78,7 @@ async def test_every_place_shows_the_ledgers_credit_charges(
     if example["stop"]:
         await sizzle.api.post(f"/api/v1/sessions/{session_id}/stop", headers=account.headers)
 
-    charged = await ledger_credit_charges(state, session_id)
+    charged = await credit_charged(state.db, session_id)
     api = (await sizzle.api.get(f"/api/v1/sessions/{session_id}", headers=account.headers)).json()
     assert api["credit_charged_micros"] == charged
     assert f"{dollars(charged)} charged" in api["charges_text"]
