@@ -97,3 +97,16 @@ async def test_the_next_minute_is_projected_as_metering_will_charge_it(
     assert money["now"]["text"] == "1 free minute used · $0.15 charged for 1 minute"
     assert money["now"]["credit_left"] == "$0.05" and money["now"]["low"] is True
     assert money["next"] is None  # nothing pays a third minute: the session stops at 2
+
+
+async def test_the_operator_sees_what_credit_paid_not_the_list_price(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    session_id, _ = await active_session(browser, db, clock, state, free_minutes=5)
+    await run_for(state, clock, seconds=90)
+    browser.cookies.clear()
+    await sign_in(browser, db, clock=clock, is_admin=True)
+    page = await browser.get(f"/admin/sessions/{session_id}")
+    assert "2 free minutes used · $0.00 charged" in page.text and "$0.30" not in page.text
+    listed = await browser.get("/admin/sessions")
+    assert 'title="2 free minutes used · $0.00 charged">$0.00<' in listed.text
