@@ -24,7 +24,7 @@ async def test_the_landing_page_says_what_sizzle_does_with_tiers_and_prices(
         "Pro",
         "Beast",
         "Ultra",
-        "from $0.15",
+        "$0.15",
         "Available now",
     ):
         assert words in page.text, words

@@ -36,7 +36,7 @@ async def test_the_wizard_walks_tier_model_limits_confirm(
     tiers = await browser.get("/launch")
     assert tiers.status_code == 200
     assert 'value="starter"' in tiers.text and "Available now" in tiers.text
-    assert "Not in the free plan" in tiers.text  # ultra
+    assert "Not in your Free plan" in tiers.text  # ultra
     models = await browser.get("/launch?step=model&tier=starter&q=llama")
     assert "Fits this tier" in models.text and "Needs a bigger tier (beast)" in models.text
     options = await browser.get("/launch?step=options&tier=starter&model=llama3.1-8b")
@@ -48,7 +48,7 @@ async def test_the_wizard_walks_tier_model_limits_confirm(
     assert "$0.15 per minute" in text
     assert "5 free minutes first" in text
     assert "about 5 minutes" in text  # 5 free minutes and no credit
-    assert "your limit: 10 min" in text  # $1.50 at $0.15 is 10 minutes, under the 30 asked
+    assert "Stops after 10 minutes, at most $1.50" in text  # $1.50 at $0.15, under 30 min
 
 
 async def test_launching_goes_to_the_live_page_which_moves_to_ready(
@@ -116,7 +116,8 @@ async def test_bad_limits_are_explained(
     await sign_in(browser, db, clock=clock)
     page = await browser.get("/launch?step=confirm&tier=starter&max_minutes=²&spend_cap=lots")
     assert page.status_code == 422
-    assert "whole number of minutes" in page.text and "amount in dollars" in page.text
+    assert "whole number of minutes" in page.text and "not an amount of money" in page.text
+    assert 'method="post" action="/launch"' not in page.text  # no Launch: back to the limits
 
 
 async def test_someone_elses_session_page_is_a_404(

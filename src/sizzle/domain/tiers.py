@@ -15,6 +15,9 @@ class Tier:
     max_gpus: int
     min_vram_gb: int
     price_micros_per_minute: int
+    # What a newcomer can do with it, in a line. Only what Sizzle does (it serves models of
+    # the library for chat; it does not train or generate images), and only models the
+    # library says fit: tests/services/test_tier_copy.py fails on anything else.
     good_for: str
 
 
@@ -35,7 +38,7 @@ TIERS: dict[str, Tier] = {
             max_gpus=1,
             min_vram_gb=24,
             price_micros_per_minute=usd_to_micros("0.15"),
-            good_for="Chat and coding models up to about 30B parameters, image generation.",
+            good_for="Everyday chat, coding, reasoning and image-reading models.",
         ),
         Tier(
             name="pro",
@@ -44,7 +47,7 @@ TIERS: dict[str, Tier] = {
             max_gpus=1,
             min_vram_gb=40,
             price_micros_per_minute=usd_to_micros("0.45"),
-            good_for="70B models in 4-bit, long contexts, fine-tuning small models.",
+            good_for="Mid-size models around 30B, such as Qwen3 32B, with room for longer chats.",
         ),
         Tier(
             name="beast",
@@ -53,7 +56,7 @@ TIERS: dict[str, Tier] = {
             max_gpus=8,
             min_vram_gb=80,
             price_micros_per_minute=usd_to_micros("1.50"),
-            good_for="The strongest open models at full speed, serious fine-tuning.",
+            good_for="70B-class models such as Llama 3.3 70B, and gpt-oss 120B.",
         ),
         Tier(
             name="ultra",
@@ -62,7 +65,7 @@ TIERS: dict[str, Tier] = {
             max_gpus=8,
             min_vram_gb=192,
             price_micros_per_minute=usd_to_micros("4.00"),
-            good_for="Frontier-size open models and multi-GPU training.",
+            good_for="The largest open models, such as DeepSeek-R1 671B, across eight GPUs.",
         ),
     )
 }

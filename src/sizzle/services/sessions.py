@@ -17,7 +17,6 @@ from sizzle.db.leases import lease, session_lease
 from sizzle.db.models import GpuSession, ProviderInstance, User
 from sizzle.domain.charges import SessionCharges
 from sizzle.domain.lifecycle import EndReason, SessionStatus
-from sizzle.domain.limits import MAX_MINUTES_LIMIT as MAX_MINUTES_LIMIT  # the launch page reads it
 from sizzle.domain.limits import LimitError, check_limits
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import (

@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from sizzle.api.schemas import usd
 from sizzle.db.models import User
 from sizzle.services.accounts import MIN_PASSWORD_LENGTH
+from sizzle.web import tiers_view
 from sizzle.web.assets import static_url
 from sizzle.web.security import CSRF_FIELD, csrf_token, remember_csrf
 
@@ -43,6 +44,7 @@ templates.env.filters["duration"] = duration
 templates.env.filters["when"] = when
 templates.env.globals["min_password"] = MIN_PASSWORD_LENGTH
 templates.env.globals["static_url"] = static_url
+templates.env.globals.update(tiers_view.GLOBALS)
 
 
 def render(

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
-from urllib.parse import urlencode
+import uuid
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sizzle.api.deps import StateDep
-from sizzle.api.schemas import usd
 from sizzle.catalog import CATEGORIES
-from sizzle.domain.money import usd_to_micros
+from sizzle.db.models import User
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import SizzleError
-from sizzle.services import ledger, model_library, sessions
+from sizzle.services import idempotency, ledger, model_library, sessions
+from sizzle.services import recommend as recommender
+from sizzle.services.ledger import Balances
+from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, SignedIn
+from sizzle.web.launch_form import LaunchChoice, read_choice
 from sizzle.web.render import render
+from sizzle.web.routes import plans
 from sizzle.web.routes.public import tier_cards
 
 router = APIRouter(include_in_schema=False)
-
+router.include_router(plans.router)
 
 WIZARD_STEPS = (
     ("tier", "Power"),
@@ -30,72 +33,27 @@ WIZARD_STEPS = (
     ("confirm", "Confirm"),
 )
 MODELS_SHOWN = 24
-
-
-@dataclass(frozen=True)
-class LaunchChoice:
-    """What the wizard has gathered so far, as query parameters carry it from step to step."""
-
-    tier: Tier | None
-    model: str | None  # a library slug, an Ollama tag, or None for no model
-    max_minutes: int | None
-    spend_cap_micros: int | None
-
-    @property
-    def effective_max_minutes(self) -> int | None:
-        """The time limit, tightened by the spending cap at the tier's price."""
-        limits = [m for m in (self.max_minutes,) if m]
-        if self.spend_cap_micros and self.tier:
-            limits.append(max(self.spend_cap_micros // self.tier.price_micros_per_minute, 1))
-        return min(limits) if limits else None
-
-    def query(self, **override: object) -> str:
-        values: dict[str, object] = {
-            "tier": self.tier.name if self.tier else None,
-            "model": self.model,
-            "max_minutes": self.max_minutes,
-            "spend_cap": usd(self.spend_cap_micros) if self.spend_cap_micros else None,
-        }
-        values.update(override)
-        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
-
-
-def _read_choice(
-    tier: str | None, model: str | None, max_minutes: str | None, spend_cap: str | None
-) -> tuple[LaunchChoice, list[str]]:
-    """The choice the query carries, and what is wrong with it in plain words."""
-    problems: list[str] = []
-    chosen_tier = TIERS.get(tier or "")
-    if tier and chosen_tier is None:
-        problems.append(f"There is no tier called {tier!r}.")
-    minutes: int | None = None
-    if max_minutes:
-        if max_minutes.isdecimal() and 1 <= int(max_minutes) <= sessions.MAX_MINUTES_LIMIT:
-            minutes = int(max_minutes)
-        else:
-            problems.append(
-                f"A time limit is a whole number of minutes from 1 to {sessions.MAX_MINUTES_LIMIT}."
-            )
-    cap: int | None = None
-    if spend_cap:
-        try:
-            cap = usd_to_micros(spend_cap.strip().lstrip("$"))
-        except (ValueError, ArithmeticError):
-            cap = None
-        if cap is None or cap <= 0 or cap > usd_to_micros("100000"):
-            problems.append("A spending cap is an amount in dollars, like 5 or 2.50.")
-            cap = None
-    return LaunchChoice(chosen_tier, (model or "").strip() or None, minutes, cap), problems
+# The model step's "what for?": a task the recommender reads, and its words on the page.
+TASKS = (
+    ("chat", "Chat and writing"),
+    ("code", "Coding"),
+    ("vision", "Reading images"),
+    ("reasoning", "Maths and reasoning"),
+    ("embedding", "Search (embeddings)"),
+)
+TASK_NAMES = {name for name, _ in TASKS}
+# The confirm form's one-time key goes to the API's idempotency keys under its own prefix.
+FORM_KEY_PREFIX = "launch-form:"
 
 
 def _model_rows(
-    tier: Tier, search: str | None, category: str | None
+    tier: Tier, search: str | None, category: str | None, *, leave_out: set[str]
 ) -> tuple[list[dict[str, object]], int]:
     found, total = model_library.search_models(
-        search=search, category=category, limit=MODELS_SHOWN, offset=0
+        search=search, category=category, limit=MODELS_SHOWN + len(leave_out), offset=0
     )
     rows = []
-    for model in found:
+    for model in [m for m in found if m.slug not in leave_out][:MODELS_SHOWN]:
         fits = [
             model_library.build_fit(model, q, context=model_library.DEFAULT_CONTEXT)
             for q in model.quantizations
@@ -114,6 +72,80 @@ def _model_rows(
     return rows, total
 
 
+def _model_step(
+    choice: LaunchChoice, *, task: str | None, q: str | None, category: str | None
+) -> dict[str, object]:
+    """The recommended models for the tier and task first, the first of them chosen unless
+    the user chose already; then the library, searchable."""
+    assert choice.tier is not None  # noqa: S101 - the caller checked
+    task = task if task in TASK_NAMES else "chat"
+    picks = recommender.recommend(task, tier=choice.tier, limit=3)
+    chosen = choice.model if choice.model_chosen else (picks[0].model.slug if picks else None)
+    rows, total = _model_rows(choice.tier, q, category, leave_out={p.model.slug for p in picks})
+    return {
+        "picks": picks,
+        "task": task,
+        "tasks": TASKS,
+        "chosen_model": chosen,
+        "models": rows,
+        "total": total,
+        "q": q or "",
+        "category": category or "",
+        "categories": CATEGORIES,
+    }
+
+
+async def _money(state: AppState, user: User) -> Balances:
+    async with state.db.read() as tx:
+        return await ledger.balances(tx, user.id)
+
+
+def _affordable(state: AppState, money: Balances, tier: Tier) -> int:
+    return money.minutes_at(
+        tier.price_micros_per_minute, lab_covered=state.settings.lab.covers(tier.name)
+    )
+
+
+async def _tier_step(state: AppState, user: User) -> dict[str, object]:
+    """The tiers, with what the user's plan and money allow of each."""
+    plan = PLANS[user.plan]
+    money = await _money(state, user)
+    cards = await tier_cards(state)
+    for card in cards:
+        tier = TIERS[str(card["name"])]
+        card["in_plan"] = tier.name in plan.allowed_tiers
+        card["affordable"] = _affordable(state, money, tier)
+    can_pay_any = any(card["affordable"] for card in cards if card["in_plan"])
+    return {"tiers": cards, "plan": plan.name, "money": money, "can_pay_any": can_pay_any}
+
+
+def _model_name(model: str | None) -> str | None:
+    """The library's name of a model slug ("Llama 3.1 8B"); another name as it was given."""
+    if model is None:
+        return None
+    try:
+        return model_library.get_model(model).name
+    except SizzleError:
+        return model
+
+
+async def _confirm_context(state: AppState, user: User, choice: LaunchChoice) -> dict[str, Any]:
+    assert choice.tier is not None  # noqa: S101 - the caller checked
+    money = await _money(state, user)
+    affordable = _affordable(state, money, choice.tier)
+    limits = choice.limits
+    limit = limits.minutes if limits else None
+    return {
+        "model_name": _model_name(choice.model),
+        "money": money,
+        "affordable": affordable,
+        "lasts": min(affordable, limit) if limit else affordable,
+        "limit": limit,
+        "limits": limits,
+        "form_key": uuid.uuid4().hex,
+    }
+
+
 @router.get("/launch", response_class=HTMLResponse)
 async def launch_wizard(
     request: Request,
@@ -122,36 +154,30 @@ async def launch_wizard(
     step: Annotated[str, Query(max_length=16)] = "tier",
     tier: Annotated[str | None, Query(max_length=32)] = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
-    max_minutes: Annotated[str | None, Query(max_length=12)] = None,
-    spend_cap: Annotated[str | None, Query(max_length=20)] = None,
+    max_minutes: Annotated[str | None, Query(max_length=32)] = None,
+    spend_cap: Annotated[str | None, Query(max_length=32)] = None,
+    task: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     category: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
     """Four steps, each a GET form that carries the earlier answers: tier, model, limits,
-    confirm. Only the confirm step's POST changes anything."""
-    choice, problems = _read_choice(tier, model, max_minutes, spend_cap)
+    confirm. Only the confirm step's POST changes anything. A limit that cannot be used sends
+    the confirm step back to the limits, saying why: it never offers to launch without it."""
+    choice = read_choice(tier, model, max_minutes, spend_cap)
     steps = [name for name, _ in WIZARD_STEPS]
     if step not in steps or (step != "tier" and choice.tier is None):
         step = "tier"
-    context: dict[str, object] = {
-        "steps": WIZARD_STEPS,
-        "step": step,
-        "choice": choice,
-        "problems": problems,
-    }
+    if step == "confirm" and choice.problems:
+        step = "options"
+    context: dict[str, object] = {"steps": WIZARD_STEPS, "step": step, "choice": choice}
+    status = 422 if choice.problems and step != "tier" or "tier" in choice.problems else 200
     if step == "tier":
-        plan = PLANS[user.plan]
-        cards = await tier_cards(state)
-        for card in cards:
-            card["in_plan"] = card["name"] in plan.allowed_tiers
-        context.update(tiers=cards, plan=plan.name)
+        context.update(await _tier_step(state, user))
     elif step == "model":
-        assert choice.tier is not None  # noqa: S101 - checked above
-        rows, total = _model_rows(choice.tier, q, category)
-        context.update(
-            models=rows, total=total, q=q or "", category=category or "", categories=CATEGORIES
-        )
-    elif step in ("options", "confirm"):
+        context.update(_model_step(choice, task=task, q=q, category=category))
+    elif step == "options":
+        context.update(await _confirm_context(state, user, choice))
+    else:
         assert choice.tier is not None  # noqa: S101 - checked above
         warnings: list[str] = []
         if choice.model:
@@ -160,32 +186,31 @@ async def launch_wizard(
                     model_library.choose_session_model(choice.model, choice.tier).warnings
                 )
             except SizzleError as exc:
-                context.update(step="model", problems=[exc.message])
-                rows, total = _model_rows(choice.tier, q, category)
-                context.update(models=rows, total=total, q="", category="", categories=CATEGORIES)
+                context.update(step="model", model_problem=exc.message)
+                context.update(_model_step(choice, task=task, q=None, category=None))
                 return render(
                     request, "sessions/launch.html", user=user, status_code=422, **context
                 )
-        async with state.db.read() as tx:
-            money = await ledger.balances(tx, user.id)
-        affordable = money.minutes_at(
-            choice.tier.price_micros_per_minute,
-            lab_covered=state.settings.lab.covers(choice.tier.name),
-        )
-        limit = choice.effective_max_minutes
-        context.update(
-            warnings=warnings,
-            money=money,
-            affordable=affordable,
-            lasts=min(affordable, limit) if limit else affordable,
-            limit=limit,
-        )
+        context.update(await _confirm_context(state, user, choice), warnings=warnings)
+    return render(request, "sessions/launch.html", user=user, status_code=status, **context)
+
+
+@router.get("/launch/limits", response_class=HTMLResponse)
+async def limits_preview(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    tier: Annotated[str, Query(max_length=32)],
+    max_minutes: Annotated[str | None, Query(max_length=32)] = None,
+    spend_cap: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    """What the limits as typed so far come to (the limits step asks as the user types)."""
+    choice = read_choice(tier, None, max_minutes, spend_cap)
+    if choice.tier is None:
+        return HTMLResponse("", status_code=422)
+    context = await _confirm_context(state, user, choice)
     return render(
-        request,
-        "sessions/launch.html",
-        user=user,
-        status_code=422 if problems else 200,
-        **context,
+        request, "sessions/_limits_preview.html", user=user, choice=choice, live=True, **context
     )
 
 
@@ -196,34 +221,48 @@ async def launch(
     user: SignedIn,
     tier: Annotated[str, Form(max_length=32)],
     model: Annotated[str, Form(max_length=200)] = "",
-    max_minutes: Annotated[str, Form(max_length=12)] = "",
-    spend_cap: Annotated[str, Form(max_length=20)] = "",
+    max_minutes: Annotated[str, Form(max_length=32)] = "",
+    spend_cap: Annotated[str, Form(max_length=32)] = "",
+    form_key: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    """Create the session and go to its live page; a refusal is explained on the confirm step."""
-    choice, problems = _read_choice(tier, model, max_minutes, spend_cap)
-    if problems or choice.tier is None:
+    """Create the session and go to its live page; a refusal is explained on the confirm step.
+
+    The confirm form carries a one-time key: sent twice (a double click, a reload, the back
+    button), it leads to the session the first one made."""
+    choice = read_choice(tier, model or "none", max_minutes, spend_cap)
+    if choice.tier is None:
         return RedirectResponse(f"/launch?{choice.query(step='tier')}", status_code=303)
+    if choice.problems:
+        context = await _confirm_context(state, user, choice)
+        return render(
+            request,
+            "sessions/launch.html",
+            user=user,
+            status_code=422,
+            steps=WIZARD_STEPS,
+            step="options",
+            choice=choice,
+            **context,
+        )
+    key = FORM_KEY_PREFIX + form_key if form_key else None
     try:
         chosen = (
             model_library.choose_session_model(choice.model, choice.tier) if choice.model else None
         )
-        session = await sessions.create_session(
+        launched = await sessions.launch_session(
             state.db,
             state.orchestrator,
             user_id=user.id,
             tier_name=choice.tier.name,
             model=chosen.ollama_tag if chosen else None,
-            max_minutes=choice.effective_max_minutes,
+            max_minutes=choice.max_minutes,
+            spend_cap_micros=choice.spend_cap_micros,
+            idempotency_key=idempotency.check_key(key) if key else None,
             now=state.clock.now(),
             lab_tiers=state.settings.lab.tiers,
         )
     except SizzleError as exc:
-        async with state.db.read() as tx:
-            money = await ledger.balances(tx, user.id)
-        affordable = money.minutes_at(
-            choice.tier.price_micros_per_minute,
-            lab_covered=state.settings.lab.covers(choice.tier.name),
-        )
+        context = await _confirm_context(state, user, choice)
         return render(
             request,
             "sessions/launch.html",
@@ -232,13 +271,10 @@ async def launch(
             steps=WIZARD_STEPS,
             step="confirm",
             choice=choice,
-            problems=[],
             refusal=exc,
             warnings=[],
-            money=money,
-            affordable=affordable,
-            lasts=affordable,
-            limit=choice.effective_max_minutes,
+            **context,
         )
-    state.jobs.poke()
-    return RedirectResponse(f"/sessions/{session.id}", status_code=303)
+    if not launched.replayed:
+        state.jobs.poke()
+    return RedirectResponse(f"/sessions/{launched.session.id}", status_code=303)
