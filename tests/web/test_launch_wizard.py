@@ -215,3 +215,21 @@ async def test_without_the_demo_provider_nothing_says_demo(
         landing = await client.get("/")
     assert landing.status_code == 200
     assert "badge demo" not in landing.text and "Demo mode" not in landing.text
+
+
+async def test_a_refusal_reads_as_a_sentence_with_the_next_step(
+    settings: Settings, clock: FakeClock, db: Database
+) -> None:
+    busy = settings.model_copy(update={"demo_capacity": 0})
+    app = create_app(state=AppState.build(busy, clock=clock, db=db), run_jobs=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://sizzle.test"
+    ) as client:
+        await sign_in(client, db, clock=clock)
+        confirm = await client.get("/launch?step=confirm&tier=starter")
+        refused = await client.post(
+            "/launch", data={**_form_fields(confirm), "csrf_token": csrf_of(confirm)}
+        )
+    assert refused.status_code == 503
+    assert "No starter GPU is free right now; try another tier or later." in refused.text
+    assert "Try another tier" in refused.text
