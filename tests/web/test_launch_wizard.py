@@ -233,3 +233,17 @@ async def test_a_refusal_reads_as_a_sentence_with_the_next_step(
     assert refused.status_code == 503
     assert "No starter GPU is free right now; try another tier or later." in refused.text
     assert "Try another tier" in refused.text
+
+
+async def test_a_second_launch_past_the_plan_links_to_the_session_running(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock)  # the free plan: one session at a time
+    first = await browser.get("/launch?step=confirm&tier=starter")
+    made = await browser.post("/launch", data={**_form_fields(first), "csrf_token": csrf_of(first)})
+    other = await browser.get("/launch?step=confirm&tier=pro")  # another tab, another form
+    refused = await browser.post(
+        "/launch", data={**_form_fields(other), "csrf_token": csrf_of(other)}
+    )
+    assert refused.status_code == 409
+    assert f'<a href="{made.headers["location"]}">Go to your running session</a>' in refused.text

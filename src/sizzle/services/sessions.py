@@ -257,6 +257,16 @@ async def list_sessions(
     return list(rows), (await tx.scalar(count)) or 0
 
 
+async def live_session_ids(tx: AsyncSession, *, user_id: str) -> list[str]:
+    """The user's sessions that have not ended, newest first: what a plan's limit counts."""
+    rows = await tx.scalars(
+        select(GpuSession.id)
+        .where(GpuSession.user_id == user_id, GpuSession.status.in_(LIVE_STATUSES))
+        .order_by(GpuSession.created_at.desc())
+    )
+    return list(rows)
+
+
 async def usage_totals(tx: AsyncSession, *, user_id: str) -> SessionCharges:
     """All the user's sessions together: their minutes by what paid them, and the credit."""
     minutes, free, plan, credit = (

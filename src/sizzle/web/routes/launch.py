@@ -263,6 +263,9 @@ async def launch(
         )
     except SizzleError as exc:
         context = await _confirm_context(state, user, choice)
+        if exc.code == "too_many_sessions":
+            async with state.db.read() as tx:
+                context["running"] = await sessions.live_session_ids(tx, user_id=user.id)
         return render(
             request,
             "sessions/launch.html",
