@@ -23,10 +23,9 @@ from sizzle.logging import configure_logging
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from tests import secret_logs
-from tests.helpers import NODE_TOKEN, PASSWORD
+from tests.helpers import NODE_TOKEN, PASSWORD, TEST_SECRET
 from tests.smtp_inbox import inbox  # noqa: F401 - the SMTP fixture, for every test module
 
-TEST_SECRET = "test-secret-key-that-is-long-enough"
 POSTGRES_URL = os.environ.get("SIZZLE_TEST_DATABASE_URL", "")
 # The in-process clients speak to sizzle.test (Starlette's TestClient to testserver): every
 # Settings a test makes allows those names besides loopback; production allows only loopback
@@ -118,7 +117,7 @@ async def _empty_postgres(db: Database) -> None:
             text(
                 "TRUNCATE audit_events, api_keys, lab_subscriptions, auto_top_ups, refunds, "
                 "purchases, chat_requests, ledger_entries, session_events, provider_instances, "
-                "demo_instances, gpu_sessions, provider_listings "
+                "demo_instances, gpu_sessions, provider_listings, free_minutes_claims "
                 "RESTART IDENTITY CASCADE"
             )
         )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import mailbox
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import uvicorn
@@ -18,11 +21,15 @@ from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.db.models import Purchase, User
 from sizzle.domain.money import usd_to_micros
+from sizzle.legal import library
+from sizzle.security import fingerprint, make_account_token
 from sizzle.services import accounts
+from sizzle.services.account_links import VERIFY_EMAIL
 from sizzle.state import AppState
 
 _emails = itertools.count(1)
 PASSWORD = "correct horse battery"
+TEST_SECRET = "test-secret-key-that-is-long-enough"
 # The token the tests give an Ollama node behind a proxy (the suite's logs are scanned for it).
 NODE_TOKEN = "n0de-t0ken-for-the-proxy-0123"
 
@@ -35,14 +42,61 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def sign_up(client: httpx.AsyncClient, *, email: str | None = None) -> dict[str, str]:
-    """Register a fresh user; the Authorization header for them."""
+async def sign_up(
+    client: httpx.AsyncClient, *, email: str | None = None, confirm: bool = True
+) -> dict[str, str]:
+    """Register a fresh user (the legal documents accepted) and, unless `confirm` is False,
+    confirm the address as its mail's link would (which gives the free minutes); the
+    Authorization header for them."""
     email = email or fresh_email()
     response = await client.post(
-        "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+        "/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "accept_terms": True},
     )
     assert response.status_code == 201, response.text
-    return bearer(response.json()["access_token"])
+    body = response.json()
+    if confirm:
+        await confirm_address(client, user_id=body["user"]["id"], email=body["user"]["email"])
+    return bearer(body["access_token"])
+
+
+def confirmation_token(user_id: str, email: str, *, secret: str = TEST_SECRET) -> str:
+    """The token of the link the confirmation mail carries (as services/account_links.py
+    makes it), for tests that do not read the mail."""
+    return make_account_token(
+        VERIFY_EMAIL,
+        user_id,
+        fingerprint=fingerprint(VERIFY_EMAIL, email, ""),
+        secret=secret,
+        now=datetime.now(UTC),
+        lifetime=timedelta(days=3650),
+    )
+
+
+def mailed_token(state: AppState, address: str, path: str) -> str:
+    """The token of the newest link to `path` mailed to `address`, from the mail file (where
+    mail goes without SMTP)."""
+    mails = mailbox.mbox(state.settings.resolved_mail_file)
+    bodies = [
+        str(message.get_payload(decode=True), "utf-8")
+        for message in mails
+        if message["To"] == address
+    ]
+    assert bodies, f"no mail to {address}"
+    found = re.search(rf"{re.escape(path)}\?token=(\S+)", bodies[-1])
+    assert found, bodies[-1]
+    return unquote(found.group(1))
+
+
+async def confirm_address(
+    client: httpx.AsyncClient, *, user_id: str, email: str, secret: str = TEST_SECRET
+) -> None:
+    """Confirm a user's address through the API, as following the mailed link does."""
+    response = await client.post(
+        "/api/v1/auth/verify-email",
+        json={"token": confirmation_token(user_id, email, secret=secret)},
+    )
+    assert response.status_code == 204, response.text
 
 
 async def log_in(
@@ -63,8 +117,10 @@ async def make_user(
     free_minutes: int = 5,
     credit_usd: str = "0",
     is_admin: bool = False,
+    accepted_terms: bool = True,
 ) -> User:
-    """A user made straight in the database, with the free minutes and credit asked for."""
+    """A user made straight in the database, with the free minutes and credit asked for, who
+    accepted the default legal documents unless `accepted_terms` is False."""
     async with db.transaction() as tx:
         user = await accounts.create_user(
             tx,
@@ -74,6 +130,7 @@ async def make_user(
             free_minutes=free_minutes,
             plan=plan,
             is_admin=is_admin,
+            terms_version=library(None).acceptance_version() if accepted_terms else None,
         )
         if usd_to_micros(credit_usd):
             await accounts.grant_credits(

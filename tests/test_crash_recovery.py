@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sizzle.db.database import Database
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, confirm_address
 from tests.processes import SizzleProcesses
 
 pytestmark = pytest.mark.slow
@@ -68,10 +68,16 @@ async def test_downtime_is_billed_once_after_a_crash(sizzle: SizzleProcesses) ->
             body = await _json(
                 await http.post(
                     "/api/v1/auth/register",
-                    json={"email": f"{name}@example.com", "password": PASSWORD},
+                    json={
+                        "email": f"{name}@example.com",
+                        "password": PASSWORD,
+                        "accept_terms": True,
+                    },
                 ),
                 201,
             )
+            # the free minutes come with the confirmed address
+            await confirm_address(http, user_id=body["user"]["id"], email=body["user"]["email"])
             auth[name] = {"Authorization": f"Bearer {body['access_token']}"}
         token = await _json(
             await http.post(

@@ -34,7 +34,7 @@ from sizzle.db.models import (
     SessionEvent,
 )
 from tests.conftest import POSTGRES_URL
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, confirm_address
 from tests.processes import SizzleProcesses
 
 pytestmark = [
@@ -237,10 +237,16 @@ async def test_two_workers_and_two_replicas_bill_every_minute_once(
                 body = await _json(
                     await http.post(
                         "/api/v1/auth/register",
-                        json={"email": f"{owner}@example.com", "password": PASSWORD},
+                        json={
+                            "email": f"{owner}@example.com",
+                            "password": PASSWORD,
+                            "accept_terms": True,
+                        },
                     ),
                     201,
                 )
+                # the free minutes come with the confirmed address
+                await confirm_address(http, user_id=body["user"]["id"], email=body["user"]["email"])
             users.auth[owner] = {"Authorization": f"Bearer {body['access_token']}"}
 
         for number, burst in enumerate(BURSTS):

@@ -103,6 +103,12 @@ def make_account_token(
     return jwt.encode(payload, _account_token_key(secret), algorithm=JWT_ALGORITHM)
 
 
+BAD_LINK = (
+    "This link is not valid: it may be cut short. Open the newest link from your mail, or ask "
+    "for a new one."
+)
+
+
 def read_account_token(token: str, purpose: str, *, secret: str, now: datetime) -> tuple[str, str]:
     """(user id, fingerprint) of a valid, unexpired token made for `purpose`."""
     try:
@@ -113,10 +119,13 @@ def read_account_token(token: str, purpose: str, *, secret: str, now: datetime) 
             options={"verify_exp": False},
         )
     except jwt.PyJWTError as exc:
-        raise BadRequest("this link is not valid", code="invalid_link") from exc
+        raise BadRequest(BAD_LINK, code="invalid_link") from exc
     user_id, mark = payload.get("uid"), payload.get("fp")
     if payload.get("pur") != purpose or not isinstance(user_id, str) or not isinstance(mark, str):
-        raise BadRequest("this link is not valid", code="invalid_link")
+        raise BadRequest(BAD_LINK, code="invalid_link")
     if int(payload.get("exp", 0)) <= int(now.timestamp()):
-        raise BadRequest("this link has expired; ask for a new one", code="link_expired")
+        raise BadRequest(
+            "This link has expired. Ask for a new one: it comes by mail in a minute.",
+            code="link_expired",
+        )
     return user_id, mark

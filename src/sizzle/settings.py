@@ -46,7 +46,23 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `sizzle serve` listens on.")
     providers: str = Field("demo", description="Comma list of provider plugins that are on.")
     meter_interval_seconds: float = Field(15, gt=0, description="How often the metering pass runs.")
-    free_minutes: int = Field(5, ge=0, description="Free minutes granted at sign-up.")
+    free_minutes: int = Field(
+        5,
+        ge=0,
+        description="Free minutes granted once an account's address is confirmed (once per "
+        "address, ever).",
+    )
+    legal_dir: Path | None = Field(
+        None,
+        description="Folder whose terms.md, acceptable-use.md and privacy.md replace the "
+        "default legal documents (each file found; the others stay the defaults).",
+    )
+    support_email: str = Field(
+        "",
+        max_length=320,
+        description="Where users write to the operator (a suspension, a refund): shown under "
+        "the legal documents.",
+    )
     demo_capacity: int = Field(
         4, ge=0, description="How many demo GPUs of each tier exist at once."
     )

@@ -54,7 +54,8 @@ async def mail_client(mailing_settings: Settings, clock: FakeClock, db: Database
 async def _register(client: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
     address = fresh_email()
     response = await client.post(
-        "/api/v1/auth/register", json={"email": address, "password": PASSWORD}
+        "/api/v1/auth/register",
+        json={"email": address, "password": PASSWORD, "accept_terms": True},
     )
     assert response.status_code == 201, response.text
     assert response.json()["user"]["email_verified"] is False
@@ -302,7 +303,8 @@ async def test_deleting_the_account_stops_sessions_erases_me_and_keeps_the_ledge
     )
     # The address is free again.
     again = await client.post(
-        "/api/v1/auth/register", json={"email": user.email, "password": PASSWORD}
+        "/api/v1/auth/register",
+        json={"email": user.email, "password": PASSWORD, "accept_terms": True},
     )
     assert again.status_code == 201
     # The session ended when the account did.

@@ -228,7 +228,10 @@ async def test_operator_actions_are_recorded(
         )
         assert granted.status_code == 303
         suspended = await post_form(
-            browser, f"/admin/users/{target.id}/suspend", {}, page="/admin/users"
+            browser,
+            f"/admin/users/{target.id}/suspend",
+            {"reason": "acceptable_use"},
+            page="/admin/users",
         )
         assert suspended.status_code == 303
         page = await browser.get("/admin/audit", params={"user": target.email})

@@ -23,7 +23,8 @@ ME = "/api/v1/auth/me"
 async def test_register_answers_201_with_the_user_and_a_token(client: httpx.AsyncClient) -> None:
     email = fresh_email()
     response = await client.post(
-        REGISTER, json={"email": email, "password": PASSWORD, "name": "Ada"}
+        REGISTER,
+        json={"email": email, "password": PASSWORD, "name": "Ada", "accept_terms": True},
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -80,23 +81,31 @@ async def test_email_is_case_insensitive_for_login(client: httpx.AsyncClient) ->
 async def test_a_taken_email_is_409(client: httpx.AsyncClient) -> None:
     email = fresh_email()
     await sign_up(client, email=email)
-    again = await client.post(REGISTER, json={"email": email.upper(), "password": PASSWORD})
+    again = await client.post(
+        REGISTER, json={"email": email.upper(), "password": PASSWORD, "accept_terms": True}
+    )
     assert_error(again, 409, "email_taken")
 
 
 async def test_a_short_password_is_422(client: httpx.AsyncClient) -> None:
-    response = await client.post(REGISTER, json={"email": fresh_email(), "password": "x7!k"})
+    response = await client.post(
+        REGISTER, json={"email": fresh_email(), "password": "x7!k", "accept_terms": True}
+    )
     assert "8 characters" in assert_error(response, 422, "weak_password")["message"]
 
 
 async def test_a_common_password_is_422(client: httpx.AsyncClient) -> None:
-    response = await client.post(REGISTER, json={"email": fresh_email(), "password": "password1"})
+    response = await client.post(
+        REGISTER, json={"email": fresh_email(), "password": "password1", "accept_terms": True}
+    )
     assert_error(response, 422, "weak_password")
 
 
 async def test_a_password_equal_to_the_email_is_422(client: httpx.AsyncClient) -> None:
     email = fresh_email()
-    response = await client.post(REGISTER, json={"email": email, "password": email})
+    response = await client.post(
+        REGISTER, json={"email": email, "password": email, "accept_terms": True}
+    )
     assert_error(response, 422, "weak_password")
 
 

@@ -171,7 +171,8 @@ async def test_sign_in_attempts_are_limited_per_address(
         assert (await login(client, users[1].email)).status_code == 200
         assert_error(await login(client, users[2].email), 429, "rate_limited")
         signup = await client.post(
-            "/api/v1/auth/register", json={"email": "new@example.com", "password": PASSWORD}
+            "/api/v1/auth/register",
+            json={"email": "new@example.com", "password": PASSWORD, "accept_terms": True},
         )
         assert_error(signup, 429)
 
@@ -224,7 +225,8 @@ async def test_the_sign_in_form_says_to_wait(app_with: App, db: Database, clock:
                     data={"email": user.email, "password": password, "csrf_token": token},
                 )
                 assert response.status_code == expected, response.text
-            assert "too many sign-in attempts" in response.text
+            assert "Too many sign-in attempts" in response.text  # a sentence, and what next
+            assert "then try again" in response.text and "Forgot your password" in response.text
             clock.advance(1)
             response = await web.post(
                 "/signin", data={"email": user.email, "password": PASSWORD, "csrf_token": token}

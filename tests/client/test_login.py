@@ -85,7 +85,7 @@ async def test_a_wrong_password_is_refused_and_nothing_is_stored(
         "login", "--email", user.email, "--password-stdin", input="not the password\n"
     )
     assert result.exit_code == 1
-    assert error_line(result) == "error: wrong email or password"
+    assert error_line(result).startswith("error: That email and password do not match an account.")
     assert result.stdout == ""
     assert not sizzle.credentials_file.exists()
 

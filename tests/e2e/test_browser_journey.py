@@ -26,7 +26,7 @@ from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.settings import Settings
 from sizzle.state import AppState
-from tests.helpers import PASSWORD, fresh_email, make_user, serve_here
+from tests.helpers import PASSWORD, fresh_email, mailed_token, make_user, serve_here
 from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
 from tests.providers.fakes.server import serve
 
@@ -86,9 +86,16 @@ async def test_a_newcomer_launches_watches_and_stops_a_demo_gpu(
     await shot(page, "01-landing")
 
     await page.get_by_role("link", name="Start with 5 free minutes").click()
-    await page.get_by_label("Email").fill(fresh_email())
+    address = fresh_email()
+    await page.get_by_label("Email").fill(address)
     await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("checkbox", name="I accept the Terms of Service").check()
     await page.get_by_role("button", name="Create account").click()
+    # The free minutes come with the confirmed address: the newcomer opens the mailed link.
+    await expect(page.get_by_text("One step left: confirm your email")).to_be_visible()
+    await page.goto(f"/verify-email?token={mailed_token(state, address, '/verify-email')}")
+    await page.get_by_role("button", name="Confirm my email").click()
+    await page.get_by_role("link", name="Launch a GPU").last.click()
     await expect(page).to_have_url(f"{page.url.split('/launch')[0]}/launch")
     await shot(page, "02-wizard-tier")
 

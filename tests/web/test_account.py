@@ -185,7 +185,7 @@ async def test_a_wrong_current_password_changes_nothing(
     user = await sign_in(browser, db, clock=clock)
     response = await change_password(browser, current_password="not my password")
     assert response.status_code == 401
-    assert 'role="alert"' in response.text and "current password is not right" in response.text
+    assert 'role="alert"' in response.text and "not your current password" in response.text
     assert "Password changed." not in response.text
     assert await signs_in(browser, email=user.email, password=PASSWORD)
 

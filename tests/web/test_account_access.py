@@ -105,7 +105,9 @@ async def test_the_reset_page_needs_the_csrf_token(site: Any, clock: FakeClock) 
 async def test_sign_up_mails_a_confirmation_that_a_button_applies(site: Any) -> None:
     browser, state, mails = site
     address = fresh_email()
-    signed_up = await post_form(browser, "/signup", {"email": address, "password": PASSWORD})
+    signed_up = await post_form(
+        browser, "/signup", {"email": address, "password": PASSWORD, "accept_terms": "yes"}
+    )
     assert signed_up.status_code == 303
     account = await browser.get("/account")
     assert "not confirmed" in account.text and "Mail me the link again" in account.text
@@ -187,7 +189,8 @@ async def test_the_audit_page_filters_and_pages(site: Any, clock: FakeClock) -> 
     assert "Older" in one_day.text
     csv_file = await browser.get("/admin/audit.csv", params={"user": other.email})
     assert csv_file.text.splitlines()[0].startswith("at,action,actor")
-    assert len(csv_file.text.splitlines()) == 3  # the header, account.created, free minutes
+    # the header, account.created, legal.accepted, free minutes
+    assert len(csv_file.text.splitlines()) == 4
 
 
 async def test_a_nul_in_an_address_is_bad_input_not_a_500(site: Any) -> None:

@@ -479,23 +479,35 @@ async def test_a_suspended_user_can_no_longer_sign_in_or_use_the_api(
     auth = await log_in(client, email=user.email)
     assert (await client.get("/api/v1/auth/me", headers=auth)).status_code == 200
 
-    response = await post_form(browser, f"/admin/users/{user.id}/suspend", {}, page="/admin/users")
+    response = await post_form(
+        browser,
+        f"/admin/users/{user.id}/suspend",
+        {"reason": "acceptable_use", "note": "Crypto mining on a starter GPU"},
+        page="/admin/users",
+    )
 
     assert response.status_code == 303
     assert not await is_active(db, user)
     after = await browser.get(response.headers["location"])
     assert "is suspended" in notice(after, "ok")
     assert "Suspended" in row_with(after, user.email)
-    assert_error(await client.get("/api/v1/auth/me", headers=auth), 403, "account_suspended")
+    assert "Crypto mining on a starter GPU" in row_with(after, user.email)
+    # The user is told why, and what to do next: on every API request and at sign-in.
+    why = "suspended for breaking the Acceptable Use Policy"
+    refused = assert_error(
+        await client.get("/api/v1/auth/me", headers=auth), 403, "account_suspended"
+    )
+    assert why in refused["message"] and "Crypto mining on a starter GPU" in refused["message"]
     login = await client.post(
         "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
     )
-    assert_error(login, 403, "account_suspended")
+    assert why in assert_error(login, 403, "account_suspended")["message"]
     page_login = await post_form(
         second_browser, "/signin", {"email": user.email, "password": PASSWORD}
     )
     assert page_login.status_code == 403
-    assert "suspended" in page_login.text
+    assert why in page_login.text and "Crypto mining on a starter GPU" in page_login.text
+    assert "we will look again" in page_login.text
 
 
 async def test_unsuspending_lets_the_user_back_in(
@@ -506,7 +518,9 @@ async def test_unsuspending_lets_the_user_back_in(
     operator: User,
 ) -> None:
     user = await make_user(db, now=clock.now())
-    await post_form(browser, f"/admin/users/{user.id}/suspend", {}, page="/admin/users")
+    await post_form(
+        browser, f"/admin/users/{user.id}/suspend", {"reason": "payment"}, page="/admin/users"
+    )
     assert f"/admin/users/{user.id}/unsuspend" in (await browser.get("/admin/users")).text
     response = await post_form(
         browser, f"/admin/users/{user.id}/unsuspend", {}, page="/admin/users"
@@ -521,7 +535,7 @@ async def test_an_operator_cannot_suspend_themself(
     browser: httpx.AsyncClient, db: Database, operator: User
 ) -> None:
     response = await post_form(
-        browser, f"/admin/users/{operator.id}/suspend", {}, page="/admin/users"
+        browser, f"/admin/users/{operator.id}/suspend", {"reason": "other"}, page="/admin/users"
     )
     assert response.status_code == 409
     assert "cannot suspend your own account" in notice(response, "error")
@@ -613,7 +627,9 @@ async def test_suspending_stops_the_users_running_sessions_billed_to_now(
     clock.advance(70)
     async with db.read() as tx:
         owner = (await tx.get(GpuSession, session_id)).user_id  # type: ignore[union-attr]
-    response = await post_form(browser, f"/admin/users/{owner}/suspend", {}, page="/admin/users")
+    response = await post_form(
+        browser, f"/admin/users/{owner}/suspend", {"reason": "security"}, page="/admin/users"
+    )
     assert response.status_code == 303
     await state.jobs.meter()
     async with db.read() as tx:

@@ -35,10 +35,12 @@ async def test_sign_up_sets_a_secure_httponly_samesite_cookie_and_opens_the_wiza
     browser: httpx.AsyncClient,
 ) -> None:
     response = await post_form(
-        browser, "/signup", {"email": fresh_email(), "password": PASSWORD, "name": "Ada"}
+        browser,
+        "/signup",
+        {"email": fresh_email(), "password": PASSWORD, "name": "Ada", "accept_terms": "yes"},
     )
     assert response.status_code == 303
-    assert response.headers["location"] == "/launch"
+    assert response.headers["location"] == "/welcome"
     cookie = next(
         value
         for key, value in response.headers.multi_items()
@@ -51,13 +53,16 @@ async def test_sign_up_sets_a_secure_httponly_samesite_cookie_and_opens_the_wiza
 
 
 async def test_sign_up_errors_are_shown_on_the_form(browser: httpx.AsyncClient) -> None:
-    weak = await post_form(browser, "/signup", {"email": fresh_email(), "password": "short"})
+    weak = await post_form(
+        browser, "/signup", {"email": fresh_email(), "password": "short", "accept_terms": "yes"}
+    )
     assert weak.status_code == 422
     assert 'role="alert"' in weak.text
     email = fresh_email()
-    await post_form(browser, "/signup", {"email": email, "password": PASSWORD})
+    fields = {"email": email, "password": PASSWORD, "accept_terms": "yes"}
+    await post_form(browser, "/signup", fields)
     browser.cookies.clear()
-    taken = await post_form(browser, "/signup", {"email": email, "password": PASSWORD})
+    taken = await post_form(browser, "/signup", fields)
     assert taken.status_code == 409
     assert "already exists" in taken.text
     assert email in taken.text  # what was typed is kept

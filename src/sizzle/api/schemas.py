@@ -95,6 +95,12 @@ class RegisterIn(BaseModel):
     email: EmailAddress
     password: str = Field(max_length=256)
     name: CleanStr | None = Field(None, max_length=200)
+    accept_terms: bool = Field(
+        False,
+        description="Must be true: the user accepts the Terms of Service and the Acceptable Use "
+        "Policy, and has read the Privacy Policy (GET /api/v1/auth/terms lists them). Without "
+        "it: 422 `terms_not_accepted`.",
+    )
 
 
 class LoginIn(BaseModel):

@@ -65,6 +65,12 @@ class User(Base):
     tokens_valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when the user deleted the account: personal data is erased, the ledger kept.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The legal documents' version the user accepted (sizzle.legal), and when.
+    terms_version: Mapped[str | None] = mapped_column(String(200))
+    terms_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why an operator suspended the account (domain/suspension.py), shown to the user.
+    suspension_reason: Mapped[str | None] = mapped_column(String(32))
+    suspension_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class LedgerAccount(Base):
@@ -455,3 +461,14 @@ class IdempotencyKey(Base):
         ForeignKey("gpu_sessions.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FreeMinutesClaim(Base):
+    """An address that has had its sign-up free minutes, as an HMAC of it (keyed from the
+    secret key): free minutes go once per address, ever, and this outlives the account's
+    deletion for that alone (services/free_minutes.py)."""
+
+    __tablename__ = "free_minutes_claims"
+
+    address_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -35,7 +35,7 @@ from sizzle.domain.lifecycle import EndReason
 from sizzle.errors import Conflict, Unauthorized
 from sizzle.providers.base import Provider
 from sizzle.security import verify_password
-from sizzle.services import audit, ledger
+from sizzle.services import audit, free_minutes, ledger
 from sizzle.services.payments.lab import LIVE_STATUSES as LAB_LIVE_STATUSES
 from sizzle.services.sessions import stop_sessions_of_user
 
@@ -120,6 +120,7 @@ async def delete_account(
     user_id: str,
     password: str,
     now: datetime,
+    secret: str,
 ) -> None:
     """Erase the account's personal data, once the password is proven; its running sessions
     are stopped (billed to now) first. Operators and users with a Sizzle Lab plan that renews
@@ -159,6 +160,8 @@ async def delete_account(
     async with db.transaction() as tx:
         user = await tx.get(User, user_id, with_for_update=True)
         assert user is not None  # noqa: S101 - read above; users are never removed
+        # The address's keyed hash outlives it, for this alone: no free minutes twice.
+        await free_minutes.remember_address(tx, user, secret=secret, now=now)
         _anonymize(user, now)
         await tx.execute(
             update(ApiKey).where(ApiKey.user_id == user_id).values(name="(deleted)", revoked_at=now)

@@ -20,11 +20,19 @@ from sizzle.db.database import Database
 from sizzle.db.models import User
 from sizzle.errors import BadRequest
 from sizzle.security import fingerprint, make_account_token, read_account_token
-from sizzle.services import accounts, audit
+from sizzle.services import accounts, audit, free_minutes
 from sizzle.services.mail import Mail
 from sizzle.settings import Settings
 
 VERIFY_EMAIL = "verify_email"
+INVALID_LINK = (
+    "This link is not valid: it may be cut short or belong to an account that is gone. Open "
+    "the newest link from your mail, or ask for a new one."
+)
+USED_RESET_LINK = (
+    "This reset link was already used, or a newer one was asked for. Ask for a new link: it "
+    "comes by mail in a minute."
+)
 RESET_PASSWORD = "reset_password"  # noqa: S105 - a token purpose, not a password
 
 
@@ -37,11 +45,21 @@ def _reset_mark(user: User) -> str:
     return fingerprint(RESET_PASSWORD, user.password_hash)
 
 
-async def _linked_user(tx: AsyncSession, user_id: str) -> User:
+def _already_verified(user: User, mark: str) -> bool:
+    """Whether a verification link's work is done (following it twice is fine); BadRequest
+    for a link made for another address."""
+    if _verify_mark(user) == mark:
+        return False
+    if user.email_verified_at is not None:
+        return True
+    raise BadRequest(INVALID_LINK, code="invalid_link")
+
+
+async def _linked_user(tx: AsyncSession, user_id: str, *, lock: bool = True) -> User:
     """The user a link names, locked for the change it makes; a deleted one is no more."""
-    user = await tx.get(User, user_id, with_for_update=True)
+    user = await tx.get(User, user_id, with_for_update=lock)
     if user is None or user.deleted_at is not None:
-        raise BadRequest("this link is not valid", code="invalid_link")
+        raise BadRequest(INVALID_LINK, code="invalid_link")
     return user
 
 
@@ -83,29 +101,55 @@ class AccountLinks:
             subject="Confirm your email for Sizzle",
             body=(
                 "Welcome to Sizzle!\n\n"
-                "Open this link to confirm that this address is yours:\n\n"
+                "Open this link to confirm that this address is yours"
+                + (
+                    f" and get your {self.settings.free_minutes} free minutes"
+                    if self.settings.free_minutes
+                    else ""
+                )
+                + ":\n\n"
                 f"{base_url}/verify-email?token={quote(token)}\n\n"
                 f"The link works for {hours} hours. "
                 "If you did not sign up for Sizzle, ignore this mail.\n"
             ),
         )
 
-    async def verify_email(self, token: str) -> User:
-        user_id, mark = read_account_token(
-            token, VERIFY_EMAIL, secret=self.settings.resolved_secret_key, now=self.clock.now()
+    def _read(self, token: str, purpose: str) -> tuple[str, str]:
+        return read_account_token(
+            token, purpose, secret=self.settings.resolved_secret_key, now=self.clock.now()
         )
+
+    async def check_verification_link(self, token: str) -> bool:
+        """Before the page shows its button: BadRequest for a link that cannot work (bad,
+        expired, another address's); True when the address is confirmed already."""
+        user_id, mark = self._read(token, VERIFY_EMAIL)
+        async with self.db.read() as tx:
+            return _already_verified(await _linked_user(tx, user_id, lock=False), mark)
+
+    async def verify_email(self, token: str) -> User:
+        """Confirm the address, and give the sign-up free minutes if it never had them."""
+        user_id, mark = self._read(token, VERIFY_EMAIL)
         now = self.clock.now()
         async with self.db.transaction() as tx:
             user = await _linked_user(tx, user_id)
-            if _verify_mark(user) != mark:
-                if user.email_verified_at is not None:
-                    return user  # already confirmed: following the link twice is fine
-                raise BadRequest("this link is not valid", code="invalid_link")
+            if _already_verified(user, mark):
+                return user
             user.email_verified_at = now
             audit.record(
                 tx, "auth.email_verified", actor=f"user:{user.id}", now=now, user_id=user.id
             )
+            await self._confirmed(tx, user)
             return user
+
+    async def _confirmed(self, tx: AsyncSession, user: User) -> None:
+        await free_minutes.grant_once(
+            tx,
+            user,
+            self.settings.free_minutes,
+            secret=self.settings.resolved_secret_key,
+            now=self.clock.now(),
+            actor=f"user:{user.id}",
+        )
 
     # -- password reset ----------------------------------------------------------------------
 
@@ -142,17 +186,26 @@ class AccountLinks:
             ),
         )
 
+    async def check_reset_link(self, token: str) -> None:
+        """Before the page shows its form: BadRequest for a link that is bad, expired, or used
+        (or voided by a newer reset), with what to do next."""
+        user_id, mark = self._read(token, RESET_PASSWORD)
+        async with self.db.read() as tx:
+            user = await _linked_user(tx, user_id, lock=False)
+            if _reset_mark(user) != mark:
+                raise BadRequest(USED_RESET_LINK, code="link_used")
+
     async def reset_password(self, token: str, new_password: str) -> User:
         """Set a new password from a reset link; every earlier sign-in of the account ends.
         The link also proves the mailbox, so the address counts as confirmed."""
-        user_id, mark = read_account_token(
-            token, RESET_PASSWORD, secret=self.settings.resolved_secret_key, now=self.clock.now()
-        )
+        user_id, mark = self._read(token, RESET_PASSWORD)
         now = self.clock.now()
         async with self.db.transaction() as tx:
             user = await _linked_user(tx, user_id)
             if _reset_mark(user) != mark:
-                raise BadRequest("this link was already used; ask for a new one", code="link_used")
+                raise BadRequest(USED_RESET_LINK, code="link_used")
             accounts.set_password(tx, user, new_password, now=now, action="auth.password_reset")
-            user.email_verified_at = user.email_verified_at or now
+            if user.email_verified_at is None:
+                user.email_verified_at = now
+                await self._confirmed(tx, user)
             return user

@@ -260,6 +260,7 @@ class RateLimiter:
                 "address",
                 wait,
                 limit="back-off",
+                then="If you forgot the password, choose a new one with “Forgot your password?”.",
             )
         checking = f"sign-in-checking/{pair}"
         in_flight = await self.counters.add(checking, 1, IN_FLIGHT_SECONDS)
@@ -310,10 +311,13 @@ class RateLimiter:
             self.limits.account_mail_per_ip, "reset-ip", ip, what="password resets from here"
         )
 
-    def _refuse(self, message: str, wait: float, *, limit: str) -> None:
+    def _refuse(self, message: str, wait: float, *, limit: str, then: str = "") -> None:
+        """Refuse with a sentence that says what happened and when to try again."""
         retry_after = max(1, math.ceil(wait))
         log.info("rate_limited", limit=limit, retry_after=retry_after)
-        raise RateLimited(f"{message}; try again in {retry_after} s", retry_after=retry_after)
+        seconds = "1 second" if retry_after == 1 else f"{retry_after} seconds"
+        sentence = f"{message[:1].upper()}{message[1:]}. Wait {seconds}, then try again."
+        raise RateLimited(f"{sentence} {then}".rstrip(), retry_after=retry_after)
 
     async def reset(self) -> None:
         await self.counters.reset()

@@ -59,4 +59,5 @@ async def delete(
             user_id=user.id,
             password=body.password,
             now=state.clock.now(),
+            secret=state.settings.resolved_secret_key,
         )

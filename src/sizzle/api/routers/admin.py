@@ -16,10 +16,13 @@ from sizzle.api.openapi import error_responses
 from sizzle.api.routers.billing import PurchaseOut, purchase_out
 from sizzle.api.schemas import CleanStr, Page, SessionOut, usd
 from sizzle.api.views import session_out
-from sizzle.db.models import LaunchAttempt, Purchase, Refund, SessionEvent
+from sizzle.db.models import LaunchAttempt, Purchase, Refund, SessionEvent, User
+from sizzle.domain.lifecycle import EndReason
 from sizzle.domain.money import usd_to_micros
-from sizzle.errors import ValidationFailed
-from sizzle.services import provider_listings, sessions
+from sizzle.domain.suspension import MAX_NOTE, SuspensionReason, suspended_message
+from sizzle.errors import NotFound, ValidationFailed
+from sizzle.services import accounts, provider_listings, sessions
+from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -261,3 +264,92 @@ async def refund(
         purchase_id[:32], amount_micros=amount, operator=f"operator:{admin.id}", reason=body.reason
     )
     return refund_out(done)
+
+
+class SuspendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: SuspensionReason = Field(
+        description="Why, as the user is told: acceptable_use, payment, security or other."
+    )
+    note: CleanStr | None = Field(
+        None,
+        max_length=MAX_NOTE,
+        description="The operator's words, shown to the user too (needed with `other`).",
+    )
+
+
+class StandingOut(BaseModel):
+    user_id: str
+    email: str
+    suspended: bool
+    suspension_reason: str | None
+    suspension_note: str | None
+    user_message: str | None = Field(description="What the user reads when refused.")
+
+
+def _standing(user: User) -> StandingOut:
+    suspended = not user.is_active
+    return StandingOut(
+        user_id=user.id,
+        email=user.email,
+        suspended=suspended,
+        suspension_reason=user.suspension_reason,
+        suspension_note=user.suspension_note,
+        user_message=(
+            suspended_message(user.suspension_reason, user.suspension_note) if suspended else None
+        ),
+    )
+
+
+async def _set_standing(
+    state: AppState,
+    admin: User,
+    user_id: str,
+    *,
+    suspended: bool,
+    reason: SuspensionReason | None = None,
+    note: str | None = None,
+) -> StandingOut:
+    async with state.db.transaction() as tx:
+        target = await tx.get(User, user_id, with_for_update=True)
+        if target is None or target.deleted_at is not None:
+            raise NotFound("There is no such user: check the id on the admin users page.")
+        accounts.set_suspended(
+            tx,
+            target,
+            suspended=suspended,
+            operator=admin,
+            now=state.clock.now(),
+            reason=reason,
+            note=note,
+        )
+        standing = _standing(target)
+    if suspended:  # a suspended account stops paying for GPUs it can no longer reach
+        await sessions.stop_sessions_of_user(
+            state.db,
+            state.providers,
+            user_id=user_id,
+            actor=f"operator:{admin.id}",
+            end_reason=EndReason.ACCOUNT_SUSPENDED,
+            now=state.clock.now(),
+        )
+    return standing
+
+
+@router.post(
+    "/users/{user_id}/suspend", response_model=StandingOut, responses=error_responses(409, 422)
+)
+async def suspend_user(
+    user_id: IdPath, body: SuspendIn, admin: AdminUser, state: StateDep
+) -> StandingOut:
+    """Suspend an account for `reason` (and `note`), both shown to the user when refused
+    (403 `account_suspended`); its running sessions are stopped. Not one's own (409)."""
+    return await _set_standing(
+        state, admin, user_id, suspended=True, reason=body.reason, note=body.note
+    )
+
+
+@router.post("/users/{user_id}/unsuspend", response_model=StandingOut)
+async def unsuspend_user(user_id: IdPath, admin: AdminUser, state: StateDep) -> StandingOut:
+    """Let a suspended account sign in again; its reason is cleared."""
+    return await _set_standing(state, admin, user_id, suspended=False)

@@ -292,6 +292,7 @@ async def delete(
                 user_id=user.id,
                 password=password,
                 now=state.clock.now(),
+                secret=state.settings.resolved_secret_key,
             )
     except SizzleError as exc:
         return await profile_page(

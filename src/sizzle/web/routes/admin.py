@@ -20,6 +20,7 @@ from sizzle.db.models import LaunchAttempt, SessionEvent, User
 from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.lifecycle import EndReason
 from sizzle.domain.money import usd_to_micros
+from sizzle.domain.suspension import MAX_NOTE, REASON_LABELS, SuspensionReason
 from sizzle.errors import Conflict, NotFound, SizzleError, ValidationFailed
 from sizzle.services import accounts, provider_listings, reports, sessions
 from sizzle.state import AppState
@@ -236,6 +237,8 @@ async def _users_page(
         error=error,
         done=done,
         max_grant=f"{MAX_GRANT_USD:,}",
+        reasons=REASON_LABELS,
+        max_note=MAX_NOTE,
     )
 
 
@@ -326,7 +329,15 @@ async def grant(
 
 
 async def _set_active(
-    request: Request, state: AppState, operator: User, user_id: str, *, active: bool, q: str
+    request: Request,
+    state: AppState,
+    operator: User,
+    user_id: str,
+    *,
+    active: bool,
+    q: str,
+    reason: SuspensionReason | None = None,
+    note: str = "",
 ) -> Response:
     q = clean(q)
     try:
@@ -335,9 +346,15 @@ async def _set_active(
             if target is None:
                 raise NotFound("user not found")
             accounts.set_suspended(
-                tx, target, suspended=not active, operator=operator, now=state.clock.now()
+                tx,
+                target,
+                suspended=not active,
+                operator=operator,
+                now=state.clock.now(),
+                reason=reason,
+                note=clean(note),
             )
-    except Conflict as exc:
+    except (Conflict, ValidationFailed) as exc:
         return await _users_page(
             request,
             state,
@@ -367,9 +384,26 @@ async def suspend(
     operator: Operator,
     user_id: str,
     q: Annotated[str, Form(max_length=320)] = "",
+    reason: Annotated[str, Form(max_length=32)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Suspend an account: no sign-in, no API; its balances stay as they are."""
-    return await _set_active(request, state, operator, user_id, active=False, q=q)
+    """Suspend an account for a reason the user is shown (and the operator's note): no
+    sign-in, no API; its balances stay as they are."""
+    if reason not in set(SuspensionReason):
+        return await _users_page(
+            request,
+            state,
+            operator,
+            q=clean(q),
+            limit=50,
+            offset=0,
+            status_code=422,
+            error="Choose why the account is suspended from the list: the user is shown it.",
+        )
+    why = SuspensionReason(reason)
+    return await _set_active(
+        request, state, operator, user_id, active=False, q=q, reason=why, note=note
+    )
 
 
 @router.post("/admin/users/{user_id}/unsuspend", dependencies=[CsrfChecked])

@@ -1,4 +1,4 @@
-"""What anyone may see: the landing page, sign up, sign in, sign out."""
+"""What anyone may see: the landing page, the legal pages, sign up, sign in, sign out."""
 
 from __future__ import annotations
 
@@ -12,14 +12,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sizzle.api.deps import StateDep, client_ip
 from sizzle.api.mailing import mail_verification
 from sizzle.domain.tiers import TIERS
-from sizzle.errors import SizzleError
-from sizzle.services import accounts, audit
+from sizzle.errors import NotFound, SizzleError, ValidationFailed
+from sizzle.legal import BY_SLUG, KINDS, library
+from sizzle.services import accounts, audit, legal_acceptance
 from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, MaybeUser, give_session_cookie
 from sizzle.web.render import render
 from sizzle.web.security import clear_session_cookie
 
 router = APIRouter(include_in_schema=False)
+
+NOT_ACCEPTED = (
+    "Tick the box to accept the Terms of Service and the Acceptable Use Policy: an account "
+    "needs them. The links above open each one."
+)
 
 
 def safe_next(target: str | None) -> str:
@@ -74,11 +80,43 @@ async def landing(
     )
 
 
+@router.get("/legal/{slug}", response_class=HTMLResponse)
+async def legal_page(request: Request, state: StateDep, user: MaybeUser, slug: str) -> Response:
+    """A legal document, from its Markdown (the operator's, else the default), and its version."""
+    if slug not in BY_SLUG:
+        raise NotFound(
+            "There is no such page. The legal pages are linked at the foot of every page."
+        )
+    document = library(state.settings.legal_dir).document(slug)
+    return render(
+        request,
+        "legal.html",
+        user=user,
+        document=document,
+        kinds=KINDS,
+        support_email=state.settings.support_email,
+    )
+
+
+def _signup_form(
+    request: Request, state: AppState, *, status_code: int = 200, **context: object
+) -> Response:
+    return render(
+        request,
+        "signup.html",
+        user=None,
+        status_code=status_code,
+        free_minutes=state.settings.free_minutes,
+        max_name=accounts.MAX_NAME_LENGTH,
+        **context,
+    )
+
+
 @router.get("/signup", response_class=HTMLResponse)
 async def signup_page(request: Request, state: StateDep, user: MaybeUser) -> Response:
     if user:
         return RedirectResponse("/sessions", status_code=303)
-    return render(request, "signup.html", user=None, free_minutes=state.settings.free_minutes)
+    return _signup_form(request, state)
 
 
 @router.post("/signup", dependencies=[CsrfChecked])
@@ -86,34 +124,50 @@ async def signup(
     request: Request,
     state: StateDep,
     background: BackgroundTasks,
-    email: Annotated[str, Form(max_length=320)],
-    password: Annotated[str, Form(max_length=1000)],
-    name: Annotated[str, Form(max_length=100)] = "",
+    email: Annotated[str, Form(max_length=10_000)],
+    password: Annotated[str, Form(max_length=10_000)],
+    name: Annotated[str, Form(max_length=10_000)] = "",
+    accept_terms: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
+    """A new account, once the legal documents are accepted; the same checks as the API's
+    (the address by the same validator). Free minutes come when the address is confirmed."""
     try:
+        address = accounts.normal_email(email)
+        if accept_terms != "yes":
+            raise ValidationFailed(NOT_ACCEPTED, code="terms_not_accepted")
         await state.rate_limiter.sign_up_attempt(ip=client_ip(request))
         async with state.db.transaction() as tx:
             created = await accounts.create_user(
                 tx,
-                email=email,
+                email=address,
                 password=password,
                 name=name.strip() or None,
                 now=state.clock.now(),
-                free_minutes=state.settings.free_minutes,
+                free_minutes=0,
+                terms_version=library(state.settings.legal_dir).acceptance_version(),
             )
     except SizzleError as exc:
-        return render(
+        return _signup_form(
             request,
-            "signup.html",
-            user=None,
+            state,
             status_code=exc.status_code,
             error=exc.message,
-            email=email,
-            name=name,
-            free_minutes=state.settings.free_minutes,
+            email=email[:320],
+            name=name[: accounts.MAX_NAME_LENGTH],
+            accepted=accept_terms == "yes",
         )
     await mail_verification(state, background, created.id)
-    return _signed_in(request, state, created.id, "/launch")
+    return _signed_in(request, state, created.id, "/welcome")
+
+
+@router.get("/welcome", response_class=HTMLResponse)
+async def welcome(request: Request, state: StateDep, user: MaybeUser) -> Response:
+    """After sign-up: confirm the address (for the free minutes), then launch."""
+    if user is None:
+        return RedirectResponse("/signin?next=/welcome", status_code=303)
+    return render(
+        request, "access/welcome.html", user=user, free_minutes=state.settings.free_minutes
+    )
 
 
 @router.get("/signin", response_class=HTMLResponse)
@@ -126,10 +180,25 @@ async def signin_page(
 ) -> Response:
     if user:
         return RedirectResponse(safe_next(next), status_code=303)
+    return _signin_form(request, state, next=next, reset=reset)
+
+
+def _signin_form(
+    request: Request,
+    state: AppState,
+    *,
+    next: str | None,
+    error: SizzleError | None = None,
+    email: str = "",
+    reset: bool = False,
+) -> Response:
     return render(
         request,
         "signin.html",
         user=None,
+        status_code=error.status_code if error else 200,
+        error=error.message if error else None,
+        email=email[:320],
         next=safe_next(next),
         free_minutes=state.settings.free_minutes,
         reset=reset,
@@ -140,10 +209,12 @@ async def signin_page(
 async def signin(
     request: Request,
     state: StateDep,
-    email: Annotated[str, Form(max_length=320)],
-    password: Annotated[str, Form(max_length=1000)],
+    email: Annotated[str, Form(max_length=10_000)],
+    password: Annotated[str, Form(max_length=10_000)],
     next: Annotated[str, Form(max_length=2000)] = "/sessions",
 ) -> Response:
+    """Sign in; when the legal documents changed since the user accepted them, they are asked
+    to accept the new ones before the browser is signed in."""
     try:
         address = accounts.normal_email(email)
         async with state.rate_limiter.password_attempt(email=address, ip=client_ip(request)):
@@ -151,17 +222,66 @@ async def signin(
                 state.db, email=address, password=password, now=state.clock.now(), via="web"
             )
     except SizzleError as exc:
-        return render(
-            request,
-            "signin.html",
-            user=None,
-            status_code=exc.status_code,
-            error=exc.message,
-            email=email,
-            next=safe_next(next),
-            free_minutes=state.settings.free_minutes,
+        return _signin_form(request, state, next=next, error=exc, email=email)
+    current = library(state.settings.legal_dir).acceptance_version()
+    if found.terms_version != current:
+        token = legal_acceptance.pending_token(
+            found, version=current, secret=state.settings.resolved_secret_key, now=state.clock.now()
         )
+        return _accept_page(request, state, token, next)
     return _signed_in(request, state, found.id, safe_next(next))
+
+
+def _accept_page(
+    request: Request,
+    state: AppState,
+    token: str,
+    next: str,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+) -> Response:
+    return render(
+        request,
+        "access/accept_terms.html",
+        user=None,
+        status_code=status_code,
+        token=token,
+        next=safe_next(next),
+        documents=library(state.settings.legal_dir).documents(),
+        error=error,
+    )
+
+
+@router.post("/signin/accept-terms", dependencies=[CsrfChecked])
+async def accept_terms(
+    request: Request,
+    state: StateDep,
+    token: Annotated[str, Form(max_length=2000)],
+    next: Annotated[str, Form(max_length=2000)] = "/sessions",
+    accept_terms: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """The second half of a sign-in whose user had not accepted the current legal documents:
+    the password was checked a moment ago (the signed token says so); the box accepts them."""
+    try:
+        if accept_terms != "yes":
+            raise ValidationFailed(
+                "Tick the box to accept the new versions: Sizzle cannot be used without them. "
+                "If you do not accept them, close this page; you stay signed out.",
+                code="terms_not_accepted",
+            )
+        user_id = await legal_acceptance.accept_pending(
+            state.db,
+            token,
+            version=library(state.settings.legal_dir).acceptance_version(),
+            secret=state.settings.resolved_secret_key,
+            now=state.clock.now(),
+        )
+    except ValidationFailed as exc:
+        return _accept_page(request, state, token, next, status_code=422, error=exc.message)
+    except SizzleError as exc:
+        return _signin_form(request, state, next=next, error=exc)
+    return _signed_in(request, state, user_id, safe_next(next))
 
 
 @router.post("/signout", dependencies=[CsrfChecked])
