@@ -247,3 +247,16 @@ async def test_a_second_launch_past_the_plan_links_to_the_session_running(
     )
     assert refused.status_code == 409
     assert f'<a href="{made.headers["location"]}">Go to your running session</a>' in refused.text
+
+
+async def test_the_plans_page_says_where_to_ask_for_another_plan(
+    settings: Settings, clock: FakeClock, db: Database
+) -> None:
+    here = settings.model_copy(update={"support_email": "help@sizzle.example"})
+    app = create_app(state=AppState.build(here, clock=clock, db=db), run_jobs=False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://sizzle.test"
+    ) as client:
+        page = await client.get("/plans")
+    assert page.status_code == 200
+    assert 'href="mailto:help@sizzle.example?subject=Change%20my%20plan"' in page.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from sizzle.api.deps import StateDep
 from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.web.deps import MaybeUser
@@ -14,7 +15,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/plans", response_class=HTMLResponse)
-async def plans_page(request: Request, user: MaybeUser) -> Response:
+async def plans_page(request: Request, state: StateDep, user: MaybeUser) -> Response:
     """Every plan with its tiers and sessions at once; anyone may read it."""
     rows = [
         {
@@ -25,4 +26,11 @@ async def plans_page(request: Request, user: MaybeUser) -> Response:
         }
         for plan in PLANS.values()
     ]
-    return render(request, "plans.html", user=user, plans=rows, lab_name=LAB_NAME)
+    return render(
+        request,
+        "plans.html",
+        user=user,
+        plans=rows,
+        lab_name=LAB_NAME,
+        support_email=state.settings.support_email,
+    )
