@@ -159,7 +159,7 @@ async def test_a_started_minute_shows_at_once_before_metering_charges_it(
     await both_widths(page, "26-money-credit-live")
 
     await act(api, auth=auth, session_id=session_id, action="stop")
-    await page.goto(f"/sessions/{session_id}")
+    # the page hears the stop from its events and reloads itself into the summary
     await expect(page.locator("#summary")).to_contain_text("$0.30 charged for 2 minutes")
     await both_widths(page, "27-money-credit-summary")
     await page.goto("/sessions")
