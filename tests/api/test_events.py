@@ -214,7 +214,7 @@ async def test_the_live_page_stream_carries_the_credit_read_in_the_same_tick(
         streams(base, [f"/sessions/{session_id}/events"] * 2, headers=cookie) as pages,
     ):
         for page in pages:
-            assert (await page.next())["credit"]["free_minutes"] == 5
+            assert (await page.next())["money"]["now"]["free_left"] == "5 free minutes left"
         clock.advance(61)
         await state.jobs.meter()  # two started minutes, paid with free minutes
         with counting(db) as reads:
@@ -223,7 +223,9 @@ async def test_the_live_page_stream_carries_the_credit_read_in_the_same_tick(
         for page in pages:
             data = await page.next()
             assert data["session"]["charged_minutes"] == 2
-            assert data["credit"]["free_minutes"] == 3
+            assert data["money"]["now"]["free_left"] == "3 free minutes left"
+            assert data["money"]["now"]["text"] == "2 free minutes used · $0.00 charged"
+            assert data["money"]["next"]["charged_minutes"] == 3  # shown once minute 3 starts
 
 
 async def test_more_streams_than_the_cap_is_a_429_until_one_closes(
