@@ -1,7 +1,7 @@
 """Idempotency keys for making sessions: the same key and request again answer the session
 the first one made; the same key with another request is refused. Per user, kept a day.
 
-The caller holds the user's row lock (sessions.create_session takes it first), so two
+The caller holds the user's row lock (sessions.launch_session takes it first), so two
 requests of one user with one key, on two replicas, meet here one after the other."""
 
 from __future__ import annotations
