@@ -94,3 +94,17 @@ async def test_the_ledger_index_migration_goes_down_and_up(db: Database) -> None
         await _migrate_to(db, "head", down=False)
     async with db.engine.connect() as connection:
         assert names <= (await connection.run_sync(_index_leads))["ledger_entries"]
+
+
+async def test_the_idempotency_keys_migration_goes_down_and_up(db: Database) -> None:
+    def _tables(sync_connection: Any) -> set[str]:
+        return set(inspect(sync_connection).get_table_names())
+
+    try:
+        await _migrate_to(db, "0015", down=True)
+        async with db.engine.connect() as connection:
+            assert "idempotency_keys" not in await connection.run_sync(_tables)
+    finally:
+        await _migrate_to(db, "head", down=False)
+    async with db.engine.connect() as connection:
+        assert "idempotency_keys" in await connection.run_sync(_tables)
