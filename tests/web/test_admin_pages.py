@@ -508,6 +508,7 @@ async def test_a_suspended_user_can_no_longer_sign_in_or_use_the_api(
     assert page_login.status_code == 403
     assert why in page_login.text and "Crypto mining on a starter GPU" in page_login.text
     assert "we will look again" in page_login.text
+    assert 'href="/legal/acceptable-use"' in page_login.text
 
 
 async def test_unsuspending_lets_the_user_back_in(

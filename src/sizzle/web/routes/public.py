@@ -198,6 +198,7 @@ def _signin_form(
         user=None,
         status_code=error.status_code if error else 200,
         error=error.message if error else None,
+        error_code=error.code if error else None,
         email=email[:320],
         next=safe_next(next),
         free_minutes=state.settings.free_minutes,
