@@ -677,6 +677,42 @@ class BillingMachine(RuleBasedStateMachine):
         for user_id in paid_with_credit:  # free minutes are spent before credit
             assert self.balances(user_id).free_minutes == 0
 
+    @invariant()
+    def each_sessions_split_is_what_its_ledger_entries_say(self) -> None:
+        """The counters of what paid a session (free, Lab, credit) are its entries' sums."""
+        if self.state is None:
+            return
+
+        async def read() -> tuple[dict[int, str], list[LedgerEntry]]:
+            async with self.app.db.transaction() as tx:
+                kinds = {
+                    account.id: account.kind
+                    for account in await tx.scalars(
+                        select(LedgerAccount).where(LedgerAccount.user_id.is_not(None))
+                    )
+                }
+                entries = await tx.scalars(
+                    select(LedgerEntry).where(
+                        LedgerEntry.kind.in_(("session_minute", "session_minute_refund"))
+                    )
+                )
+                return kinds, list(entries)
+
+        kinds, entries = self.run(read())
+        paid: dict[tuple[str | None, str], int] = defaultdict(int)
+        for entry in entries:
+            charge = entry.kind == "session_minute"
+            payer = kinds[entry.debit_account_id if charge else entry.credit_account_id]
+            paid[entry.session_id, payer] += entry.amount if charge else -entry.amount
+        for stored in self.load_all():
+            assert stored.free_minutes_used == paid[stored.id, "free_minutes"], stored.id
+            assert stored.plan_minutes_used == paid[stored.id, "included_minutes"], stored.id
+            assert stored.credit_charged_micros == paid[stored.id, "credit"], stored.id
+            credit_minutes = stored.credit_charged_micros // stored.price_micros_per_minute
+            assert stored.free_minutes_used + stored.plan_minutes_used + credit_minutes == (
+                stored.charged_minutes
+            )
+
 
 def test_money_rules_hold_over_random_histories(
     migrated_template: str, monkeypatch: pytest.MonkeyPatch
