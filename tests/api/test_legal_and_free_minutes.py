@@ -4,6 +4,7 @@ an operator's suspension with its reason (issue 15)."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -77,7 +78,7 @@ async def test_acceptance_is_kept_on_the_account_and_in_the_audit_log(
 
 
 async def test_free_minutes_come_with_the_confirmed_address_not_before(
-    client: httpx.AsyncClient, settings: object
+    client: httpx.AsyncClient,
 ) -> None:
     email = fresh_email()
     body = await _register(client, email)
@@ -271,3 +272,19 @@ async def test_api_sign_in_errors_are_sentences_with_the_next_step(
     )
     message = assert_error(long_name, 422, "name_too_long")["message"]
     assert "at most 100 characters" in message and "String should" not in message
+
+
+async def test_a_reset_link_proves_the_address_and_gives_the_minutes_once(
+    client: httpx.AsyncClient, state: AppState
+) -> None:
+    email = fresh_email()
+    body = await _register(client, email)
+    mail = await state.account_links.password_reset_mail(email, base_url="")
+    assert mail is not None
+    token = unquote(mail.body.split("token=", 1)[1].split()[0])
+    await state.account_links.reset_password(token, "a brand new pass phrase")
+    auth = await log_in(client, email=email, password="a brand new pass phrase")
+    mine = await me(client, auth=auth)
+    assert mine["email_verified"] is True and mine["free_minutes"] == 5
+    await confirm_address(client, user_id=body["user"]["id"], email=email)  # type: ignore[index]
+    assert (await me(client, auth=auth))["free_minutes"] == 5

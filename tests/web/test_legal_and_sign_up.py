@@ -77,6 +77,22 @@ async def test_an_operators_files_replace_the_defaults_and_are_shown_escaped(
     assert "Mine cryptocurrency" in (await browser.get("/legal/acceptable-use")).text
 
 
+async def test_an_operators_file_that_cannot_be_read_never_breaks_a_page(
+    browser: httpx.AsyncClient, state: AppState, tmp_path: Path
+) -> None:
+    folder = tmp_path / "legal"
+    folder.mkdir()
+    (folder / "terms.md").write_bytes(b"# Terms \xff\xfe in Latin-1\n")
+    (folder / "privacy.md").mkdir()  # not a file: the default stays
+    (folder / "acceptable-use.md").symlink_to(folder / "gone.md")  # a dangling link
+    state.settings.legal_dir = folder
+    for path in LEGAL:
+        assert (await browser.get(path)).status_code == 200, path
+    assert "Terms \ufffd\ufffd in Latin-1" in (await browser.get("/legal/terms")).text
+    assert "salted hash" in (await browser.get("/legal/privacy")).text
+    assert "Mine cryptocurrency" in (await browser.get("/legal/acceptable-use")).text
+
+
 async def test_sign_up_needs_the_box_ticked(browser: httpx.AsyncClient, db: Database) -> None:
     page = await browser.get("/signup")
     assert 'name="accept_terms"' in page.text and 'href="/legal/terms"' in page.text

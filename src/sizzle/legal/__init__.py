@@ -19,8 +19,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+
+log = structlog.get_logger(__name__)
 
 DEFAULTS = Path(__file__).parent / "defaults"
 
@@ -80,18 +83,29 @@ class LegalLibrary:
         return DEFAULTS / f"{kind.slug}.md"
 
     def document(self, slug: str) -> LegalDocument:
-        """The document whose slug is `slug` (KeyError for another)."""
+        """The document whose slug is `slug` (KeyError for another). An operator's file that
+        cannot be read is logged and the default shown, so that sign-in never fails for it."""
         kind = BY_SLUG[slug]
         source = self._source(kind)
+        try:
+            return self._read(kind, source)
+        except OSError as exc:
+            if source.parent == DEFAULTS:
+                raise
+            log.error("legal.unreadable", path=str(source), error=str(exc))
+            return self._read(kind, DEFAULTS / f"{kind.slug}.md")
+
+    def _read(self, kind: Kind, source: Path) -> LegalDocument:
         stat = source.stat()
         stamp = (source, stat.st_mtime, stat.st_size)
         with self._lock:
-            cached = self._cache.get(slug)
+            cached = self._cache.get(kind.slug)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-        found = parse(kind, source.read_text(encoding="utf-8"), source)
+        # Not UTF-8 (an editor's other encoding): shown with replacement marks, not refused.
+        found = parse(kind, source.read_text(encoding="utf-8", errors="replace"), source)
         with self._lock:
-            self._cache[slug] = (stamp, found)
+            self._cache[kind.slug] = (stamp, found)
         return found
 
     def documents(self) -> list[LegalDocument]:
