@@ -119,6 +119,7 @@ async def test_free_then_credit_and_the_low_credit_warning_follow_each_event(
     await expect(page.locator("#credit")).to_have_text("$0.70")
     await expect(page.locator("#minutes-left")).to_have_text("4")
     await expect(page.locator("#low-credit")).to_be_visible()  # without reloading the page
+    await expect(page.locator("#low-credit")).to_contain_text("running low")
     await expect(page.locator("#charges-text")).to_have_text(
         "1 free minute used · $0.30 charged for 2 minutes"
     )
