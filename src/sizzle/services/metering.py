@@ -5,8 +5,9 @@ are generated and paid for in SQL (free minutes first, then Sizzle Lab's include
 the tiers it covers, then credit, in minute order per user),
 written to the ledger with the key `session:<id>:minute:<k>` (unique, so a minute can never be
 charged twice), and the cached balances, `charged_minutes` and the session's split of them
-(free minutes, Lab minutes, credit) are moved in the same transaction. Sessions whose next minute cannot be paid are returned to the caller, which
-stops them at the end of their paid time.
+(free minutes, Lab minutes, credit) are moved in the same transaction. Sessions whose next
+minute cannot be paid are returned to the caller, which stops them at the end of their paid
+time.
 
 On PostgreSQL every pass, from any process, holds one transaction-level advisory lock while it
 spends money, so two passes never spend the same balance; the idempotency keys make a replayed
