@@ -57,7 +57,7 @@ def stat(page: httpx.Response, label: str) -> str:
 def notice(page: httpx.Response, kind: str) -> str:
     found = re.search(rf'<div class="notice {kind}"[^>]*>(.*?)</div>', page.text, re.S)
     assert found, f"no {kind} notice on the page"
-    return found.group(1)
+    return re.sub(r"<[^>]+>", "", found.group(1))  # what a reader reads
 
 
 async def balance_of(db: Database, user: User) -> ledger.Balances:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from sizzle.api.schemas import usd
 from sizzle.db.models import User
@@ -35,8 +36,17 @@ def duration(seconds: float | int | None) -> str:
     return f"{secs} s"
 
 
-def when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+def when(moment: datetime | None) -> Markup | str:
+    """A moment as a `<time>` in UTC; the page's script (site.js) shows it in the reader's own
+    time zone, naming the zone. Without the script it stays in UTC, and says so."""
+    if moment is None:
+        return "-"
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes: they are UTC
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return Markup('<time datetime="{}" data-local>{}</time>').format(
+        moment.strftime("%Y-%m-%dT%H:%M:%SZ"), moment.strftime("%Y-%m-%d %H:%M UTC")
+    )
 
 
 templates.env.filters["usd"] = usd

@@ -78,3 +78,19 @@ for (const summary of document.querySelectorAll("[data-chosen-for]")) {
   if (form) form.addEventListener("change", show);
   show();
 }
+
+// Times: the server writes them in UTC (<time datetime data-local>); shown here in the reader's
+// own time zone, with its name, and the UTC time kept as the tooltip.
+const localTime = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric",
+  hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+});
+function showLocalTimes(root) {
+  for (const element of root.querySelectorAll("time[data-local]")) {
+    const moment = new Date(element.getAttribute("datetime"));
+    if (Number.isNaN(moment.getTime())) continue;
+    element.title = element.title || element.textContent;
+    element.textContent = localTime.format(moment);
+  }
+}
+showLocalTimes(document);
