@@ -1,8 +1,8 @@
 """Every page, on a phone: each HTML page that the page routers serve is opened 390 px wide in
 chromium, as an operator whose account holds the long names people type (a key's, an SSH key's,
-a session's model), and must not scroll sideways. A page route this walk cannot fill in fails it,
-so that a new page is walked too. Screenshots of each go to SIZZLE_SCREENSHOTS as
-`phone-<path>.png`."""
+a session's model), and must not scroll sideways; 1,280 px wide, no table may hide a column.
+A page route this walk cannot fill in fails it, so that a new page is walked too. Screenshots
+of each go to SIZZLE_SCREENSHOTS as `phone-<path>.png`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sizzle.db.database import Database
 from sizzle.legal import BY_SLUG
 from sizzle.state import AppState
 from sizzle.web.routes import PAGE_MODULES
-from tests.e2e.browser import PHONE, needs_chromium, shot
+from tests.e2e.browser import DESKTOP, PHONE, needs_chromium, shot
 from tests.e2e.test_browser_journey import page, playwright_api, site  # noqa: F401
 from tests.helpers import PASSWORD, act, launch_active_session, log_in, make_user, run_for
 
@@ -98,7 +98,8 @@ async def test_no_page_scrolls_sideways_on_a_phone(
     await page.wait_for_load_state()
     await page.set_viewport_size(PHONE)
 
-    wide = []
+    wide: list[str] = []
+    clipped: list[str] = []
     walked = 0
     for template in page_paths():
         names = re.findall(r"{(\w+)}", template)
@@ -121,5 +122,14 @@ async def test_no_page_scrolls_sideways_on_a_phone(
             if overflow > 0:
                 culprit = await page.evaluate(WIDEST)
                 wide.append(f"{path} ({response.status}) by {overflow}px: {culprit}")
+            await page.set_viewport_size(DESKTOP)  # on a desktop, no table hides a column
+            hidden = await page.evaluate(
+                "[...document.querySelectorAll('.table-wrap')]"
+                ".map((wrap) => wrap.scrollWidth - wrap.clientWidth).filter((x) => x > 0)"
+            )
+            if hidden:
+                clipped.append(f"{path}: a table scrolls by {hidden}px at 1,280 px")
+            await page.set_viewport_size(PHONE)
     assert walked >= 15, f"only {walked} pages walked: the walk lost its way"
     assert not wide, "pages that scroll sideways on a phone: " + "; ".join(wide)
+    assert not clipped, "tables that hide columns on a desktop: " + "; ".join(clipped)
