@@ -20,11 +20,9 @@ from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, SignedIn
 from sizzle.web.launch_form import LaunchChoice, read_choice
 from sizzle.web.render import render
-from sizzle.web.routes import plans
 from sizzle.web.routes.public import tier_cards
 
 router = APIRouter(include_in_schema=False)
-router.include_router(plans.router)
 
 WIZARD_STEPS = (
     ("tier", "Power"),
