@@ -10,9 +10,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.db.migrate import alembic_config
 from sizzle.db.models import Base
+from tests.helpers import make_user
 
 
 async def test_a_read_does_not_wait_behind_a_writer(db: Database) -> None:
@@ -108,3 +110,20 @@ async def test_the_idempotency_keys_migration_goes_down_and_up(db: Database) -> 
         await _migrate_to(db, "head", down=False)
     async with db.engine.connect() as connection:
         assert "idempotency_keys" in await connection.run_sync(_tables)
+
+
+async def test_the_legal_migration_goes_down_and_up_with_accounts_in_it(
+    db: Database, clock: FakeClock
+) -> None:
+    def _user_columns(sync_connection: Any) -> set[str]:
+        return {column["name"] for column in inspect(sync_connection).get_columns("users")}
+
+    await make_user(db, now=clock.now())  # rows that reference users: no table rebuild
+    try:
+        await _migrate_to(db, "0016", down=True)
+        async with db.engine.connect() as connection:
+            assert "terms_version" not in await connection.run_sync(_user_columns)
+    finally:
+        await _migrate_to(db, "head", down=False)
+    async with db.engine.connect() as connection:
+        assert "terms_version" in await connection.run_sync(_user_columns)

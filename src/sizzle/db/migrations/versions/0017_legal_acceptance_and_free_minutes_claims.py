@@ -31,8 +31,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("free_minutes_claims")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("suspension_note")
-        batch.drop_column("suspension_reason")
-        batch.drop_column("terms_accepted_at")
-        batch.drop_column("terms_version")
+    # ALTER TABLE ... DROP COLUMN, on SQLite too (3.35+): a batch rebuild of users would drop
+    # the table, which its referencing rows forbid while foreign keys are enforced
+    for column in ("suspension_note", "suspension_reason", "terms_accepted_at", "terms_version"):
+        op.drop_column("users", column)
