@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.db.models import AuditEvent, User
-from tests.helpers import PASSWORD, fresh_email
+from tests.helpers import PASSWORD, fresh_email, make_user
 from tests.web.pages import csrf_of, post_form, sign_in
 
 
@@ -121,6 +121,24 @@ async def test_sign_in_and_out(browser: httpx.AsyncClient, db: Database, clock: 
             )
         )
     assert actions[-2:] == ["auth.sign_in", "auth.sign_out"]
+
+
+async def test_a_sign_in_lands_operators_on_the_overview_and_others_on_their_sessions(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    for is_admin, landing in ((False, "/sessions"), (True, "/admin")):
+        browser.cookies.clear()
+        user = await make_user(db, now=clock.now(), is_admin=is_admin)
+        form = {"email": user.email, "password": PASSWORD}
+        signed_in = await post_form(browser, "/signin", form)
+        assert signed_in.headers["location"] == landing
+        assert (await browser.get("/signin")).headers["location"] == landing  # already in
+    browser.cookies.clear()
+    sent_from = await post_form(browser, "/signin", form | {"next": "/billing"})
+    assert sent_from.headers["location"] == "/billing"  # a page that sent them wins
+    browser.cookies.clear()
+    away = await post_form(browser, "/signin", form | {"next": "https://evil.example/"})
+    assert away.headers["location"] == "/admin"  # never another site
 
 
 async def test_a_wrong_password_says_so_on_the_form(

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sizzle.api.deps import StateDep, client_ip
 from sizzle.api.mailing import mail_verification
+from sizzle.db.models import User
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import NotFound, SizzleError, ValidationFailed
 from sizzle.legal import BY_SLUG, KINDS, library
@@ -29,13 +30,20 @@ NOT_ACCEPTED = (
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect to somewhere else."""
+    """Only a path on this site, never an open redirect to somewhere else; "" for none (then
+    the user's own start page, `start_page`)."""
     if not target or not target.startswith("/") or target.startswith("//"):
-        return "/sessions"
+        return ""
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or "\\" in target:
-        return "/sessions"
+        return ""
     return target
+
+
+def start_page(user: User) -> str:
+    """Where a sign-in lands when it was not sent from a page: an operator's overview, or the
+    user's sessions."""
+    return "/admin" if user.is_admin else "/sessions"
 
 
 async def tier_cards(state: AppState) -> list[dict[str, object]]:
@@ -60,9 +68,9 @@ async def tier_cards(state: AppState) -> list[dict[str, object]]:
     return cards
 
 
-def _signed_in(request: Request, state: AppState, user_id: str, target: str) -> Response:
-    response = RedirectResponse(target, status_code=303)
-    give_session_cookie(request, response, state, user_id)
+def _signed_in(request: Request, state: AppState, user: User, target: str) -> Response:
+    response = RedirectResponse(safe_next(target) or start_page(user), status_code=303)
+    give_session_cookie(request, response, state, user.id)
     return response
 
 
@@ -157,7 +165,7 @@ async def signup(
             accepted=accept_terms == "yes",
         )
     await mail_verification(state, background, created.id)
-    return _signed_in(request, state, created.id, "/welcome")
+    return _signed_in(request, state, created, "/welcome")
 
 
 @router.get("/welcome", response_class=HTMLResponse)
@@ -179,7 +187,7 @@ async def signin_page(
     reset: bool = False,
 ) -> Response:
     if user:
-        return RedirectResponse(safe_next(next), status_code=303)
+        return RedirectResponse(safe_next(next) or start_page(user), status_code=303)
     return _signin_form(request, state, next=next, reset=reset)
 
 
@@ -212,7 +220,7 @@ async def signin(
     state: StateDep,
     email: Annotated[str, Form(max_length=10_000)],
     password: Annotated[str, Form(max_length=10_000)],
-    next: Annotated[str, Form(max_length=2000)] = "/sessions",
+    next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Sign in; when the legal documents changed since the user accepted them, they are asked
     to accept the new ones before the browser is signed in."""
@@ -230,7 +238,7 @@ async def signin(
             found, version=current, secret=state.settings.resolved_secret_key, now=state.clock.now()
         )
         return _accept_page(request, state, token, next)
-    return _signed_in(request, state, found.id, safe_next(next))
+    return _signed_in(request, state, found, next)
 
 
 def _accept_page(
@@ -259,7 +267,7 @@ async def accept_terms(
     request: Request,
     state: StateDep,
     token: Annotated[str, Form(max_length=2000)],
-    next: Annotated[str, Form(max_length=2000)] = "/sessions",
+    next: Annotated[str, Form(max_length=2000)] = "",
     accept_terms: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """The second half of a sign-in whose user had not accepted the current legal documents:
@@ -282,7 +290,11 @@ async def accept_terms(
         return _accept_page(request, state, token, next, status_code=422, error=exc.message)
     except SizzleError as exc:
         return _signin_form(request, state, next=next, error=exc)
-    return _signed_in(request, state, user_id, safe_next(next))
+    async with state.db.read() as tx:
+        accepted = await tx.get(User, user_id)
+    if accepted is None:  # deleted in the moment since: as if the sign-in had failed
+        return RedirectResponse("/signin", status_code=303)
+    return _signed_in(request, state, accepted, next)
 
 
 @router.post("/signout", dependencies=[CsrfChecked])
