@@ -73,13 +73,14 @@ async def test_a_public_serve_mails_links_to_its_public_url_only(
         await sizzle.until(mailed, "the reset mail in the mail file")
         (mail,) = mailbox.mbox(mail_file)
         assert mail["To"] == email
-        body = mail.get_payload()
+        body = str(mail.get_payload(decode=True), "utf-8")
         link = re.search(r"https://gpu\.example\.com(/reset-password\?token=\S+)", body)
         assert link
         assert stat.S_IMODE(mail_file.stat().st_mode) == 0o600
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
         async with httpx.AsyncClient(base_url=url) as http:
-            assert (await http.get(link.group(1))).status_code == 200  # the link is followed
+            followed = await http.get(link.group(1))
+            assert followed.status_code == 200, followed.text  # the link is followed
         sizzle.stop_all()
         log = sizzle.log("api").read_text()
         token = link.group(1).split("=", 1)[1]
