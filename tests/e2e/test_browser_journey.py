@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import warnings
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -26,20 +22,19 @@ from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.settings import Settings
 from sizzle.state import AppState
+from tests.e2e.browser import (  # noqa: F401 - also for the other journeys
+    CHROMIUM,
+    SHOTS,
+    WAIT_MS,
+    needs_chromium,
+    playwright_api,
+    shot,
+)
 from tests.helpers import PASSWORD, fresh_email, mailed_token, make_user, serve_here
 from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
 from tests.providers.fakes.server import serve
 
-playwright_api = pytest.importorskip("playwright.async_api")
-
-CHROMIUM = os.environ.get("SIZZLE_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(os.environ.get("SIZZLE_SCREENSHOTS", "artifacts/screenshots"))
-WAIT_MS = 15_000
-
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM),
-    reason=f"needs Debian's chromium at {CHROMIUM} (.ci/run installs it)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -60,21 +55,6 @@ async def page(site: str) -> AsyncIterator[object]:
         tab.set_default_timeout(WAIT_MS)
         yield tab
         await browser.close()
-
-
-async def shot(page: playwright_api.Page, name: str) -> None:
-    """Save a screenshot (an artifact, not an assertion). Chromium on a loaded machine
-    sometimes cannot capture a full page ("Unable to capture screenshot"): try again, then the
-    viewport only, then warn and go on with the journey."""
-    path = str(SHOTS / f"{name}.png")
-    for full_page in (True, True, False):
-        try:
-            await page.screenshot(path=path, full_page=full_page)
-            return
-        except playwright_api.Error as exc:
-            problem = exc
-            await asyncio.sleep(0.2)
-    warnings.warn(f"no screenshot {name}: {problem}", stacklevel=2)
 
 
 async def test_a_newcomer_launches_watches_and_stops_a_demo_gpu(

@@ -13,11 +13,9 @@ import pytest
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.state import AppState
-from tests.e2e.test_browser_journey import page, playwright_api, shot, site  # noqa: F401
+from tests.e2e.browser import DESKTOP, PHONE, both_widths
+from tests.e2e.test_browser_journey import page, playwright_api, site  # noqa: F401
 from tests.helpers import PASSWORD, act, launch_active_session, log_in, make_user, run_for
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
 
 
 @pytest.fixture
@@ -43,17 +41,6 @@ async def signed_in_session(
     await page.wait_for_load_state()
     auth = await log_in(api, email=user.email)
     return await launch_active_session(api, state, clock, auth=auth), auth
-
-
-async def both_widths(page: playwright_api.Page, name: str) -> None:  # noqa: F811
-    await shot(page, f"{name}-1280")
-    await page.set_viewport_size(PHONE)
-    overflow = await page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    await shot(page, f"{name}-390")
-    await page.set_viewport_size(DESKTOP)
-    assert overflow <= 0, f"{name} scrolls sideways on a phone by {overflow}px"
 
 
 async def stop_on_the_page(page: playwright_api.Page) -> None:  # noqa: F811
