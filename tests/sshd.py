@@ -8,6 +8,7 @@ Without `/usr/sbin/sshd` the tests that use it are skipped, unless SIZZLE_REQUIR
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -138,7 +139,8 @@ class Sshd:
         assert self.process is not None
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         for pid in children.read_text().split():
-            os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # one that ended since it was listed
+                os.kill(int(pid), signal.SIGKILL)
 
     def accepted_logins(self) -> int:
         """How many connections authenticated since the server was made."""
