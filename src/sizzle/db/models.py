@@ -159,6 +159,9 @@ class GpuSession(Base):
     progress_phase: Mapped[str | None] = mapped_column(String(64))
     progress_percent: Mapped[int | None] = mapped_column(Integer)
     missing_checks: Mapped[int] = mapped_column(Integer, default=0)
+    # When a browser last had the session's live page open (epoch ms; the live-page watcher
+    # marks it): a notification the page already shows is not mailed as well.
+    page_seen_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SessionEvent(Base):
@@ -472,3 +475,46 @@ class FreeMinutesClaim(Base):
 
     address_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Notification(Base):
+    """Something Sizzle tells one user: in the site's inbox, and by mail unless the user turned
+    its kind off (services/notifications.py). Made in the same transaction as what it tells of,
+    at most once per `key`: a retried job or a second replica makes none more."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_user_id_created_at", "user_id", "created_at"),
+        Index("ix_notifications_mail_status_mail_due_at", "mail_status", "mail_due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    # What it is about, e.g. "idle_warning:<session id>:<activity ms>": unique.
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(String(500))  # a path on the site, e.g. /sessions/ID
+    session_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # pending (to be mailed at mail_due_at), sending, sent, failed (gave up), or off (not
+    # mailed: the kind is turned off, or the user had the page open)
+    mail_status: Mapped[str] = mapped_column(String(16))
+    mail_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    mail_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mail_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class NotificationOptOut(Base):
+    """A kind of notification a user asked not to be mailed (the inbox still shows it).
+    Money-critical kinds cannot be turned off."""
+
+    __tablename__ = "notification_opt_outs"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
