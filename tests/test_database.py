@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiosqlite
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -40,6 +42,44 @@ async def test_a_connection_returned_inside_a_transaction_is_rolled_back(db: Dat
         await connection.run_sync(begin_behind_sqlalchemy)
     async with asyncio.timeout(2), db.transaction() as writer:  # not the busy timeout's 10 s
         await writer.execute(text("UPDATE ledger_accounts SET balance = balance"))
+
+
+async def test_a_failed_transaction_is_undone_and_lets_go_of_its_lock(
+    db: Database, clock: FakeClock
+) -> None:
+    # SQLite's rollbacks are skipped when no transaction is open (see _tune_sqlite): one that
+    # is open must still be rolled back.
+    user = await make_user(db, now=clock.now())
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            await tx.execute(
+                text("UPDATE users SET name = 'changed' WHERE id = :id"), {"id": user.id}
+            )
+            raise RuntimeError("the request failed half way")
+    async with asyncio.timeout(2), db.transaction() as tx:  # not the busy timeout's 10 s
+        assert (
+            await tx.scalar(text("SELECT name FROM users WHERE id = :id"), {"id": user.id}) is None
+        )
+
+
+async def test_a_read_on_sqlite_ends_without_a_rollback(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite: a rollback there is a hop to aiosqlite's thread")
+    rollbacks = 0
+    rollback = aiosqlite.Connection.rollback
+
+    async def counted(self: aiosqlite.Connection) -> None:
+        nonlocal rollbacks
+        rollbacks += 1
+        await rollback(self)
+
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+    for _ in range(3):
+        async with db.read() as tx:
+            await tx.scalar(text("SELECT count(*) FROM users"))
+    assert rollbacks == 0
 
 
 def _index_leads(sync_connection: Any) -> dict[str, set[str]]:

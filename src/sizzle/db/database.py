@@ -141,6 +141,14 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    # A read begins nothing, so the rollback SQLAlchemy asks for when a read ends (or a pooled
+    # connection is handed out again) usually has nothing to undo, yet each was a hop to
+    # aiosqlite's thread. SQLAlchemy skips the rollback of a connection in "autocommit mode":
+    # for SQLite that is exactly when it says no transaction is open.
+    dialect = engine.sync_engine.dialect
+    dialect.skip_autocommit_rollback = True
+    dialect.detect_autocommit_setting = _no_transaction_open  # type: ignore[method-assign,assignment]
+
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
         # as the pool's own reset would, but not when SQLite says no transaction is open
@@ -156,3 +164,9 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # (cursor, execute, close), on every transaction.
         driver = connection.connection.driver_connection
         await_only(driver.execute("BEGIN IMMEDIATE"))
+
+
+def _no_transaction_open(dbapi_connection: Any) -> bool:
+    """Whether SQLite has no transaction open on this (aiosqlite) connection: a rollback would
+    undo nothing. Read on the connection itself, with no hop to its thread."""
+    return not dbapi_connection.driver_connection.in_transaction
