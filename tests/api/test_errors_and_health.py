@@ -72,6 +72,26 @@ async def test_wrong_typed_fields_are_422_naming_the_field(client: httpx.AsyncCl
     assert "email" in error["message"] and "password" in error["message"]
 
 
+async def test_validation_errors_read_as_sentences(client: httpx.AsyncClient) -> None:
+    auth = await sign_up(client)
+    too_long = await client.post(
+        "/api/v1/keys", json={"name": "k" * 101, "scopes": ["sessions:read"]}, headers=auth
+    )
+    error = assert_error(too_long, 422, "validation_error")
+    assert error["message"] == 'The field "name" can be at most 100 characters.'
+    assert error["details"] == [
+        {"field": "name", "type": "string_too_long", "problem": error["message"]}
+    ]
+    missing = await client.post("/api/v1/auth/login", json={"email": fresh_email()})
+    assert assert_error(missing, 422)["message"] == 'The field "password" is required.'
+    not_json = await client.post(
+        "/api/v1/auth/login", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert assert_error(not_json, 422)["message"] == "The request body is not valid JSON."
+    wrong_type = await client.get("/api/v1/sessions?limit=many", headers=auth)
+    assert assert_error(wrong_type, 422)["message"] == 'The field "limit" must be a whole number.'
+
+
 async def test_overlong_fields_are_422(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/register", json={"email": fresh_email(), "password": "p" * 10_000}

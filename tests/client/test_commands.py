@@ -58,7 +58,7 @@ async def test_models_refused_filter_is_the_api_message(sizzle: Sizzle) -> None:
     result = await sizzle("models", "--category", "x" * 40, "--json")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert error_line(result).startswith("error: category: ")
+    assert error_line(result).startswith('error: The field "category" can be at most')
 
 
 async def test_balance(sizzle: Sizzle, clock: FakeClock, state: AppState) -> None:

@@ -7,7 +7,11 @@ import socket
 import stat
 from typing import Any
 
+from sqlalchemy import select
+
 from sizzle.clock import FakeClock
+from sizzle.db.models import User
+from sizzle.legal import library
 from sizzle.state import AppState
 from tests.client.support import Sizzle, error_line, logged_in, parsed
 from tests.helpers import PASSWORD, log_in, make_user, serve_here
@@ -225,3 +229,28 @@ async def test_login_to_a_server_that_is_not_there_names_it(sizzle: Sizzle) -> N
     assert result.exit_code == 1
     assert error_line(result).startswith(f"error: cannot reach the Sizzle API at {closed} (")
     assert not sizzle.credentials_file.exists()
+
+
+async def test_login_after_the_terms_changed_shows_them_and_accepts_when_told(
+    sizzle: Sizzle, clock: FakeClock, state: AppState
+) -> None:
+    user = await make_user(state.db, now=clock.now(), accepted_terms=False)
+    result = await sizzle("login", "--email", user.email, input=f"{PASSWORD}\ny\n")
+    assert result.exit_code == 0, result.output
+    assert "Sizzle's terms changed since you accepted them" in result.stderr
+    assert f"Terms of Service: {state.settings.public_base_url}/legal/terms" in result.stderr
+    assert "Accepted. Thank you." in result.stderr
+    async with state.db.read() as tx:
+        accepted = await tx.scalar(select(User.terms_version).where(User.id == user.id))
+    assert accepted == library(state.settings.legal_dir).acceptance_version()
+
+
+async def test_login_from_a_script_only_says_the_terms_changed(
+    sizzle: Sizzle, clock: FakeClock, state: AppState
+) -> None:
+    user = await make_user(state.db, now=clock.now(), accepted_terms=False)
+    result = await sizzle("login", "--email", user.email, "--password-stdin", input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output  # the key works all the same
+    assert "Not accepted yet" in result.stderr
+    async with state.db.read() as tx:
+        assert await tx.scalar(select(User.terms_version).where(User.id == user.id)) is None

@@ -5,16 +5,21 @@ time `up` would sleep between polls, the test runs the next step of the jobs ins
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import httpx
 from sqlalchemy import select
 
+from sizzle.client.api import SizzleClient
 from sizzle.clock import FakeClock
 from sizzle.db.models import GpuSession
+from sizzle.domain.tiers import TIERS
 from sizzle.errors import NoCapacity
 from sizzle.services.sessions import record_progress
 from sizzle.state import AppState
 from tests.client.support import INTERRUPT, POLL_SECONDS, Sizzle, error_line, logged_in, parsed
+from tests.helpers import PASSWORD, make_user
 
 
 async def _only_session_id(state: AppState) -> str:
@@ -188,3 +193,51 @@ async def test_up_on_a_terminal_shows_a_live_progress_bar(
     assert "\x1b[" in result.stderr  # rich drew on "the terminal" (stderr) ...
     assert "booting the GPU" in result.stderr
     assert "\x1b[" not in result.stdout  # ... and stdout is still only the JSON
+
+
+async def test_up_with_a_spending_cap_in_the_users_own_style(
+    sizzle: Sizzle, clock: FakeClock, state: AppState
+) -> None:
+    account = await logged_in(sizzle, clock, state, credit_usd="5")
+    _launch_steps(sizzle, state, clock)
+    result = await sizzle("up", "--tier", "starter", "--spend-cap", "$0,45", "--json")
+    session = parsed(result)
+    price = TIERS["starter"].price_micros_per_minute
+    assert session["max_minutes"] == 450_000 // price  # the minutes $0.45 pays for
+
+    refused = await sizzle("up", "--tier", "starter", "--spend-cap", "five dollars")
+    assert refused.exit_code == 1
+    assert error_line(refused).startswith('error: "five dollars" is not an amount of money.')
+    api = await sizzle.api.get("/api/v1/sessions", headers=account.headers)
+    assert api.json()["total"] == 1  # the refused cap made no session
+
+
+async def test_a_create_whose_answer_is_lost_is_asked_again_and_rents_one_gpu(
+    served: str, clock: FakeClock, state: AppState
+) -> None:
+    user = await make_user(state.db, now=clock.now(), credit_usd="5")
+    forwarded: list[str | None] = []
+
+    class AnswerLostOnce(httpx.HTTPTransport):
+        """The first create reaches the server, then its answer never comes back."""
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            if request.method == "POST" and request.url.path == "/api/v1/sessions":
+                forwarded.append(request.headers.get("idempotency-key"))
+                if len(forwarded) == 1:
+                    response.close()
+                    raise httpx.ReadTimeout("the answer was lost", request=request)
+            return response
+
+    def create() -> dict[str, object]:
+        with SizzleClient(served, transport=AnswerLostOnce()) as client:
+            token = client.sign_in(user.email, PASSWORD).token
+            key = client.create_key(token, name="retry test")["key"]
+        with SizzleClient(served, str(key), transport=AnswerLostOnce()) as client:
+            return client.create_session(tier="starter")
+
+    session = await asyncio.to_thread(create)
+    assert len(forwarded) == 2 and forwarded[0] and forwarded[0] == forwarded[1]
+    async with state.db.read() as tx:
+        assert list(await tx.scalars(select(GpuSession.id))) == [session["id"]]

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizzle import __version__
-from sizzle.api import openapi
+from sizzle.api import openapi, validation_text
 from sizzle.api.deps import limit_by_address
 from sizzle.api.hosts import AllowedHosts
 from sizzle.api.routers import (
@@ -130,16 +130,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
         details = [
-            {"field": ".".join(str(p) for p in err.get("loc", ())[1:]), "problem": err.get("msg")}
-            for err in exc.errors()
+            {
+                "field": validation_text.field_name(err.get("loc", ())),
+                "type": err.get("type"),
+                "problem": validation_text.sentence(err),
+            }
+            for err in errors
         ]
-        summary = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details)
+        message = validation_text.summary(errors)
         if wants_page(request):
-            return await error_page(request, 422, "validation_error", summary)
-        return error_response(
-            422, "validation_error", summary or "invalid request", details=details
-        )
+            return await error_page(request, 422, "validation_error", message)
+        return error_response(422, "validation_error", message, details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

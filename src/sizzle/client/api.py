@@ -6,7 +6,9 @@ server's own message, and a server that cannot be reached raises `Unreachable` n
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +23,15 @@ CLI_SCOPES = ("sessions:read", "sessions:write", "billing:read", "inference")
 PAGE_LIMIT = 500  # the API's largest page
 SESSION_ID_LENGTH = 32  # a session id is 32 hex digits
 
+CREATE_TRIES = 3  # asking for a session again is safe: the same Idempotency-Key each time
+
 JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignIn:
+    token: str
+    terms_must_accept: bool  # the legal documents changed since the user accepted them
 
 
 class SizzleClient:
@@ -65,9 +75,10 @@ class SizzleClient:
         json: JSON | None = None,
         params: dict[str, str | int] | None = None,
         token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """One call; the decoded JSON answer (None for 204)."""
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         try:
             response = self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TimeoutException as exc:
@@ -93,12 +104,24 @@ class SizzleClient:
 
     # --- auth and keys ---------------------------------------------------------------------
 
-    def sign_in(self, email: str, password: str) -> str:
+    def sign_in(self, email: str, password: str) -> SignIn:
         """A short-lived sign-in token, from an email and password."""
         body = self.request(
             "POST", "/api/v1/auth/login", json={"email": email, "password": password}
         )
-        return str(body["access_token"])
+        return SignIn(str(body["access_token"]), bool(body.get("terms_must_accept")))
+
+    def terms(self, token: str | None = None) -> JSON:
+        """The legal documents in force, and what the user accepted (`must_accept`)."""
+        result: JSON = self.request("GET", "/api/v1/auth/terms", token=token)
+        return result
+
+    def accept_terms(self, token: str, version: str) -> JSON:
+        """Accept the legal documents of `version`; needs a sign-in token (a person accepts)."""
+        result: JSON = self.request(
+            "POST", "/api/v1/auth/terms", json={"version": version}, token=token
+        )
+        return result
 
     def create_key(self, token: str, *, name: str, scopes: tuple[str, ...] = CLI_SCOPES) -> JSON:
         """A new API key (its secret is in `key`, this once); needs a sign-in token."""
@@ -141,14 +164,30 @@ class SizzleClient:
     # --- sessions --------------------------------------------------------------------------
 
     def create_session(
-        self, *, tier: str, model: str | None = None, max_minutes: int | None = None
+        self,
+        *,
+        tier: str,
+        model: str | None = None,
+        max_minutes: int | None = None,
+        spend_cap: str | None = None,
     ) -> JSON:
+        """A new session. Sent with an Idempotency-Key, so that when the server does not answer
+        in time it is asked again (up to CREATE_TRIES times) without renting a second GPU."""
         body: JSON = {"tier": tier}
         if model is not None:
             body["model"] = model
         if max_minutes is not None:
             body["max_minutes"] = max_minutes
-        result: JSON = self.request("POST", "/api/v1/sessions", json=body)
+        if spend_cap is not None:
+            body["spend_cap_usd"] = spend_cap  # as typed: the server reads every usual style
+        once = {"Idempotency-Key": uuid.uuid4().hex}
+        for _early_try in range(CREATE_TRIES - 1):
+            try:
+                made: JSON = self.request("POST", "/api/v1/sessions", json=body, headers=once)
+            except Unreachable:
+                continue
+            return made
+        result: JSON = self.request("POST", "/api/v1/sessions", json=body, headers=once)
         return result
 
     def session(self, session_id: str) -> JSON:

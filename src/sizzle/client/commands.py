@@ -116,11 +116,13 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
                     password = typer.prompt("Password", hide_input=True, err=True)
                 with SizzleClient(api_url) as anonymous:
                     try:
-                        token = anonymous.sign_in(email, password)
+                        signed_in = anonymous.sign_in(email, password)
                     except ApiError as exc:
                         exc.hint = None
                         raise
-                    made = anonymous.create_key(token, name=_key_name())
+                    if signed_in.terms_must_accept:
+                        _ask_to_accept_terms(anonymous, signed_in.token, can_ask=not password_stdin)
+                    made = anonymous.create_key(signed_in.token, name=_key_name())
                 key = str(made["key"])
             with SizzleClient(api_url, key) as client:
                 user = client.me()
@@ -254,6 +256,13 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
         max_minutes: Annotated[
             int | None, typer.Option(min=1, help="Stop the session after this many minutes.")
         ] = None,
+        spend_cap: Annotated[
+            str | None,
+            typer.Option(
+                help="A spending cap in dollars, e.g. 2.50: the session stops after the "
+                "minutes this pays for at its tier's price."
+            ),
+        ] = None,
         start: Annotated[
             bool, typer.Option(help="Start (and begin billing) once ready; --no-start waits only.")
         ] = True,
@@ -262,7 +271,9 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
         """Rent a GPU: wait until it is ready, showing progress, then start it."""
         err = to_stderr()
         with reported(), _client() as client:
-            session = client.create_session(tier=tier, model=model, max_minutes=max_minutes)
+            session = client.create_session(
+                tier=tier, model=model, max_minutes=max_minutes, spend_cap=spend_cap
+            )
             session_id = session["id"]
             for warning in session.get("warnings") or []:
                 say(err, f"warning: {warning}")
@@ -396,6 +407,21 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
         table.add_row(*cells("Free minutes", funds["free_minutes"]))
         table.add_row(*cells("Included minutes", funds.get("included_minutes", 0)))
         to_stdout().print(table)
+
+
+def _ask_to_accept_terms(client: SizzleClient, token: str, *, can_ask: bool) -> None:
+    """The legal documents changed since the user accepted them: show them, and accept them
+    if the user says so here (keys keep working either way)."""
+    err = to_stderr()
+    terms = client.terms(token)
+    say(err, "Sizzle's terms changed since you accepted them. Please read them:")
+    for document in terms["documents"]:
+        say(err, f"  {document['title']}: {document['url']}")
+    if can_ask and typer.confirm("Do you accept them?", default=False, err=True):
+        client.accept_terms(token, terms["current_version"])
+        say(err, "Accepted. Thank you.")
+    else:
+        say(err, "Not accepted yet: you will be asked again when you sign in (here or on the web).")
 
 
 def _key_name() -> str:
