@@ -5,11 +5,12 @@ Three kinds:
 - read from the database at each scrape (`/metrics` only), so every replica tells the same
   truth: sessions by status and tier, sessions stuck provisioning, metering lag, launch
   attempts (failovers) by provider and outcome, provisioning time of the last day by provider,
-  and net revenue (a gauge: minutes given back lower it);
+  net revenue (a gauge: minutes given back lower it), and notifications made by kind;
 - counted in this process: metering pass duration and minutes charged (in the process that
-  meters: `sizzle serve`, or `sizzle worker`), orphan instances destroyed, HTTP latency by
-  route, and, in the process that reconciles, each provider's failed listings in a row and
-  its last good listing (a reconciler blind at a provider);
+  meters: `sizzle serve`, or `sizzle worker`), notification mails by outcome (in the process
+  that mails), orphan instances destroyed, HTTP latency by route, and, in the process that
+  reconciles, each provider's failed listings in a row and its last good listing (a
+  reconciler blind at a provider);
 - each provider's breaker as this process's orchestrator sees it: an API replica's from its
   offer look-ups, the worker's from the launches it makes.
 """
@@ -33,13 +34,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from sizzle.clock import to_ms
-from sizzle.db.models import GpuSession, LaunchAttempt, LedgerAccount
+from sizzle.db.models import GpuSession, LaunchAttempt, LedgerAccount, Notification
 from sizzle.services import ledger
 from sizzle.services.breaker import BreakerState
 
 if TYPE_CHECKING:
     from sizzle.clock import Clock
     from sizzle.db.database import Database
+    from sizzle.jobs.notification_mail import MailRound
     from sizzle.services.orchestrator import Orchestrator
 
 PROVISIONING_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0)
@@ -105,6 +107,7 @@ class _Snapshot:
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     provisioning: dict[str, list[float]] = field(default_factory=dict)
     revenue_micros: int = 0
+    notifications: dict[str, int] = field(default_factory=dict)
     breakers: dict[str, _Breaker] = field(default_factory=dict)
 
 
@@ -158,6 +161,14 @@ class _FromDatabase(Collector):
             "(the ledger's revenue balance).",
             value=s.revenue_micros,
         )
+        notifications = CounterMetricFamily(
+            "sizzle_notifications",
+            "Notifications made, by kind (an account's deletion takes its own away).",
+            labels=["kind"],
+        )
+        for kind, count in sorted(s.notifications.items()):
+            notifications.add_metric([kind], count)
+        yield notifications
         yield from _provider_families(s.breakers)
 
 
@@ -208,8 +219,16 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
             registry=None,
         )
+        self.notification_mails = Counter(
+            "sizzle_notification_mails",
+            "Notification mails this process tried, by outcome: sent, failed (tried again "
+            "later), gave_up (after the last try), capped (over the hourly cap: inbox only).",
+            ["outcome"],
+            registry=None,
+        )
         # what this process counts, served by /metrics and by a worker alike
         self._counted: tuple[Collector, ...] = (
+            self.notification_mails,
             self.metering_pass_seconds,
             self.minutes_charged,
             self.orphans_destroyed,
@@ -219,6 +238,11 @@ class Metrics:
         )
         for collector in self._counted:
             self.registry.register(collector)
+
+    def count_mail_round(self, result: MailRound) -> None:
+        for outcome in ("sent", "failed", "gave_up", "capped"):
+            if getattr(result, outcome):
+                self.notification_mails.labels(outcome).inc(getattr(result, outcome))
 
     def worker_registry(self, orchestrator: Orchestrator, *, clock: Clock) -> CollectorRegistry:
         """What `sizzle worker --metrics-port` serves: this process's counts and the breakers of
@@ -284,6 +308,10 @@ class Metrics:
                 )
                 or 0
             )
+            made = await tx.execute(
+                select(Notification.kind, func.count()).group_by(Notification.kind)
+            )
+            snapshot.notifications = {str(kind): int(n) for kind, n in made}
         snapshot.breakers = _read_breakers(orchestrator, now)
         self._database.snapshot = snapshot
 

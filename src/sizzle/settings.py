@@ -196,6 +196,19 @@ class Settings(BaseSettings):
         "unset: mail.log in the home folder.",
     )
     mail_from: str = Field("Sizzle <no-reply@sizzle.localhost>", description="Mails' sender.")
+    notification_mails_per_hour: int = Field(
+        12,
+        ge=1,
+        le=1000,
+        description="Notification mails one account is sent in an hour at most; beyond it the "
+        "inbox still shows them, and only those about money are mailed.",
+    )
+    notification_interval_seconds: float = Field(
+        15,
+        gt=0,
+        description="How often notification mails are sent and running sessions checked for "
+        'their "still running" reminder.',
+    )
     password_reset_minutes: int = Field(
         60, gt=0, le=24 * 60, description="How long a password reset link works."
     )

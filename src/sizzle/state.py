@@ -67,6 +67,9 @@ class AppState:
         )
         metrics = Metrics()
         tunnels = Tunnels(DatabaseHostKeys(db))  # one SSH connection per session, per process
+        mailer = Mailer(
+            settings.smtp_url, settings.mail_from, mail_file=settings.resolved_mail_file
+        )
         jobs = JobRunner(
             db=db,
             settings=settings,
@@ -74,6 +77,7 @@ class AppState:
             providers=providers,
             orchestrator=orchestrator,
             tunnels=tunnels,
+            mailer=mailer,
             metrics=metrics,
         )
         payments = Payments(settings, db, clock)
@@ -101,9 +105,7 @@ class AppState:
             payments=payments,
             rate_limiter=RateLimiter(settings, clock),
             metrics=metrics,
-            mailer=Mailer(
-                settings.smtp_url, settings.mail_from, mail_file=settings.resolved_mail_file
-            ),
+            mailer=mailer,
             account_links=AccountLinks(db, clock, settings),
             watcher=SessionWatcher(db, clock, max_streams_per_user=settings.max_streams_per_user),
             tunnels=tunnels,

@@ -78,12 +78,7 @@ def session_out(
 
 def charges_of(session: GpuSession) -> SessionCharges:
     """What paid the session's charged minutes, from the counters metering keeps on it."""
-    return SessionCharges.of(
-        charged_minutes=session.charged_minutes,
-        free_minutes=session.free_minutes_used,
-        plan_minutes=session.plan_minutes_used,
-        credit_micros=session.credit_charged_micros,
-    )
+    return SessionCharges.of_session(session)
 
 
 def transaction_out(entry: LedgerEntry, *, user_accounts: Mapping[int, str]) -> TransactionOut:

@@ -71,6 +71,9 @@ class User(Base):
     # Why an operator suspended the account (domain/suspension.py), shown to the user.
     suspension_reason: Mapped[str | None] = mapped_column(String(32))
     suspension_note: Mapped[str | None] = mapped_column(String(500))
+    # Every how many hours of billable time a running session is told of ("still running");
+    # 0: never (services/notification_preferences.py).
+    still_running_every_hours: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class LedgerAccount(Base):

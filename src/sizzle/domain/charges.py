@@ -9,6 +9,7 @@ drift apart: "3 free minutes used · $0.00 charged" for a session its free minut
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.money import micros_to_cents_str, minutes_affordable
@@ -25,6 +26,15 @@ def count(number: int, word: str) -> str:
 def dollars(micros: int) -> str:
     """Display dollars, rounded to cents: '$0.45'."""
     return f"${micros_to_cents_str(micros)}"
+
+
+class ChargeCounters(Protocol):
+    """The counters metering keeps on a session (its row, or anything shaped like it)."""
+
+    charged_minutes: int
+    free_minutes_used: int
+    plan_minutes_used: int
+    credit_charged_micros: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,16 @@ class SessionCharges:
             plan_minutes=plan_minutes,
             credit_minutes=charged_minutes - free_minutes - plan_minutes,
             credit_micros=credit_micros,
+        )
+
+    @classmethod
+    def of_session(cls, session: ChargeCounters) -> SessionCharges:
+        """From the counters metering keeps on a session."""
+        return cls.of(
+            charged_minutes=session.charged_minutes,
+            free_minutes=session.free_minutes_used,
+            plan_minutes=session.plan_minutes_used,
+            credit_micros=session.credit_charged_micros,
         )
 
     @property

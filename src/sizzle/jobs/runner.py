@@ -12,11 +12,14 @@ import structlog
 from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.jobs.metering import run_metering_pass
+from sizzle.jobs.notification_mail import MailRound, mail_notifications
 from sizzle.jobs.provisioning import launch_pending, mark_ready
 from sizzle.jobs.reaper import reap
 from sizzle.jobs.reconciler import ReconcileReport, reconcile
 from sizzle.metrics import Metrics
 from sizzle.providers.base import Provider
+from sizzle.services import notification_events
+from sizzle.services.mail import Mailer
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.services.readiness import ReadinessProbe
 from sizzle.settings import Settings
@@ -27,7 +30,8 @@ log = structlog.get_logger(__name__)
 
 class JobRunner:
     """Metering every `meter_interval_seconds`; provisioning and the reaper more often; the
-    reconciler every `reconcile_interval_seconds`."""
+    reconciler every `reconcile_interval_seconds`; "still running" reminders and notification
+    mails every `notification_interval_seconds`."""
 
     def __init__(
         self,
@@ -38,6 +42,7 @@ class JobRunner:
         providers: dict[str, Provider],
         orchestrator: Orchestrator,
         tunnels: Tunnels,
+        mailer: Mailer,
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
@@ -46,6 +51,7 @@ class JobRunner:
         self.clock = clock
         self.providers = providers
         self.orchestrator = orchestrator
+        self.mailer = mailer
         # Readiness on SSH-reached instances goes through the process's tunnel pool.
         self.readiness = ReadinessProbe(
             db, tunnels, secret=settings.resolved_secret_key, clock=clock
@@ -100,6 +106,20 @@ class JobRunner:
                 )
         return report
 
+    async def notify(self) -> MailRound:
+        """Make the "still running" reminders that are due, then mail what is due."""
+        async with self.db.transaction() as tx:
+            await notification_events.remind_still_running(tx, now=self.clock.now())
+        result = await mail_notifications(
+            self.db,
+            self.mailer,
+            now=self.clock.now(),
+            base_url=self.settings.public_base_url,
+            mails_per_hour=self.settings.notification_mails_per_hour,
+        )
+        self.metrics.count_mail_round(result)
+        return result
+
     async def run_once(self) -> None:
         """Every job once, in order; what the tests call instead of waiting for the loops."""
         await self.housekeep()
@@ -121,7 +141,15 @@ class JobRunner:
             asyncio.create_task(
                 self._loop("reconciler", self.reconcile, self.settings.reconcile_interval_seconds)
             ),
+            asyncio.create_task(
+                self._loop(
+                    "notifications", self._notify, self.settings.notification_interval_seconds
+                )
+            ),
         ]
+
+    async def _notify(self) -> None:
+        await self.notify()
 
     async def stop(self) -> None:
         for task in self._tasks:
