@@ -1,4 +1,5 @@
-"""The metering job: one set-based pass, then end the sessions that ran out of money or time."""
+"""The metering job: one set-based pass, then end the sessions that ran out of money or time
+(their owners told why), and tell those running low."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.providers.base import Provider
+from sizzle.services import notification_events
 from sizzle.services.lifecycle import reached_max_minutes, switch_status
 from sizzle.services.metering import MeterResult, charge_due_minutes
 from sizzle.services.sessions import release_session
@@ -32,6 +34,7 @@ async def run_metering_pass(
         )
         at_limit = list(await tx.scalars(select(GpuSession.id).where(reached_max_minutes(now))))
         ended += await _end_sessions(tx, at_limit, EndReason.MAX_MINUTES, now=now)
+        await notification_events.tell_credit_low(tx, now=now)
     if result.minutes_charged or ended:
         log.info("metering.pass", minutes=result.minutes_charged, ended=len(ended))
     for session_id in ended:
@@ -62,5 +65,6 @@ async def _end_sessions(
             end_reason=reason,
             already_metered=True,
         )
+        await notification_events.session_auto_stopped(tx, session, reason, now=now)
         ended.append(session.id)
     return ended

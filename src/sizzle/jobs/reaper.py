@@ -11,6 +11,7 @@ from sizzle.db.models import GpuSession
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.money import MS_PER_MINUTE
 from sizzle.providers.base import Provider
+from sizzle.services import notification_events
 from sizzle.services.lifecycle import active_ms, reached_max_minutes, switch_status
 from sizzle.services.sessions import lock_session, release_session
 from sizzle.settings import Settings
@@ -64,6 +65,7 @@ async def reap(
             if reason is None:
                 continue
             await switch_status(tx, session, S.STOPPING, actor=ACTOR, now=now, end_reason=reason)
+            await notification_events.session_auto_stopped(tx, session, reason, now=now)
             stopped.append(session_id)
     async with db.transaction() as tx:
         stopping = list(

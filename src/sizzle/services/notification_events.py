@@ -59,8 +59,8 @@ async def session_ready(tx: AsyncSession, session: GpuSession, *, now: datetime)
 _STOP_WHY = {
     EndReason.INSUFFICIENT_CREDITS: (
         "Your session stopped: nothing left to pay for it",
-        "{what} stopped at the end of its last paid minute: your free minutes, {lab}and credit "
-        "ran out. Add credit on the Billing page to launch again.",
+        "{what} stopped at the end of its last paid minute: your {funds} ran out. Add credit "
+        "on the Billing page to launch again.",
     ),
     EndReason.MAX_MINUTES: (
         "Your session reached its limit",
@@ -89,8 +89,10 @@ async def session_auto_stopped(
     if reason not in _STOP_WHY:
         return
     title, why = _STOP_WHY[reason]
-    lab = f"{LAB_NAME} minutes " if session.lab_covered else ""
-    body = why.format(what=_what(session), lab=lab)
+    funds = "free minutes and credit"
+    if session.plan_minutes_used:
+        funds = f"free minutes, {LAB_NAME} minutes and credit"
+    body = why.format(what=_what(session), funds=funds)
     if session.charged_minutes:
         body += f" In all it used {count(session.charged_minutes, 'minute')}: "
         body += f"{SessionCharges.of_session(session).text}."
@@ -148,7 +150,9 @@ async def remind_still_running(tx: AsyncSession, *, now: datetime) -> int:
             continue
         used = SessionCharges.of_session(session).text
         price = dollars(session.price_micros_per_minute)
-        spent_first = f"free and {LAB_NAME} minutes" if session.lab_covered else "free minutes"
+        spent_first = (
+            f"free and {LAB_NAME} minutes" if session.plan_minutes_used else "free minutes"
+        )
         made += await notify(
             tx,
             user_id=session.user_id,
@@ -213,7 +217,7 @@ async def tell_credit_low(tx: AsyncSession, *, now: datetime) -> int:
 
 def _funds_text(funds: Funds, session: GpuSession) -> str:
     parts = [f"{count(funds.free_minutes, 'free minute')}"]
-    if session.lab_covered:
+    if session.lab_covered and funds.plan_minutes:
         parts.append(count(funds.plan_minutes, f"{LAB_NAME} minute"))
     parts.append(f"{dollars(funds.credit_micros)} credit")
     return ", ".join(parts)

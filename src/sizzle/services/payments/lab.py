@@ -27,6 +27,7 @@ from sizzle.domain.packages import MICROS_PER_CENT
 from sizzle.errors import Conflict, NotFound, ProviderUnavailable
 from sizzle.services import ledger
 from sizzle.services.metering import expire_included_minutes, lock_billing
+from sizzle.services.payments import notifications
 from sizzle.services.payments.common import STRIPE_ACCOUNT, Checkout
 from sizzle.services.payments.stripe_objects import (
     as_dict,
@@ -292,6 +293,15 @@ class Lab:
             )
             row.current_period_start, row.current_period_end = start, end
             row.minutes_expire_at = end
+            await notifications.lab_month_paid(
+                tx,
+                row,
+                invoice_id=str(invoice.get("id") or granted_key),
+                paid_cents=paid if isinstance(paid, int) else None,
+                start=start,
+                end=end,
+                now=now,
+            )
         log.info("lab.minutes_granted", subscription=row.id, minutes=row.included_minutes)
         return "granted"
 
@@ -312,6 +322,13 @@ class Lab:
                 return "unknown_subscription"
             row.last_error = str(error)[:300]
             row.updated_at = self.payments.clock.now()
+            await notifications.lab_payment_failed(
+                tx,
+                row,
+                invoice_id=str(invoice.get("id") or stripe_id),
+                error=str(error)[:300],
+                now=row.updated_at,
+            )
         return await self.refresh(stripe_id)
 
     async def _is_known(self, stripe_id: str) -> bool:

@@ -14,6 +14,7 @@ from sizzle.domain.packages import MICROS_PER_CENT
 from sizzle.errors import Conflict, ValidationFailed
 from sizzle.services import ledger
 from sizzle.services.metering import lock_billing
+from sizzle.services.payments import notifications
 from sizzle.services.payments.common import credit_purchase
 
 if TYPE_CHECKING:
@@ -234,6 +235,7 @@ class TopUps:
             row = await tx.get(AutoTopUp, purchase.user_id)
             if row is not None:
                 row.failures, row.last_error = 0, None
+            await notifications.top_up_charged(tx, purchase, row, now=payments.clock.now())
         return "credited"
 
     async def _failed(self, purchase_id: str, error: str) -> str:
@@ -253,5 +255,8 @@ class TopUps:
                     row.last_error = f"switched off after {row.failures} failed charges: {error}"[
                         :300
                     ]
+            await notifications.top_up_failed(
+                tx, purchase, row, error, now=self.payments.clock.now()
+            )
         log.warning("payments.top_up_failed", purchase_id=purchase_id, error=error)
         return "failed"
