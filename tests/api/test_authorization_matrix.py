@@ -18,15 +18,17 @@ import asyncssh
 import httpx
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from sqlalchemy import select
 
 from sizzle.api.app import create_app
 from sizzle.api.deps import CredentialScheme
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import User
+from sizzle.db.models import Notification, User
 from sizzle.security import create_access_token
 from sizzle.services import accounts
 from sizzle.services.api_keys import SCOPES
+from sizzle.services.notifications import Kind, notify
 from sizzle.state import AppState
 from sizzle.web.deps import signed_in_user
 from sizzle.web.security import SESSION_COOKIE
@@ -204,11 +206,23 @@ async def test_another_user_gets_404_for_my_things(
             "/api/v1/ssh-keys", json={"name": "mine", "public_key": ssh_key}, headers=owner_auth
         )
     ).json()["id"]
+    async with db.transaction() as tx:
+        await notify(
+            tx,
+            user_id=owner.id,
+            kind=Kind.SESSION_READY,
+            key=f"session_ready:{session_id}",
+            title="Ready",
+            body="Your GPU is ready.",
+            now=clock.now(),
+        )
+        notification_id = await tx.scalar(select(Notification.id))
     ids = {
         "session_id": session_id,
         "purchase_id": purchase_id,
         "key_id": key_id,
         "ssh_key_id": ssh_key_id,
+        "notification_id": str(notification_id),
     }
 
     other = await make_user(db, now=clock.now(), credit_usd="5")
@@ -222,11 +236,16 @@ async def test_another_user_gets_404_for_my_things(
         assert response.status_code == 404, (method, path, response.text)
         checked += 1
     assert checked >= 10
+    # ids in a body, too: marking another user's notification read
+    marking = {"ids": [ids["notification_id"]]}
+    response = await client.post("/api/v1/notifications/read", json=marking, headers=other_auth)
+    assert response.status_code == 404, response.text
     # and the owner still sees them
     assert (
         await client.get(f"/api/v1/sessions/{session_id}", headers=owner_auth)
     ).status_code == 200
     assert (await client.get("/api/v1/ssh-keys", headers=owner_auth)).json()["total"] == 1
+    assert (await client.get("/api/v1/notifications", headers=owner_auth)).json()["unread"] == 1
 
 
 async def _change_password(db: Database, user_id: str, *, now: Any) -> None:

@@ -16,7 +16,14 @@ from sizzle.errors import ProviderUnavailable
 from sizzle.metrics import Metrics
 from sizzle.settings import Settings
 from sizzle.state import AppState
-from tests.helpers import assert_error, launch_active_session, log_in, make_user, run_for
+from tests.helpers import (
+    assert_error,
+    launch_active_session,
+    launch_ready_session,
+    log_in,
+    make_user,
+    run_for,
+)
 from tests.services.test_orchestrator import ScriptedProvider, orchestrate
 
 
@@ -189,3 +196,16 @@ async def test_a_worker_serves_its_own_orchestrators_breakers(clock: FakeClock) 
     assert breaker("steady") == (1, 1, 0, 0)
     clock.advance(31)  # cooled down: one call may try it
     assert breaker("flaky") == (1, 0, 0, 1)
+
+
+async def test_notifications_made_and_mails_sent_are_counted(
+    client: httpx.AsyncClient, state: AppState, db: Database, clock: FakeClock
+) -> None:
+    auth = await log_in(client, email=(await make_user(db, now=clock.now())).email)
+    await launch_ready_session(client, state, clock, auth=auth)
+    found = await scrape(client)
+    assert value(found, "sizzle_notifications_total", kind="session_ready") == 1
+    await state.jobs.notify()  # no SMTP here: the mail goes to the mail file, and counts
+    found = await scrape(client)
+    assert value(found, "sizzle_notification_mails_total", outcome="sent") == 1
+    assert ("sizzle_notification_mails_total", (("outcome", "failed"),)) not in found

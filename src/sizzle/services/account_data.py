@@ -1,9 +1,9 @@
 """What Sizzle holds about a user: all of it as one JSON document, and erasing it.
 
 Deleting an account erases the personal data (email, name, password, the addresses and
-browsers in the audit log, API key names, SSH public keys, the saved card) and keeps the money:
-ledger entries, purchases and refunds stay, owned by the same, now anonymous, user id, so that every
-balance and every statement still adds up.
+browsers in the audit log, API key names, SSH public keys, the saved card, notifications) and
+keeps the money: ledger entries, purchases and refunds stay, owned by the same, now anonymous,
+user id, so that every balance and every statement still adds up.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from sizzle.db.models import (
     LabSubscription,
     LaunchAttempt,
     LedgerEntry,
+    Notification,
+    NotificationOptOut,
     Purchase,
     Refund,
     SessionEvent,
@@ -109,6 +111,15 @@ async def export(tx: AsyncSession, user: User, *, now: datetime) -> dict[str, An
         "lab_subscriptions": await owned(LabSubscription, LabSubscription.created_at),
         "api_keys": await owned(ApiKey, ApiKey.created_at),
         "ssh_keys": await owned(UserSshKey, UserSshKey.created_at),
+        "notifications": await owned(Notification, Notification.created_at),
+        "notification_preferences": {
+            "not_mailed": sorted(
+                await tx.scalars(
+                    select(NotificationOptOut.kind).where(NotificationOptOut.user_id == user.id)
+                )
+            ),
+            "still_running_every_hours": user.still_running_every_hours,
+        },
         "audit_events": await owned(AuditEvent, AuditEvent.id),
     }
 
@@ -168,6 +179,9 @@ async def delete_account(
         )
         # SSH public keys name their owner's computers (user@laptop): gone, not kept.
         await tx.execute(delete(UserSshKey).where(UserSshKey.user_id == user_id))
+        # What Sizzle told the user (sessions, money) and what they asked to be mailed.
+        await tx.execute(delete(Notification).where(Notification.user_id == user_id))
+        await tx.execute(delete(NotificationOptOut).where(NotificationOptOut.user_id == user_id))
         # The saved card's Stripe references: nothing may charge it any more.
         await tx.execute(delete(AutoTopUp).where(AutoTopUp.user_id == user_id))
         audit.record(tx, "account.deleted", actor=f"user:{user_id}", now=now, user_id=user_id)

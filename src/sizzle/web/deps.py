@@ -11,7 +11,7 @@ from sizzle.api.deps import StateDep
 from sizzle.db.models import User
 from sizzle.errors import Forbidden, SizzleError
 from sizzle.security import create_access_token
-from sizzle.services import authentication
+from sizzle.services import authentication, inbox
 from sizzle.state import AppState
 from sizzle.web.security import SESSION_COOKIE, check_csrf, set_session_cookie
 
@@ -37,6 +37,8 @@ async def optional_user(request: Request, state: StateDep) -> User | None:
                 now=state.clock.now(),
                 keys_allowed=False,
             )
+            # the header's bell, read with the user: every page a signed-in user sees shows it
+            request.state.unread_notifications = await inbox.unread_count(tx, caller.user.id)
     except SizzleError:
         return None  # expired, forged, revoked, an API key, or the account gone or suspended
     return caller.user

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from sizzle.api.schemas import usd
 from sizzle.db.models import User
 from sizzle.services.accounts import MIN_PASSWORD_LENGTH
+from sizzle.services.inbox import UNREAD_COUNTED_UP_TO
 from sizzle.web import tiers_view
 from sizzle.web.assets import static_url
 from sizzle.web.security import CSRF_FIELD, csrf_token, remember_csrf
@@ -66,6 +67,8 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     context.update(user=user, csrf_token=csrf_token(request), csrf_field=CSRF_FIELD)
+    context.setdefault("unread_notifications", getattr(request.state, "unread_notifications", 0))
+    context.setdefault("unread_counted_up_to", UNREAD_COUNTED_UP_TO)
     response = templates.TemplateResponse(request, template, context, status_code=status_code)
     remember_csrf(request, response)
     return response

@@ -19,6 +19,12 @@ from sizzle.domain.money import usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
 from sizzle.services import account_data, accounts, ledger, ssh_keys, statements
+from sizzle.services.notification_preferences import (
+    MONEY_CRITICAL_WHY,
+    STILL_RUNNING_CHOICES,
+    read_preferences,
+    still_running_text,
+)
 from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, SignedIn, give_session_cookie
 from sizzle.web.render import render
@@ -232,10 +238,14 @@ async def profile_page(
     verification_sent: bool = False,
     ssh_error: str | None = None,
     ssh_form: dict[str, str] | None = None,
+    notification_error: str | None = None,
+    notifications_saved: bool = False,
 ) -> HTMLResponse:
     """The account page, with what a form sent back (an error, the SSH key typed in)."""
     async with state.db.read() as tx:
         keys = await ssh_keys.list_keys(tx, user.id)
+        account = await tx.get(User, user.id)
+        preferences = await read_preferences(tx, account or user)
     return render(
         request,
         "account/profile.html",
@@ -251,6 +261,11 @@ async def profile_page(
         max_ssh_keys=ssh_keys.MAX_KEYS_PER_USER,
         ssh_error=ssh_error,
         ssh_form=ssh_form or {},
+        preferences=preferences,
+        reminder_choices=[(hours, still_running_text(hours)) for hours in STILL_RUNNING_CHOICES],
+        money_critical_why=MONEY_CRITICAL_WHY,
+        notification_error=notification_error,
+        notifications_saved=notifications_saved,
     )
 
 
@@ -260,9 +275,16 @@ async def profile(
     state: StateDep,
     user: SignedIn,
     verification: Annotated[str, Query(max_length=10)] = "",
+    notifications: Annotated[str, Query(max_length=10)] = "",
 ) -> Response:
-    """Who I am here; my SSH keys; change my password; my data; leaving."""
-    return await profile_page(request, state, user, verification_sent=verification == "sent")
+    """Who I am here; what I am mailed; my SSH keys; change my password; my data; leaving."""
+    return await profile_page(
+        request,
+        state,
+        user,
+        verification_sent=verification == "sent",
+        notifications_saved=notifications == "saved",
+    )
 
 
 @router.get("/account/export.json")
