@@ -532,8 +532,16 @@ async def test_a_library_slug_becomes_the_build_that_fits_the_tier(
 ) -> None:
     auth = await sign_up(client)
     session = await create_session(client, auth=auth, tier="starter", model="llama3.1-8b")
-    assert session["model"] == "llama3.1:8b"
+    assert (session["model"], session["model_name"]) == ("llama3.1:8b", "Llama 3.1 8B")
     assert session["warnings"] == []
+
+
+async def test_a_model_the_library_does_not_know_is_named_by_its_tag(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = await sign_up(client)
+    session = await create_session(client, auth=auth, tier="starter", model="example/unlisted:7b")
+    assert session["model"] == session["model_name"] == "example/unlisted:7b"
 
 
 async def test_a_model_too_big_for_the_tier_is_422_naming_the_smallest_tier_that_fits(

@@ -143,3 +143,17 @@ async def test_session_actions_need_the_csrf_token(
         f"/sessions/{session_id}/chat", json={"messages": [{"role": "user", "content": "hi"}]}
     )
     assert chat.status_code == 403
+
+
+async def test_a_model_is_called_by_its_library_name_on_every_page(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock)
+    session_id = await launch_demo(browser, model="llama3.1-8b")
+    live = await browser.get(f"/sessions/{session_id}")
+    assert "Starter GPU · Llama 3.1 8B" in live.text
+    assert "Chat with Llama 3.1 8B" in live.text
+    history = await browser.get("/sessions")
+    assert "Llama 3.1 8B" in history.text
+    for page in (live, history):
+        assert "llama3.1:8b" not in page.text and "llama3.1-8b" not in page.text

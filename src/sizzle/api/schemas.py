@@ -204,7 +204,12 @@ class SessionOut(BaseModel):
     id: str
     status: str
     tier: str
-    model: str | None
+    model: str | None = Field(description="The Ollama tag the session runs, or none.")
+    model_name: str | None = Field(
+        None,
+        description='The model as the library names it ("Llama 3.1 8B"); its tag when the '
+        "library does not know it.",
+    )
     provider: str | None = Field(None, description="Admins only.")
     gpu_type: str | None
     gpu_count: int | None

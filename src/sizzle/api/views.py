@@ -16,6 +16,7 @@ from sizzle.api.schemas import (
 from sizzle.db.models import GpuSession, LedgerEntry
 from sizzle.domain.charges import SessionCharges
 from sizzle.services.accounts import UserSummary
+from sizzle.services.model_library import model_name
 from sizzle.services.sessions import view
 from sizzle.services.workspace import workspace_state
 
@@ -46,6 +47,7 @@ def session_out(
         status=session.status,
         tier=session.tier,
         model=session.model,
+        model_name=model_name(session.model) if session.model else None,
         provider=session.provider if for_admin else None,
         gpu_type=session.gpu_type,
         gpu_count=session.gpu_count,

@@ -346,7 +346,7 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
                     ids[s["id"]],
                     progress_text(s),
                     s["tier"],
-                    s["model"] or "-",
+                    s.get("model_name") or s["model"] or "-",
                     gpu_text(s),
                     minutes_text(s),
                     charges_of(s).charged,

@@ -94,7 +94,9 @@ def print_session_summary(session: JSON, api_url: str) -> None:
         f"${session['price_per_minute_usd']} a minute, billed per started minute.",
     )
     if session.get("model"):
-        say(out, f"Model: {session['model']}")
+        name = session.get("model_name") or session["model"]
+        shown = name if name == session["model"] else f"{name} ({session['model']})"
+        say(out, f"Model: {shown}")
     workspace = session.get("workspace") or {}
     if workspace.get("chat_available"):
         say(out, f"Chat: POST {api_url}/v1/chat/completions with your API key.")

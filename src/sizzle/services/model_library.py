@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -98,6 +99,24 @@ class SessionModel:
 
     ollama_tag: str
     warnings: tuple[str, ...] = ()
+
+
+def model_name(ollama_tag: str) -> str:
+    """What to call the model a session runs: the library's name for its Ollama tag
+    ("Llama 3.1 8B"), with the build when the model has others ("Llama 3.1 8B, q8_0"), or the
+    tag itself when the library does not know it."""
+    return _names_by_tag().get(ollama_tag, ollama_tag)
+
+
+@functools.cache
+def _names_by_tag() -> dict[str, str]:
+    names = {}
+    for model in load_catalog().models:
+        first, *others = model.quantizations
+        names[first.ollama_tag] = model.name
+        for build in others:
+            names[build.ollama_tag] = f"{model.name}, {build.quant}"
+    return names
 
 
 def _find_build(name: str) -> tuple[CatalogModel, list[Quantization]] | None:
