@@ -84,6 +84,20 @@ async def test_create_user_with_admin_and_plan(cli: Cli, client: httpx.AsyncClie
     assert (body["plan"], body["is_admin"]) == ("pro", True)
 
 
+async def test_set_plan_moves_a_user_and_refuses_an_unknown_plan(
+    cli: Cli, client: httpx.AsyncClient
+) -> None:
+    auth = await sign_up(client)
+    email = (await me(client, auth=auth))["email"]
+    moved = await cli("admin", "set-plan", email, "enterprise")
+    assert moved.exit_code == 0, moved.output
+    assert f"{email} is on the enterprise plan" in moved.output
+    assert (await me(client, auth=auth))["plan"] == "enterprise"
+    refused = await cli("admin", "set-plan", email, "gold")
+    assert refused.exit_code == 1
+    assert "There is no plan called “gold”" in refused.output
+
+
 async def test_create_user_with_an_unknown_plan_fails_clearly(cli: Cli) -> None:
     result = await cli(
         "admin", "create-user", fresh_email(), "--password", PASSWORD, "--plan", "gold"

@@ -225,6 +225,33 @@ def grant_credits(email: str, usd: str) -> None:
     console.print(f"granted ${usd} to {email}")
 
 
+@admin_app.command("set-plan")
+def set_plan(email: str, plan: str) -> None:
+    """Move a user to another plan (free, starter, pro or enterprise): which tiers they may rent
+    and how many sessions at once. Recorded in the audit log."""
+    from sizzle.services import accounts
+
+    settings = Settings()
+    _prepare_database(settings)
+
+    async def _run() -> bool:
+        db = Database(settings.resolved_database_url)
+        try:
+            async with db.transaction() as tx:
+                user = await accounts.get_user_by_email(tx, email)
+                return accounts.change_plan(
+                    tx, user, plan, actor="cli", now=clock_for(settings).now()
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        changed = asyncio.run(_run())
+    except SizzleError as exc:
+        raise _fail(exc.message) from exc
+    console.print(f"{email} is on the {plan} plan{'' if changed else ' already'}")
+
+
 @app.command("node-agent")
 def node_agent(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

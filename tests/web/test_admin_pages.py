@@ -13,7 +13,14 @@ from sqlalchemy import select, update
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import GpuSession, LaunchAttempt, LedgerEntry, SessionEvent, User
+from sizzle.db.models import (
+    AuditEvent,
+    GpuSession,
+    LaunchAttempt,
+    LedgerEntry,
+    SessionEvent,
+    User,
+)
 from sizzle.errors import ProviderUnavailable
 from sizzle.providers.base import ProviderHealth
 from sizzle.services import ledger
@@ -123,9 +130,10 @@ async def test_a_user_who_is_not_an_operator_gets_403_everywhere(
         assert page.status_code == 403, path
         assert "operators" in page.text
     token = csrf_of(await browser.get("/"))
-    for action in ("grant", "suspend", "unsuspend"):
+    for action in ("grant", "suspend", "unsuspend", "plan"):
         response = await browser.post(
-            f"/admin/users/{user.id}/{action}", data={"csrf_token": token, "amount": "5"}
+            f"/admin/users/{user.id}/{action}",
+            data={"csrf_token": token, "amount": "5", "plan": "enterprise"},
         )
         assert response.status_code == 403, action
     assert (await balance_of(db, user)).credit_micros == 0
@@ -406,6 +414,33 @@ async def test_granting_credit_writes_it_to_the_ledger(
     after = await browser.get(response.headers["location"])
     assert f"Granted $2.50 of credit to {user.email}" in notice(after, "ok")
     assert "$3.50" in row_with(after, user.email)
+
+
+async def test_moving_a_user_to_another_plan_is_audited_and_said(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock, operator: User
+) -> None:
+    user = await make_user(db, now=clock.now())
+    moved = await post_form(
+        browser, f"/admin/users/{user.id}/plan", {"plan": "pro"}, page="/admin/users"
+    )
+    assert moved.status_code == 303
+    after = await browser.get(moved.headers["location"])
+    assert f"{user.email} is on the pro plan now" in notice(after, "ok")
+    async with db.read() as tx:
+        assert (await tx.get(User, user.id)).plan == "pro"  # type: ignore[union-attr]
+        logged = await tx.scalar(
+            select(AuditEvent).where(
+                AuditEvent.user_id == user.id, AuditEvent.action == "admin.plan_changed"
+            )
+        )
+    assert logged is not None
+    assert (logged.actor, logged.detail) == (f"operator:{operator.id}", "free -> pro")
+
+    refused = await post_form(
+        browser, f"/admin/users/{user.id}/plan", {"plan": "gold"}, page="/admin/users"
+    )
+    assert refused.status_code == 422
+    assert "There is no plan called “gold”" in notice(refused, "error")
 
 
 @pytest.mark.parametrize(

@@ -304,6 +304,29 @@ def set_password(tx: AsyncSession, user: User, new: str, *, now: datetime, actio
     audit.record(tx, action, actor=f"user:{user.id}", now=now, user_id=user.id)
 
 
+def change_plan(tx: AsyncSession, target: User, plan: str, *, actor: str, now: datetime) -> bool:
+    """Move an account to `plan` (which tiers it may rent, how many sessions at once), as an
+    operator does when a user asks; recorded in the audit log. False when it already was.
+    Sessions already running go on; the new limits hold from the next launch."""
+    if plan not in PLANS:
+        raise ValidationFailed(
+            f"There is no plan called “{plan}”. The plans are: {', '.join(PLANS)}.",
+            code="unknown_plan",
+        )
+    if target.plan == plan:
+        return False
+    audit.record(
+        tx,
+        "admin.plan_changed",
+        actor=actor,
+        now=now,
+        user_id=target.id,
+        detail=f"{target.plan} -> {plan}",
+    )
+    target.plan = plan
+    return True
+
+
 def set_suspended(
     tx: AsyncSession,
     target: User,

@@ -21,6 +21,7 @@ from sizzle.domain.lab import LAB_NAME
 from sizzle.domain.lifecycle import EndReason
 from sizzle.domain.money import usd_to_micros
 from sizzle.domain.suspension import MAX_NOTE, REASON_LABELS, SuspensionReason
+from sizzle.domain.tiers import PLANS
 from sizzle.errors import Conflict, NotFound, SizzleError, ValidationFailed
 from sizzle.services import accounts, provider_listings, reports, sessions
 from sizzle.state import AppState
@@ -37,6 +38,8 @@ _DONE = {
     "suspended": "{email} is suspended: they can no longer sign in or use the API, and their "
     "sessions were stopped.",
     "unsuspended": "{email} can sign in again.",
+    "plan_changed": "{email} is on the {plan} plan now: its tiers and sessions at once hold from "
+    "their next launch.",
 }
 
 
@@ -239,6 +242,7 @@ async def _users_page(
         max_grant=f"{MAX_GRANT_USD:,}",
         reasons=REASON_LABELS,
         max_note=MAX_NOTE,
+        plans=list(PLANS),
     )
 
 
@@ -264,7 +268,7 @@ async def users(
         async with state.db.read() as tx:
             who = await tx.get(User, target)
         if who is not None:
-            notice = _DONE[done].format(email=who.email, amount=usd(amount))
+            notice = _DONE[done].format(email=who.email, amount=usd(amount), plan=who.plan)
     return await _users_page(
         request,
         state,
@@ -375,6 +379,39 @@ async def _set_active(
             now=state.clock.now(),
         )
     return _back_to_users(q, "unsuspended" if active else "suspended", target)
+
+
+@router.post("/admin/users/{user_id}/plan", dependencies=[CsrfChecked])
+async def change_plan(
+    request: Request,
+    state: StateDep,
+    operator: Operator,
+    user_id: str,
+    plan: Annotated[str, Form(max_length=32)] = "",
+    q: Annotated[str, Form(max_length=320)] = "",
+) -> Response:
+    """Move an account to another plan, as its user asked (the plans page says to ask)."""
+    q = clean(q)
+    try:
+        async with state.db.transaction() as tx:
+            target = await tx.get(User, known_id(user_id, "user"))
+            if target is None:
+                raise NotFound("user not found")
+            accounts.change_plan(
+                tx, target, plan, actor=f"operator:{operator.id}", now=state.clock.now()
+            )
+    except ValidationFailed as exc:
+        return await _users_page(
+            request,
+            state,
+            operator,
+            q=q,
+            limit=50,
+            offset=0,
+            status_code=exc.status_code,
+            error=exc.message,
+        )
+    return _back_to_users(q, "plan_changed", target)
 
 
 @router.post("/admin/users/{user_id}/suspend", dependencies=[CsrfChecked])
