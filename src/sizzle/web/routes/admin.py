@@ -246,6 +246,15 @@ async def _users_page(
     )
 
 
+async def _refused(
+    request: Request, state: AppState, operator: User, *, q: str, status: int, error: str
+) -> Response:
+    """The users page (its first page) again, saying why an action was refused."""
+    return await _users_page(
+        request, state, operator, q=q, limit=50, offset=0, status_code=status, error=error
+    )
+
+
 def clean(text: str) -> str:
     """Form text fit for the database: no NUL or other control characters."""
     return "".join(ch for ch in text if ch.isprintable()).strip()
@@ -319,15 +328,8 @@ async def grant(
     except NotFound:
         raise
     except SizzleError as exc:
-        return await _users_page(
-            request,
-            state,
-            operator,
-            q=q,
-            limit=50,
-            offset=0,
-            status_code=exc.status_code,
-            error=exc.message,
+        return await _refused(
+            request, state, operator, q=q, status=exc.status_code, error=exc.message
         )
     return _back_to_users(q, "granted", target, micros)
 
@@ -359,15 +361,8 @@ async def _set_active(
                 note=clean(note),
             )
     except (Conflict, ValidationFailed) as exc:
-        return await _users_page(
-            request,
-            state,
-            operator,
-            q=q,
-            limit=50,
-            offset=0,
-            status_code=exc.status_code,
-            error=exc.message,
+        return await _refused(
+            request, state, operator, q=q, status=exc.status_code, error=exc.message
         )
     if not active:  # a suspended account stops paying for GPUs it can no longer reach
         await sessions.stop_sessions_of_user(
@@ -401,15 +396,8 @@ async def change_plan(
                 tx, target, plan, actor=f"operator:{operator.id}", now=state.clock.now()
             )
     except ValidationFailed as exc:
-        return await _users_page(
-            request,
-            state,
-            operator,
-            q=q,
-            limit=50,
-            offset=0,
-            status_code=exc.status_code,
-            error=exc.message,
+        return await _refused(
+            request, state, operator, q=q, status=exc.status_code, error=exc.message
         )
     return _back_to_users(q, "plan_changed", target)
 
@@ -427,14 +415,12 @@ async def suspend(
     """Suspend an account for a reason the user is shown (and the operator's note): no
     sign-in, no API; its balances stay as they are."""
     if reason not in set(SuspensionReason):
-        return await _users_page(
+        return await _refused(
             request,
             state,
             operator,
             q=clean(q),
-            limit=50,
-            offset=0,
-            status_code=422,
+            status=422,
             error="Choose why the account is suspended from the list: the user is shown it.",
         )
     why = SuspensionReason(reason)
