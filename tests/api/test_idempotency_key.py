@@ -7,10 +7,12 @@ import asyncio
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import select
 
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
+from sizzle.db.models import IdempotencyKey
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from tests.helpers import assert_error, grant, log_in, make_user, signed_in_user
@@ -84,6 +86,20 @@ async def test_a_key_is_forgotten_after_a_day(
     )
     assert (first.status_code, later.status_code) == (201, 201)
     assert later.json()["id"] != first.json()["id"]
+
+
+async def test_the_jobs_forget_every_users_keys_older_than_a_day(
+    client: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    old = await signed_in_user(client, db, clock=clock, plan="starter", credit_usd="5")
+    await client.post(SESSIONS, json=BODY, headers={**old, "Idempotency-Key": "old"})
+    clock.advance(timedelta(hours=23).total_seconds())
+    recent = await signed_in_user(client, db, clock=clock, plan="starter", credit_usd="5")
+    await client.post(SESSIONS, json=BODY, headers={**recent, "Idempotency-Key": "recent"})
+    clock.advance(timedelta(hours=1, seconds=1).total_seconds())
+    await state.jobs.tidy()  # neither user sent another key
+    async with db.read() as tx:
+        assert list(await tx.scalars(select(IdempotencyKey.key))) == ["recent"]
 
 
 async def test_a_refused_request_does_not_use_up_its_key(

@@ -18,7 +18,7 @@ from sizzle.jobs.reaper import reap
 from sizzle.jobs.reconciler import ReconcileReport, reconcile
 from sizzle.metrics import Metrics
 from sizzle.providers.base import Provider
-from sizzle.services import notification_events
+from sizzle.services import idempotency, notification_events
 from sizzle.services.mail import Mailer
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.services.readiness import ReadinessProbe
@@ -93,6 +93,13 @@ class JobRunner:
 
     async def reconcile(self) -> None:
         await self.reconcile_now()
+        await self.tidy()
+
+    async def tidy(self) -> None:
+        """Forget what is kept only for a while, on the reconciler's slower cadence:
+        Idempotency-Keys older than a day."""
+        async with self.db.transaction() as tx:
+            await idempotency.forget_expired(tx, now=self.clock.now())
 
     async def reconcile_now(self) -> ReconcileReport:
         report = await reconcile(self.db, self.providers, now=self.clock.now())

@@ -62,6 +62,15 @@ async def earlier_session(
     return await tx.get(GpuSession, found.session_id)
 
 
+async def forget_expired(tx: AsyncSession, *, now: datetime) -> int:
+    """Forget every user's keys older than a day (a user who never sends another key would
+    keep theirs otherwise); how many."""
+    forgotten = await tx.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.created_at < now - KEY_LIFETIME)
+    )
+    return int(forgotten.rowcount)  # type: ignore[attr-defined]
+
+
 def remember(
     tx: AsyncSession, *, user_id: str, key: str, fingerprint: str, session_id: str, now: datetime
 ) -> None:
