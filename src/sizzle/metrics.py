@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 
 from sizzle.clock import to_ms
 from sizzle.db.models import GpuSession, LaunchAttempt, LedgerAccount, Notification
-from sizzle.services import ledger
+from sizzle.services import launch_queue, ledger
 from sizzle.services.breaker import BreakerState
 
 if TYPE_CHECKING:
@@ -108,6 +108,8 @@ class _Snapshot:
     provisioning: dict[str, list[float]] = field(default_factory=dict)
     revenue_micros: int = 0
     notifications: dict[str, int] = field(default_factory=dict)
+    queue_waiting: dict[str, int] = field(default_factory=dict)
+    queue_oldest_wait_seconds: float = 0.0
     breakers: dict[str, _Breaker] = field(default_factory=dict)
 
 
@@ -169,6 +171,19 @@ class _FromDatabase(Collector):
         for kind, count in sorted(s.notifications.items()):
             notifications.add_metric([kind], count)
         yield notifications
+        waiting = GaugeMetricFamily(
+            "sizzle_queued_launches_waiting",
+            'Launches waiting for a GPU ("tell me when it\'s free"), by tier.',
+            labels=["tier"],
+        )
+        for tier, count in sorted(s.queue_waiting.items()):
+            waiting.add_metric([tier], count)
+        yield waiting
+        yield GaugeMetricFamily(
+            "sizzle_queued_launch_oldest_wait_seconds",
+            "How long the longest-waiting queued launch has waited (0 when none waits).",
+            value=s.queue_oldest_wait_seconds,
+        )
         yield from _provider_families(s.breakers)
 
 
@@ -212,6 +227,13 @@ class Metrics:
             ["provider"],
             registry=None,
         )
+        self.queued_launch_outcomes = Counter(
+            "sizzle_queued_launch_outcomes",
+            "What this process's launch-queue passes did with waiting launches: launched, "
+            "requeued (the GPU found failed to start), expired, refused (no longer allowed).",
+            ["outcome"],
+            registry=None,
+        )
         self.http_request_seconds = Histogram(
             "sizzle_http_request_seconds",
             "HTTP request latency by route template.",
@@ -234,6 +256,7 @@ class Metrics:
             self.orphans_destroyed,
             self.reconciler_blind_rounds,
             self.reconciler_last_listed,
+            self.queued_launch_outcomes,
             self.http_request_seconds,
         )
         for collector in self._counted:
@@ -312,6 +335,9 @@ class Metrics:
                 select(Notification.kind, func.count()).group_by(Notification.kind)
             )
             snapshot.notifications = {str(kind): int(n) for kind, n in made}
+            waiting = await launch_queue.waiting_summary(tx, now=now)
+            snapshot.queue_waiting = waiting.by_tier
+            snapshot.queue_oldest_wait_seconds = waiting.oldest_wait_seconds
         snapshot.breakers = _read_breakers(orchestrator, now)
         self._database.snapshot = snapshot
 

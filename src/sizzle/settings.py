@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -78,6 +79,22 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(60 * 24, gt=0, description="Lifetime of a login token.")
     jobs_interval_seconds: float = Field(
         1, gt=0, description="How often provisioning and the reaper look for work."
+    )
+    queue_max_hours: float = Field(
+        24,
+        gt=0,
+        le=24 * 31,
+        description='How long a queued launch ("tell me when it\'s free") waits for a GPU '
+        "before it expires and the user is told.",
+    )
+    queue_max_per_user: int = Field(
+        3, ge=1, le=100, description="Queued launches one account may have waiting at once."
+    )
+    queue_interval_seconds: float = Field(
+        15,
+        gt=0,
+        description="How often waiting launches are retried (each pass asks the providers "
+        "afresh for offers of the tiers waited for).",
     )
     vast_api_key: str = Field("", description="Vast.ai API key; the vast plugin needs it.")
     vast_api_url: str = Field(
@@ -328,6 +345,11 @@ class Settings(BaseSettings):
             included_minutes=self.lab_included_minutes,
             tiers=parse_lab_tiers(self.lab_tiers),
         )
+
+    @property
+    def queue_max_wait(self) -> timedelta:
+        """How long a queued launch waits for a GPU before it expires."""
+        return timedelta(hours=self.queue_max_hours)
 
     @property
     def packages(self) -> list[CreditPackage]:

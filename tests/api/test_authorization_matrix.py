@@ -193,6 +193,10 @@ async def test_another_user_gets_404_for_my_things(
 ) -> None:
     owner = await make_user(db, now=clock.now(), credit_usd="5")
     owner_auth = await log_in(client, email=owner.email)
+    # queued first: the free plan's one session at a time is checked when queueing, too
+    queue_id = (
+        await client.post("/api/v1/launch-queue", json={"tier": "pro"}, headers=owner_auth)
+    ).json()["id"]
     session_id = (await create_session(client, auth=owner_auth, tier="starter"))["id"]
     purchase_id = await add_paid_purchase(db, user_id=owner.id, now=clock.now())
     key_id = (
@@ -223,6 +227,7 @@ async def test_another_user_gets_404_for_my_things(
         "key_id": key_id,
         "ssh_key_id": ssh_key_id,
         "notification_id": str(notification_id),
+        "queue_id": queue_id,
     }
 
     other = await make_user(db, now=clock.now(), credit_usd="5")
@@ -246,6 +251,9 @@ async def test_another_user_gets_404_for_my_things(
     ).status_code == 200
     assert (await client.get("/api/v1/ssh-keys", headers=owner_auth)).json()["total"] == 1
     assert (await client.get("/api/v1/notifications", headers=owner_auth)).json()["unread"] == 1
+    assert (await client.get(f"/api/v1/launch-queue/{queue_id}", headers=owner_auth)).json()[
+        "status"
+    ] == "waiting"
 
 
 async def _change_password(db: Database, user_id: str, *, now: Any) -> None:

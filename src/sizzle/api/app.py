@@ -25,6 +25,7 @@ from sizzle.api.routers import (
     catalog,
     health,
     keys,
+    launch_queue,
     models,
     notifications,
     openai,
@@ -92,6 +93,7 @@ def create_app(
     # the hot routes first: a request is matched against the routes in order
     for module in (
         sessions,
+        launch_queue,
         auth,
         account,
         notifications,

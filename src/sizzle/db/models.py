@@ -521,3 +521,37 @@ class NotificationOptOut(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class QueuedLaunch(Base):
+    """A launch waiting for a GPU ("tell me when it's free"): what the user asked for, kept
+    until a job launches it through the same checks as a direct launch, or it is cancelled,
+    expires or is no longer allowed (services/launch_queue.py). It holds nothing and costs
+    nothing until it is launched."""
+
+    __tablename__ = "launch_queue"
+    __table_args__ = (
+        Index("ix_launch_queue_status_tier_created_at", "status", "tier", "created_at"),
+        Index("ix_launch_queue_user_id_created_at", "user_id", "created_at"),
+        Index("ix_launch_queue_session_id", "session_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    tier: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    max_minutes: Mapped[int | None] = mapped_column(Integer)
+    spend_cap_micros: Mapped[int | None] = mapped_column(BigInteger)
+    # waiting, launched (its session is starting), ready, cancelled, expired, refused
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The session the launch made (the latest, if a GPU found could not be started and the
+    # launch went back to waiting).
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("gpu_sessions.id"))
+    # Sessions made for it so far: a launch whose GPUs keep failing to start stops trying.
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    # Why it ended (refused, expired), or why the last GPU found could not be started.
+    reason: Mapped[str | None] = mapped_column(Text)

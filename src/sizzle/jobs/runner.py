@@ -11,6 +11,7 @@ import structlog
 
 from sizzle.clock import Clock
 from sizzle.db.database import Database
+from sizzle.jobs.launch_queue import QueuePass, run_queue_pass
 from sizzle.jobs.metering import run_metering_pass
 from sizzle.jobs.notification_mail import MailRound, mail_notifications
 from sizzle.jobs.provisioning import launch_pending, mark_ready
@@ -31,7 +32,8 @@ log = structlog.get_logger(__name__)
 class JobRunner:
     """Metering every `meter_interval_seconds`; provisioning and the reaper more often; the
     reconciler every `reconcile_interval_seconds`; "still running" reminders and notification
-    mails every `notification_interval_seconds`."""
+    mails every `notification_interval_seconds`; the launch queue every
+    `queue_interval_seconds`."""
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class JobRunner:
             db, tunnels, secret=settings.resolved_secret_key, clock=clock
         )
         self._wake = asyncio.Event()
+        self._queue_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Run after every metering pass, in order (auto-top-up): a failure is logged, not raised.
         self.after_metering: list[Callable[[], Awaitable[object]]] = []
@@ -64,6 +67,10 @@ class JobRunner:
     def poke(self) -> None:
         """Something changed (a new session): look for work now rather than at the next tick."""
         self._wake.set()
+
+    def poke_queue(self) -> None:
+        """A launch was queued: see at once whether a GPU is free for it."""
+        self._queue_wake.set()
 
     async def meter(self) -> None:
         started = time.perf_counter()
@@ -90,6 +97,21 @@ class JobRunner:
             readiness=self.readiness,
         )
         await reap(self.db, self.providers, self.settings, now=self.clock.now())
+
+    async def retry_queued(self) -> None:
+        await self.retry_queued_now()
+
+    async def retry_queued_now(self) -> QueuePass:
+        """Launch the waiting launches that GPUs are offered for now (jobs/launch_queue.py)."""
+        done = await run_queue_pass(
+            self.db, self.orchestrator, now=self.clock.now(), lab_tiers=self.settings.lab.tiers
+        )
+        for outcome in ("launched", "requeued", "expired", "refused"):
+            if count := getattr(done, outcome):
+                self.metrics.queued_launch_outcomes.labels(outcome).inc(count)
+        if done.launched:
+            self.poke()  # provisioning takes the new sessions at once
+        return done
 
     async def reconcile(self) -> None:
         await self.reconcile_now()
@@ -129,6 +151,7 @@ class JobRunner:
 
     async def run_once(self) -> None:
         """Every job once, in order; what the tests call instead of waiting for the loops."""
+        await self.retry_queued()
         await self.housekeep()
         await self.meter()
 
@@ -142,7 +165,7 @@ class JobRunner:
                     "housekeeping",
                     self.housekeep,
                     self.settings.jobs_interval_seconds,
-                    wakeable=True,
+                    wake=self._wake,
                 )
             ),
             asyncio.create_task(
@@ -151,6 +174,14 @@ class JobRunner:
             asyncio.create_task(
                 self._loop(
                     "notifications", self._notify, self.settings.notification_interval_seconds
+                )
+            ),
+            asyncio.create_task(
+                self._loop(
+                    "launch_queue",
+                    self.retry_queued,
+                    self.settings.queue_interval_seconds,
+                    wake=self._queue_wake,
                 )
             ),
         ]
@@ -170,7 +201,7 @@ class JobRunner:
         job: Callable[[], Awaitable[None]],
         interval: float,
         *,
-        wakeable: bool = False,
+        wake: asyncio.Event | None = None,
     ) -> None:
         while True:
             try:
@@ -179,10 +210,10 @@ class JobRunner:
                 raise
             except Exception:  # a failed pass is logged and retried next tick
                 log.exception("job.failed", job=name)
-            if wakeable:
-                self._wake.clear()
+            if wake is not None:
+                wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), interval)
+                    await asyncio.wait_for(wake.wait(), interval)
                 except TimeoutError:
                     pass
             else:

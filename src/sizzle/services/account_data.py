@@ -37,7 +37,7 @@ from sizzle.domain.lifecycle import EndReason
 from sizzle.errors import Conflict, Unauthorized
 from sizzle.providers.base import Provider
 from sizzle.security import verify_password
-from sizzle.services import audit, free_minutes, ledger
+from sizzle.services import audit, free_minutes, launch_queue, ledger
 from sizzle.services.payments.lab import LIVE_STATUSES as LAB_LIVE_STATUSES
 from sizzle.services.sessions import stop_sessions_of_user
 
@@ -184,6 +184,10 @@ async def delete_account(
         await tx.execute(delete(NotificationOptOut).where(NotificationOptOut.user_id == user_id))
         # The saved card's Stripe references: nothing may charge it any more.
         await tx.execute(delete(AutoTopUp).where(AutoTopUp.user_id == user_id))
+        # Nothing waits for a GPU for an account that is gone.
+        await launch_queue.cancel_all_of_user(
+            tx, user_id, reason="The account was deleted.", now=now
+        )
         audit.record(tx, "account.deleted", actor=f"user:{user_id}", now=now, user_id=user_id)
         await tx.flush()
         # Keep what happened to the account; forget where from, and the addresses typed in.

@@ -41,6 +41,7 @@ class Kind(StrEnum):
     BUDGET_WARNING = "budget_warning"
     BUDGET_REACHED = "budget_reached"
     QUEUED_LAUNCH_READY = "queued_launch_ready"
+    QUEUED_LAUNCH_ENDED = "queued_launch_ended"  # expired, or no longer allowed
 
     @property
     def money_critical(self) -> bool:

@@ -124,16 +124,7 @@ async def launch_session(
     (within a day), the session that request made, made no second time.
     On a tier in `lab_tiers`, Sizzle Lab's included minutes pay for it (after free minutes)."""
     tier = find_tier(tier_name)
-    try:
-        limits = check_limits(
-            max_minutes=max_minutes,
-            spend_cap_micros=spend_cap_micros,
-            price_micros_per_minute=tier.price_micros_per_minute,
-        )
-    except LimitError as exc:
-        raise ValidationFailed(
-            exc.message, code="invalid_limit", details={"field": exc.field}
-        ) from None
+    time_limit = session_time_limit(tier, max_minutes, spend_cap_micros)
     asked = idempotency.fingerprint(
         tier=tier.name, model=model, max_minutes=max_minutes, spend_cap_micros=spend_cap_micros
     )
@@ -152,52 +143,24 @@ async def launch_session(
             if earlier is not None:
                 log.info("session.create_replayed", session_id=earlier.id, user_id=user.id)
                 return Launch(earlier, replayed=True)
-        plan = PLANS[user.plan]
-        if tier.name not in plan.allowed_tiers:
-            raise Forbidden(
-                f"the {plan.name} plan does not include the {tier.name} tier",
-                code="tier_not_in_plan",
-            )
-        running = await tx.scalar(
-            select(func.count())
-            .select_from(GpuSession)
-            .where(GpuSession.user_id == user.id, GpuSession.status.in_(LIVE_STATUSES))
-        )
-        if (running or 0) >= plan.max_concurrent_sessions:
-            allowed = plan.max_concurrent_sessions
-            raise Conflict(
-                f"the {plan.name} plan runs {allowed} session{'' if allowed == 1 else 's'} at "
-                f"a time, and {'it is' if running == 1 else 'they are'} in use; stop one first",
-                code="too_many_sessions",
-            )
-        covered = tier.name in lab_tiers
-        await _require_first_minute(tx, user.id, tier.price_micros_per_minute, lab_covered=covered)
+        covered = await require_launch_allowed(tx, user, tier, lab_tiers=lab_tiers)
         if not offers:
-            raise NoCapacity(f"no {tier.name} GPU is free right now; try another tier or later")
-        session = GpuSession(
-            id=uuid.uuid4().hex,
-            user_id=user.id,
-            tier=tier.name,
-            model=model,
-            status=S.PENDING.value,
-            price_micros_per_minute=tier.price_micros_per_minute,
-            lab_covered=covered,
-            max_minutes=limits.minutes,
-            charged_minutes=0,
-            active_ms_before=0,
-            created_at=now,
-        )
-        tx.add(session)
-        await tx.flush()
-        audit.record(
+            # `queue`: where the same request waits for a GPU instead (api/routers/launch_queue)
+            raise NoCapacity(
+                f"no {tier.name} GPU is free right now; try another tier or later",
+                details={"queue": "/api/v1/launch-queue"},
+            )
+        session = add_session(
             tx,
-            "session.pending",
-            actor=f"user:{user.id}",
-            now=now,
             user_id=user.id,
-            target=f"session:{session.id}",
-            detail=f"{tier.name}" + (f", {model}" if model else ""),
+            tier=tier,
+            model=model,
+            max_minutes=time_limit,
+            lab_covered=covered,
+            now=now,
+            actor=f"user:{user.id}",
         )
+        await tx.flush()
         if idempotency_key is not None:
             idempotency.remember(
                 tx,
@@ -209,6 +172,91 @@ async def launch_session(
             )
         log.info("session.created", session_id=session.id, user_id=user.id, tier=tier.name)
         return Launch(session)
+
+
+def session_time_limit(
+    tier: Tier, max_minutes: int | None, spend_cap_micros: int | None
+) -> int | None:
+    """The tighter of `max_minutes` and the minutes the spending cap pays for at the tier's
+    price; 422 `invalid_limit` saying why when a limit cannot be used."""
+    try:
+        limits = check_limits(
+            max_minutes=max_minutes,
+            spend_cap_micros=spend_cap_micros,
+            price_micros_per_minute=tier.price_micros_per_minute,
+        )
+    except LimitError as exc:
+        raise ValidationFailed(
+            exc.message, code="invalid_limit", details={"field": exc.field}
+        ) from None
+    return limits.minutes
+
+
+async def require_launch_allowed(
+    tx: AsyncSession, user: User, tier: Tier, *, lab_tiers: Collection[str]
+) -> bool:
+    """Refuse a launch the user's plan, running sessions or money do not allow now (the user's
+    row locked by the caller); whether Sizzle Lab's included minutes pay for the tier."""
+    plan = PLANS[user.plan]
+    if tier.name not in plan.allowed_tiers:
+        raise Forbidden(
+            f"the {plan.name} plan does not include the {tier.name} tier",
+            code="tier_not_in_plan",
+        )
+    running = await tx.scalar(
+        select(func.count())
+        .select_from(GpuSession)
+        .where(GpuSession.user_id == user.id, GpuSession.status.in_(LIVE_STATUSES))
+    )
+    if (running or 0) >= plan.max_concurrent_sessions:
+        allowed = plan.max_concurrent_sessions
+        raise Conflict(
+            f"the {plan.name} plan runs {allowed} session{'' if allowed == 1 else 's'} at "
+            f"a time, and {'it is' if running == 1 else 'they are'} in use; stop one first",
+            code="too_many_sessions",
+        )
+    covered = tier.name in lab_tiers
+    await _require_first_minute(tx, user.id, tier.price_micros_per_minute, lab_covered=covered)
+    return covered
+
+
+def add_session(
+    tx: AsyncSession,
+    *,
+    user_id: str,
+    tier: Tier,
+    model: str | None,
+    max_minutes: int | None,
+    lab_covered: bool,
+    now: datetime,
+    actor: str,
+) -> GpuSession:
+    """A new pending session at the tier's price (the provisioning job launches it), in the
+    audit log."""
+    session = GpuSession(
+        id=uuid.uuid4().hex,
+        user_id=user_id,
+        tier=tier.name,
+        model=model,
+        status=S.PENDING.value,
+        price_micros_per_minute=tier.price_micros_per_minute,
+        lab_covered=lab_covered,
+        max_minutes=max_minutes,
+        charged_minutes=0,
+        active_ms_before=0,
+        created_at=now,
+    )
+    tx.add(session)
+    audit.record(
+        tx,
+        "session.pending",
+        actor=actor,
+        now=now,
+        user_id=user_id,
+        target=f"session:{session.id}",
+        detail=f"{tier.name}" + (f", {model}" if model else ""),
+    )
+    return session
 
 
 async def record_progress(db: Database, session_id: str, phase: str, percent: float | None) -> None:

@@ -78,12 +78,7 @@ async def create(
     `invalid_limit`, saying why)."""
     tier = sessions.find_tier(body.tier)
     chosen = model_library.choose_session_model(body.model, tier) if body.model else None
-    try:
-        cap = parse_usd_amount(body.spend_cap_usd) if body.spend_cap_usd is not None else None
-    except LimitError as exc:
-        raise ValidationFailed(
-            exc.message, code="invalid_limit", details={"field": "spend_cap_usd"}
-        ) from None
+    cap = spend_cap_of(body)
     launched = await sessions.launch_session(
         state.db,
         state.orchestrator,
@@ -107,6 +102,16 @@ async def create(
         for_admin=user.is_admin,
         warnings=list(chosen.warnings) if chosen else None,
     )
+
+
+def spend_cap_of(body: SessionCreateIn) -> int | None:
+    """The body's spending cap in micro-dollars; 422 `invalid_limit` if it is no amount."""
+    try:
+        return parse_usd_amount(body.spend_cap_usd) if body.spend_cap_usd is not None else None
+    except LimitError as exc:
+        raise ValidationFailed(
+            exc.message, code="invalid_limit", details={"field": "spend_cap_usd"}
+        ) from None
 
 
 @router.get("", response_model=Page[SessionOut])

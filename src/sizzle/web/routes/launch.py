@@ -13,7 +13,7 @@ from sizzle.catalog import CATEGORIES
 from sizzle.db.models import User
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import SizzleError
-from sizzle.services import idempotency, ledger, model_library, sessions
+from sizzle.services import idempotency, launch_queue, ledger, model_library, sessions
 from sizzle.services import recommend as recommender
 from sizzle.services.ledger import Balances
 from sizzle.state import AppState
@@ -141,7 +141,13 @@ async def _confirm_context(state: AppState, user: User, choice: LaunchChoice) ->
         "limit": limit,
         "limits": limits,
         "form_key": uuid.uuid4().hex,
+        "queue_wait": _hours_text(state.settings.queue_max_hours),
     }
+
+
+def _hours_text(hours: float) -> str:
+    """24 hours, 1 hour, 1.5 hours."""
+    return f"{hours:g} hour{'' if hours == 1 else 's'}"
 
 
 @router.get("/launch", response_class=HTMLResponse)
@@ -260,22 +266,70 @@ async def launch(
             lab_tiers=state.settings.lab.tiers,
         )
     except SizzleError as exc:
-        context = await _confirm_context(state, user, choice)
-        if exc.code == "too_many_sessions":
-            async with state.db.read() as tx:
-                context["running"] = await sessions.live_session_ids(tx, user_id=user.id)
-        return render(
-            request,
-            "sessions/launch.html",
-            user=user,
-            status_code=exc.status_code,
-            steps=WIZARD_STEPS,
-            step="confirm",
-            choice=choice,
-            refusal=exc,
-            warnings=[],
-            **context,
-        )
+        return await _refused(request, state, user, choice, exc)
     if not launched.replayed:
         state.jobs.poke()
     return RedirectResponse(f"/sessions/{launched.session.id}", status_code=303)
+
+
+@router.post("/launch/queue", dependencies=[CsrfChecked])
+async def queue_launch(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    tier: Annotated[str, Form(max_length=32)],
+    model: Annotated[str, Form(max_length=200)] = "",
+    max_minutes: Annotated[str, Form(max_length=32)] = "",
+    spend_cap: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Tell me when it's free: the confirm step's choice, kept to be launched when a GPU of
+    its tier is free; then the sessions page, where it waits in line. A refusal (too many
+    waiting, say) is explained on the confirm step."""
+    choice = read_choice(tier, model or "none", max_minutes, spend_cap)
+    if choice.tier is None:
+        return RedirectResponse(f"/launch?{choice.query(step='tier')}", status_code=303)
+    if choice.problems:
+        return RedirectResponse(f"/launch?{choice.query(step='options')}", status_code=303)
+    try:
+        chosen = (
+            model_library.choose_session_model(choice.model, choice.tier) if choice.model else None
+        )
+        await launch_queue.queue_launch(
+            state.db,
+            user_id=user.id,
+            tier_name=choice.tier.name,
+            model=chosen.ollama_tag if chosen else None,
+            max_minutes=choice.max_minutes,
+            spend_cap_micros=choice.spend_cap_micros,
+            now=state.clock.now(),
+            max_wait=state.settings.queue_max_wait,
+            max_waiting=state.settings.queue_max_per_user,
+            lab_tiers=state.settings.lab.tiers,
+        )
+    except SizzleError as exc:
+        return await _refused(request, state, user, choice, exc)
+    state.jobs.poke_queue()
+    return RedirectResponse("/sessions?queued=1#waiting", status_code=303)
+
+
+async def _refused(
+    request: Request, state: AppState, user: User, choice: LaunchChoice, exc: SizzleError
+) -> Response:
+    """The confirm step again, saying why the launch (or the wait) was refused and what to do
+    next."""
+    context = await _confirm_context(state, user, choice)
+    if exc.code == "too_many_sessions":
+        async with state.db.read() as tx:
+            context["running"] = await sessions.live_session_ids(tx, user_id=user.id)
+    return render(
+        request,
+        "sessions/launch.html",
+        user=user,
+        status_code=exc.status_code,
+        steps=WIZARD_STEPS,
+        step="confirm",
+        choice=choice,
+        refusal=exc,
+        warnings=[],
+        **context,
+    )

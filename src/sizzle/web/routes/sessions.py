@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from sizzle.api.deps import PagingDep, StateDep
+from sizzle.api.deps import IdPath, PagingDep, StateDep
 from sizzle.api.events import session_stream, snapshot
 from sizzle.api.relay import RelayResponse
+from sizzle.api.routers.launch_queue import queued_out
 from sizzle.api.routers.sessions import SessionId, SessionSshOut, metrics_of, ssh_of
 from sizzle.api.schemas import SessionMetricsOut
 from sizzle.api.views import charges_of, session_out
@@ -20,7 +21,7 @@ from sizzle.db.models import GpuSession
 from sizzle.domain.charges import Funds, MoneyNow
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.errors import NotFound
-from sizzle.services import ledger, sessions, ssh_keys
+from sizzle.services import launch_queue, ledger, sessions, ssh_keys
 from sizzle.services.ledger import Balances
 from sizzle.services.session_watch import Sighting
 from sizzle.web.deps import CsrfChecked, SignedIn
@@ -30,13 +31,26 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/sessions", response_class=HTMLResponse)
-async def history(request: Request, state: StateDep, user: SignedIn, paging: PagingDep) -> Response:
-    """Every session of mine, newest first, with totals."""
+async def history(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    paging: PagingDep,
+    queued: Annotated[str | None, Query(max_length=8)] = None,
+) -> Response:
+    """The launches waiting for a GPU, then every session of mine, newest first, with totals."""
     async with state.db.read() as tx:
         rows, total = await sessions.list_sessions(
             tx, user_id=user.id, limit=paging.limit, offset=paging.offset
         )
         totals = await sessions.usage_totals(tx, user_id=user.id)
+        waiting, _ = await launch_queue.list_queued(
+            tx,
+            user_id=user.id,
+            limit=state.settings.queue_max_per_user,
+            offset=0,
+            status=launch_queue.QueueStatus.WAITING,
+        )
     now = state.clock.now()
     return render(
         request,
@@ -46,7 +60,16 @@ async def history(request: Request, state: StateDep, user: SignedIn, paging: Pag
         total=total,
         totals=totals,
         paging=paging,
+        waiting=[queued_out(view, now) for view in reversed(waiting)],  # oldest first
+        just_queued=queued is not None,
     )
+
+
+@router.post("/launch-queue/{queue_id}/cancel", dependencies=[CsrfChecked])
+async def cancel_queued(state: StateDep, user: SignedIn, queue_id: IdPath) -> Response:
+    """Stop waiting for a GPU (the sessions page's Cancel)."""
+    await launch_queue.cancel(state.db, queue_id=queue_id, user_id=user.id, now=state.clock.now())
+    return RedirectResponse("/sessions", status_code=303)
 
 
 # --- the live session page -------------------------------------------------------------------
