@@ -20,6 +20,7 @@ from sizzle.providers.base import Offer
 from sizzle.services import accounts
 from sizzle.settings import Settings
 from sizzle.state import AppState
+from tests.api.test_metrics import scrape, value
 from tests.helpers import (
     act,
     assert_error,
@@ -323,3 +324,20 @@ async def test_the_list_is_paged_newest_first_and_filters_by_status(
     ]
     waiting = (await client.get(QUEUE, params={"status": "waiting"}, headers=auth)).json()
     assert [e["id"] for e in waiting["items"]] == [made[2]["id"], made[0]["id"]]
+
+
+async def test_metrics_count_the_waiting_the_longest_wait_and_what_the_job_did(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    await _fill_starter(client, state, clock)
+    await _queue(client, await signed_in_user(client, db, clock=clock))
+    clock.advance(300)
+    await _queue(client, await signed_in_user(client, db, clock=clock), tier="pro")
+    found = await scrape(client)
+    assert value(found, "sizzle_queued_launches_waiting", tier="starter") == 1
+    assert value(found, "sizzle_queued_launches_waiting", tier="pro") == 1
+    assert value(found, "sizzle_queued_launch_oldest_wait_seconds") == 300
+    await state.jobs.retry_queued_now()  # a pro GPU is free: that one is launched
+    after = await scrape(client)
+    assert ("sizzle_queued_launches_waiting", (("tier", "pro"),)) not in after
+    assert value(after, "sizzle_queued_launch_outcomes_total", outcome="launched") == 1

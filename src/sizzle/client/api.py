@@ -173,13 +173,7 @@ class SizzleClient:
     ) -> JSON:
         """A new session. Sent with an Idempotency-Key, so that when the server does not answer
         in time it is asked again (up to CREATE_TRIES times) without renting a second GPU."""
-        body: JSON = {"tier": tier}
-        if model is not None:
-            body["model"] = model
-        if max_minutes is not None:
-            body["max_minutes"] = max_minutes
-        if spend_cap is not None:
-            body["spend_cap_usd"] = spend_cap  # as typed: the server reads every usual style
+        body = _launch_body(tier, model, max_minutes, spend_cap)
         once = {"Idempotency-Key": uuid.uuid4().hex}
         for _early_try in range(CREATE_TRIES - 1):
             try:
@@ -189,6 +183,38 @@ class SizzleClient:
             return made
         result: JSON = self.request("POST", "/api/v1/sessions", json=body, headers=once)
         return result
+
+    # --- launches waiting for a GPU --------------------------------------------------------
+
+    def queue_launch(
+        self,
+        *,
+        tier: str,
+        model: str | None = None,
+        max_minutes: int | None = None,
+        spend_cap: str | None = None,
+    ) -> JSON:
+        """POST /launch-queue: launch when a GPU of the tier is free; the queued launch."""
+        result: JSON = self.request(
+            "POST", "/api/v1/launch-queue", json=_launch_body(tier, model, max_minutes, spend_cap)
+        )
+        return result
+
+    def queued_launches(self, *, status: str | None = None) -> list[JSON]:
+        """My queued launches (only those in `status`, if given), newest first, every page."""
+        found: list[JSON] = []
+        while True:
+            params: dict[str, str | int] = {"limit": PAGE_LIMIT, "offset": len(found)}
+            if status:
+                params["status"] = status
+            page = self.request("GET", "/api/v1/launch-queue", params=params)
+            found.extend(page["items"])
+            if not page["items"] or len(found) >= int(page["total"]):
+                return found
+
+    def cancel_queued(self, queue_id: str) -> None:
+        """DELETE /launch-queue/{id}: stop waiting."""
+        self.request("DELETE", f"/api/v1/launch-queue/{_segment(queue_id)}")
 
     def session(self, session_id: str) -> JSON:
         result: JSON = self.request("GET", f"/api/v1/sessions/{_segment(session_id)}")
@@ -252,6 +278,20 @@ class SizzleClient:
     def balance(self) -> JSON:
         result: JSON = self.request("GET", "/api/v1/billing/balance")
         return result
+
+
+def _launch_body(
+    tier: str, model: str | None, max_minutes: int | None, spend_cap: str | None
+) -> JSON:
+    """What a launch asks for (a session, or a queued launch)."""
+    body: JSON = {"tier": tier}
+    if model is not None:
+        body["model"] = model
+    if max_minutes is not None:
+        body["max_minutes"] = max_minutes
+    if spend_cap is not None:
+        body["spend_cap_usd"] = spend_cap  # as typed: the server reads every usual style
+    return body
 
 
 def _segment(value: str) -> str:

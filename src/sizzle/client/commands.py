@@ -1,5 +1,5 @@
-"""The client commands of `sizzle`: login, logout, tiers, models, up, start, ps, stop, ssh,
-balance.
+"""The client commands of `sizzle`: login, logout, tiers, models, up, queue, start, ps, stop,
+ssh, balance.
 
 They speak to a Sizzle server over its public API with an API key. Human output is rich
 tables on stdout and progress on stderr; with `--json`, stdout carries exactly one JSON
@@ -35,6 +35,7 @@ from sizzle.client.output import (
     live_url,
     minutes_text,
     new_table,
+    ordinal,
     print_json,
     print_session_summary,
     progress_text,
@@ -43,6 +44,7 @@ from sizzle.client.output import (
     short_ids,
     to_stderr,
     to_stdout,
+    waited_text,
     when,
 )
 from sizzle.client.waiter import Runtime, SessionEnded, Waiter
@@ -73,6 +75,36 @@ def _login_url() -> str:
     except ClientError:
         stored = None
     return normalize_url(stored.api_url, source="api_url") if stored else DEFAULT_API_URL
+
+
+def _queued_id(client: SizzleClient, given: str) -> str:
+    """The id of my one queued launch whose id is `given` or starts with it."""
+    given = given.strip().lower()
+    if not given:
+        raise ClientError("give a queued launch's id, or the first few characters of one")
+    matches = [q["id"] for q in client.queued_launches() if str(q["id"]).startswith(given)]
+    if len(matches) != 1:
+        raise ClientError(
+            f"{'no' if not matches else len(matches)} queued launch"
+            f"{'es have' if len(matches) > 1 else ' of yours has'} an id starting with {given!r}",
+            hint="`sizzle queue --all` lists them",
+        )
+    return str(matches[0])
+
+
+def _say_queued(queued: JSON) -> None:
+    err = to_stderr()
+    say(err, f"No {queued['tier']} GPU is free right now, so Sizzle will wait for one.")
+    say(
+        err,
+        f"Queued launch {queued['id']}: {ordinal(queued['position'])} in line; it waits until "
+        f"{when(queued['expires_at'])} UTC. Nothing is charged while it waits.",
+    )
+    say(err, "You get a mail when its GPU is ready; start it then with `sizzle start ID`.")
+    say(
+        err,
+        f"See it with `sizzle queue`; stop waiting with `sizzle queue --cancel {queued['id']}`.",
+    )
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -266,14 +298,37 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
         start: Annotated[
             bool, typer.Option(help="Start (and begin billing) once ready; --no-start waits only.")
         ] = True,
+        wait_for_capacity: Annotated[
+            bool,
+            typer.Option(
+                "--wait-for-capacity",
+                help="If no GPU of the tier is free, queue the launch instead of failing: "
+                "Sizzle launches it when one is free and mails you when it is ready "
+                "(`sizzle queue` shows it).",
+            ),
+        ] = False,
         as_json: JsonFlag = False,
     ) -> None:
         """Rent a GPU: wait until it is ready, showing progress, then start it."""
         err = to_stderr()
         with reported(), _client() as client:
-            session = client.create_session(
-                tier=tier, model=model, max_minutes=max_minutes, spend_cap=spend_cap
-            )
+            try:
+                session = client.create_session(
+                    tier=tier, model=model, max_minutes=max_minutes, spend_cap=spend_cap
+                )
+            except ApiError as exc:
+                if not (wait_for_capacity and exc.code == "no_capacity"):
+                    if exc.code == "no_capacity":
+                        exc.hint = "`--wait-for-capacity` queues it to launch when a GPU is free"
+                    raise
+                queued = client.queue_launch(
+                    tier=tier, model=model, max_minutes=max_minutes, spend_cap=spend_cap
+                )
+                if as_json:
+                    print_json(queued)
+                    return
+                _say_queued(queued)
+                return
             session_id = session["id"]
             for warning in session.get("warnings") or []:
                 say(err, f"warning: {warning}")
@@ -304,6 +359,57 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
             print_json(session)
             return
         print_session_summary(session, client.api_url)
+
+    @app.command(rich_help_panel=PANEL)
+    def queue(
+        show_all: Annotated[
+            bool, typer.Option("--all", "-a", help="Ended and launched ones too.")
+        ] = False,
+        cancel: Annotated[
+            str | None,
+            typer.Option(metavar="ID", help="Stop waiting: the id, or its first few characters."),
+        ] = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """My launches waiting for a GPU (`sizzle up --wait-for-capacity`), with their place in
+        line; --cancel ID stops one waiting."""
+        with reported(), _client() as client:
+            if cancel is not None:
+                queue_id = _queued_id(client, cancel)
+                client.cancel_queued(queue_id)
+                found = [q for q in client.queued_launches() if q["id"] == queue_id]
+            else:
+                found = client.queued_launches(status=None if show_all else "waiting")
+        if as_json:
+            print_json(found[0] if cancel is not None and found else found)
+            return
+        if cancel is not None:
+            ended = found[0] if found else {"id": cancel, "status": "cancelled"}
+            say(to_stdout(), f"Queued launch {ended['id']} is {ended['status']}.")
+            return
+        if not found:
+            say(
+                to_stderr(),
+                "Nothing is waiting for a GPU." + ("" if show_all else " (--all: ended ones too)"),
+            )
+            return
+        table = new_table("ID", "STATUS", "TIER", "MODEL", "PLACE", "WAITED", "UNTIL", "NOTE")
+        table.columns[0].no_wrap = True
+        ids = short_ids([q["id"] for q in found])
+        for q in found:
+            table.add_row(
+                *cells(
+                    ids[q["id"]],
+                    q["status"],
+                    q["tier"],
+                    q["model"] or "-",
+                    q["position"] if q["position"] is not None else "-",
+                    waited_text(q["waited_seconds"]),
+                    when(q["expires_at"]) if q["status"] == "waiting" else "-",
+                    q["reason"] or (f"session {q['session_id']}" if q["session_id"] else ""),
+                )
+            )
+        to_stdout().print(table)
 
     @app.command(rich_help_panel=PANEL)
     def start(

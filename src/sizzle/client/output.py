@@ -141,3 +141,21 @@ def short_ids(ids: list[str]) -> dict[str, str]:
 def live_url(api_url: str, session_id: str) -> str:
     """The session's live page on the web."""
     return f"{api_url}/sessions/{session_id}"
+
+
+def ordinal(number: int | None) -> str:
+    """1st, 2nd, 3rd, 11th, 22nd."""
+    if number is None:
+        return "-"
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+def waited_text(seconds: int) -> str:
+    """2 h 05 min, 4 min, 12 s."""
+    hours, rest = divmod(int(seconds), 3600)
+    if hours:
+        return f"{hours} h {rest // 60:02d} min"
+    return f"{rest // 60} min" if rest >= 60 else f"{rest} s"

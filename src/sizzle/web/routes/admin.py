@@ -23,7 +23,7 @@ from sizzle.domain.money import usd_to_micros
 from sizzle.domain.suspension import MAX_NOTE, REASON_LABELS, SuspensionReason
 from sizzle.domain.tiers import PLANS
 from sizzle.errors import Conflict, NotFound, SizzleError, ValidationFailed
-from sizzle.services import accounts, provider_listings, reports, sessions
+from sizzle.services import accounts, launch_queue, provider_listings, reports, sessions
 from sizzle.state import AppState
 from sizzle.web.deps import CsrfChecked, Operator
 from sizzle.web.render import render
@@ -120,13 +120,14 @@ def _money(row: reports.Revenue) -> dict[str, Any]:
 @router.get("/admin", response_class=HTMLResponse)
 async def overview(request: Request, state: StateDep, user: Operator) -> Response:
     """Providers with their health (and any the reconciler cannot list), live sessions by
-    status, today's money."""
+    status, launches waiting for a GPU, today's money."""
     providers = await _provider_health(state)
     labels = {p["name"]: p["label"] for p in providers}
     now = state.clock.now()
     async with state.db.read() as tx:
         blind = await provider_listings.blind_providers(tx, list(labels))
         counts = await reports.live_session_counts(tx)
+        queued = await launch_queue.waiting_summary(tx, now=now)
         today = reports.total(
             await reports.daily_revenue(
                 tx, since=_start_of_day(now), until=_start_of_day(now) + timedelta(days=1)
@@ -153,6 +154,7 @@ async def overview(request: Request, state: StateDep, user: Operator) -> Respons
         ],
         counts=counts,
         live_total=sum(counts.values()),
+        queued=queued,
         today=_money(today),
     )
 
