@@ -22,6 +22,7 @@ from sizzle.settings import Settings
 from sizzle.state import AppState
 from tests.api.test_metrics import scrape, value
 from tests.helpers import (
+    PASSWORD,
     act,
     assert_error,
     get_session,
@@ -341,3 +342,22 @@ async def test_metrics_count_the_waiting_the_longest_wait_and_what_the_job_did(
     after = await scrape(client)
     assert ("sizzle_queued_launches_waiting", (("tier", "pro"),)) not in after
     assert value(after, "sizzle_queued_launch_outcomes_total", outcome="launched") == 1
+
+
+async def test_the_account_export_holds_what_waits_and_deleting_the_account_ends_it(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    await _fill_starter(client, state, clock)
+    user = await make_user(db, now=clock.now())
+    auth = await log_in(client, email=user.email)
+    queued = await _queue(client, auth)
+    exported = (await client.get("/api/v1/account/export", headers=auth)).json()
+    assert [q["id"] for q in exported["queued_launches"]] == [queued["id"]]
+    deleted = await client.request(
+        "DELETE", "/api/v1/account", json={"password": PASSWORD}, headers=auth
+    )
+    assert deleted.status_code == 204, deleted.text
+    async with db.read() as tx:
+        entry = await tx.get(QueuedLaunch, queued["id"])
+    assert entry is not None
+    assert (entry.status, entry.reason) == ("cancelled", "The account was deleted.")

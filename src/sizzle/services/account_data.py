@@ -28,6 +28,7 @@ from sizzle.db.models import (
     Notification,
     NotificationOptOut,
     Purchase,
+    QueuedLaunch,
     Refund,
     SessionEvent,
     User,
@@ -120,6 +121,7 @@ async def export(tx: AsyncSession, user: User, *, now: datetime) -> dict[str, An
             ),
             "still_running_every_hours": user.still_running_every_hours,
         },
+        "queued_launches": await owned(QueuedLaunch, QueuedLaunch.created_at),
         "audit_events": await owned(AuditEvent, AuditEvent.id),
     }
 
