@@ -119,6 +119,8 @@ async def test_a_full_tier_is_queued_and_launched_once_a_gpu_frees_up(
     assert told is not None and told.link == f"/sessions/{launched['session_id']}"
     assert told.kind == "queued_launch_ready" and told.mail_status == "pending"
     assert "starter GPU you waited for is ready" in told.body
+    # told once, in the queue's words: not the general "ready" as well
+    assert await _notification(db, f"session_ready:{launched['session_id']}") is None
 
 
 async def test_the_position_counts_the_launches_ahead_for_the_same_tier(

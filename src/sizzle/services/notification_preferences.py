@@ -74,6 +74,11 @@ KIND_TEXTS: dict[Kind, KindText] = {
         "Your waiting launch is ready",
         "When a GPU you asked to wait for became free and is ready.",
     ),
+    Kind.QUEUED_LAUNCH_ENDED: KindText(
+        "Your wait for a GPU ended",
+        "When a launch you asked to wait for stops waiting: no GPU came free in time, or it "
+        "could not be launched any more.",
+    ),
 }
 
 
