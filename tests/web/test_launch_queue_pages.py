@@ -74,6 +74,7 @@ async def test_no_gpu_free_offers_to_wait_keeping_the_tier_model_and_limits(
     waiting = page.text[page.text.index('<h2 id="waiting">') :]
     assert "Waiting for a GPU" in page.text and "Pro" in waiting and "Next" in waiting
     assert "2 min 05 s" in waiting
+    assert "Llama 3.1 8B" in waiting and "llama3.1:8b" not in waiting  # its name, as elsewhere
 
 
 async def test_cancel_on_the_sessions_page_ends_the_wait(

@@ -402,7 +402,7 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
                     ids[q["id"]],
                     q["status"],
                     q["tier"],
-                    q["model"] or "-",
+                    q.get("model_name") or q["model"] or "-",
                     q["position"] if q["position"] is not None else "-",
                     waited_text(q["waited_seconds"]),
                     when(q["expires_at"]) if q["status"] == "waiting" else "-",

@@ -38,7 +38,10 @@ class QueuedLaunchOut(BaseModel):
         "refused (no longer allowed: `reason` says why)."
     )
     tier: str
-    model: str | None
+    model: str | None = Field(description="The Ollama tag to run, or none.")
+    model_name: str | None = Field(
+        None, description="The model as the library names it; its tag when it is not there."
+    )
     max_minutes: int | None
     spend_cap_usd: str | None
     price_per_minute_usd: str | None = Field(description="The tier's price now.")
@@ -66,6 +69,7 @@ def queued_out(view: QueuedView, now: datetime) -> QueuedLaunchOut:
         status=entry.status,
         tier=entry.tier,
         model=entry.model,
+        model_name=model_library.model_name(entry.model) if entry.model else None,
         max_minutes=entry.max_minutes,
         spend_cap_usd=usd(entry.spend_cap_micros) if entry.spend_cap_micros is not None else None,
         price_per_minute_usd=usd(tier.price_micros_per_minute) if tier else None,
