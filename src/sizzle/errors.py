@@ -53,6 +53,12 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class BudgetReached(Conflict):
+    """The account's monthly budget leaves no room for a session's next minute."""
+
+    code = "budget_reached"
+
+
 class ValidationFailed(SizzleError):
     code = "validation_error"
     status_code = 422

@@ -6,11 +6,12 @@ Three kinds:
   truth: sessions by status and tier, sessions stuck provisioning, metering lag, launch
   attempts (failovers) by provider and outcome, provisioning time of the last day by provider,
   net revenue (a gauge: minutes given back lower it), and notifications made by kind;
-- counted in this process: metering pass duration and minutes charged (in the process that
-  meters: `sizzle serve`, or `sizzle worker`), notification mails by outcome (in the process
-  that mails), orphan instances destroyed, HTTP latency by route, and, in the process that
-  reconciles, each provider's failed listings in a row and its last good listing (a
-  reconciler blind at a provider);
+- counted in this process: metering pass duration, minutes charged and sessions stopped for
+  their account's monthly budget (in the process that meters: `sizzle serve`, or
+  `sizzle worker`), notification mails by outcome (in the process that mails), orphan
+  instances destroyed, HTTP latency by route, and, in the process that reconciles, each
+  provider's failed listings in a row and its last good listing (a reconciler blind at a
+  provider);
 - each provider's breaker as this process's orchestrator sees it: an API replica's from its
   offer look-ups, the worker's from the launches it makes.
 """
@@ -206,6 +207,12 @@ class Metrics:
             "Session minutes charged by this process's metering passes.",
             registry=None,
         )
+        self.budget_stops = Counter(
+            "sizzle_budget_stops",
+            "Sessions this process's metering passes stopped because their account's monthly "
+            "budget was reached.",
+            registry=None,
+        )
         self.orphans_destroyed = Counter(
             "sizzle_orphan_instances_destroyed",
             "Instances found at a provider with no live session, and destroyed.",
@@ -253,6 +260,7 @@ class Metrics:
             self.notification_mails,
             self.metering_pass_seconds,
             self.minutes_charged,
+            self.budget_stops,
             self.orphans_destroyed,
             self.reconciler_blind_rounds,
             self.reconciler_last_listed,

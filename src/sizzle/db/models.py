@@ -74,6 +74,8 @@ class User(Base):
     # Every how many hours of billable time a running session is told of ("still running");
     # 0: never (services/notification_preferences.py).
     still_running_every_hours: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The most credit GPU minutes may cost in one calendar month (UTC); None: no budget.
+    monthly_budget_micros: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class LedgerAccount(Base):
@@ -114,6 +116,23 @@ class LedgerEntry(Base):
     minute: Mapped[int | None] = mapped_column(Integer)
     memo: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MonthlySpend(Base):
+    """What one user's GPU minutes cost in credit in one calendar month (UTC), for the monthly
+    budget (services/budget.py): kept by metering and refunds in the transaction of their
+    ledger entries, so the budget is checked without reading the ledger."""
+
+    __tablename__ = "monthly_spend"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "2026-12"
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The budget in force when metering refused a minute for it this month: until the budget is
+    # raised above it, no credit is spent and no session starts.
+    stopped_at_micros: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class GpuSession(Base):

@@ -29,6 +29,7 @@ class EndReason(StrEnum):
     MAX_MINUTES = "max_minutes"
     PAUSE_EXPIRED = "pause_expired"
     INSUFFICIENT_CREDITS = "insufficient_credits"
+    BUDGET = "budget"  # the account's monthly budget was reached
     PROVISIONING_FAILED = "provisioning_failed"
     PROVIDER_LOST = "provider_lost"
     ACCOUNT_SUSPENDED = "account_suspended"

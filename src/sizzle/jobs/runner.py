@@ -77,6 +77,7 @@ class JobRunner:
         result = await run_metering_pass(self.db, self.providers, now=self.clock.now())
         self.metrics.metering_pass_seconds.observe(time.perf_counter() - started)
         self.metrics.minutes_charged.inc(result.minutes_charged)
+        self.metrics.budget_stops.inc(len(result.stopped_for_budget))
         for hook in self.after_metering:
             try:
                 await hook()

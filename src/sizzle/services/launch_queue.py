@@ -77,7 +77,7 @@ async def queue_launch(
         user = await tx.get(User, user_id, with_for_update={"key_share": True})
         if user is None:
             raise NotFound("user not found")
-        await sessions.require_launch_allowed(tx, user, tier, lab_tiers=lab_tiers)
+        await sessions.require_launch_allowed(tx, user, tier, lab_tiers=lab_tiers, now=now)
         waiting = await tx.scalar(
             select(func.count())
             .select_from(QueuedLaunch)
@@ -258,7 +258,9 @@ async def launch_entry(
             await refuse(tx, entry, "the account is no longer active", now=now, tell=False)
             return None
         max_minutes = sessions.session_time_limit(tier, entry.max_minutes, entry.spend_cap_micros)
-        covered = await sessions.require_launch_allowed(tx, user, tier, lab_tiers=lab_tiers)
+        covered = await sessions.require_launch_allowed(
+            tx, user, tier, lab_tiers=lab_tiers, now=now
+        )
     except SizzleError as exc:
         await refuse(tx, entry, exc.message, now=now)
         return None

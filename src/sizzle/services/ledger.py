@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -9,8 +10,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import LedgerAccount, LedgerEntry
+from sizzle.domain.budget import month_of
 from sizzle.domain.charges import SessionCharges
 from sizzle.domain.money import minutes_affordable
+from sizzle.services import budget
 
 USD = "usd_micros"
 MINUTES = "minutes"
@@ -142,7 +145,8 @@ async def refund_session_minutes(
     """Reverse the charges of minutes after `after_minute`: each goes back where it came from.
 
     The charges stay in the ledger; each gets one reversing entry keyed to it, so a retry
-    refunds nothing twice. Returns what was refunded, by what had paid it.
+    refunds nothing twice. Credit given back goes back to the monthly budget's spend of the
+    month the minute was charged in. Returns what was refunded, by what had paid it.
     """
     charged = await tx.scalars(
         select(LedgerEntry)
@@ -155,6 +159,8 @@ async def refund_session_minutes(
     )
     refunded = SessionCharges()
     kinds: dict[int, str] = {}
+    given_back: dict[str, int] = defaultdict(int)  # credit, by the month of its charge
+    payer: str | None = None
     for charge in list(charged):
         key = f"{charge.idempotency_key}:refund"
         if await tx.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)):
@@ -182,7 +188,13 @@ async def refund_session_minutes(
         )
         if charge.user_id and not kinds:
             kinds = await user_accounts(tx, charge.user_id)
-        refunded += _paid_by(kinds.get(charge.debit_account_id), charge.amount)
+        paid_by = _paid_by(kinds.get(charge.debit_account_id), charge.amount)
+        if paid_by.credit_micros:
+            given_back[month_of(charge.created_at)] += paid_by.credit_micros
+            payer = charge.user_id
+        refunded += paid_by
+    if payer is not None:
+        await budget.give_back(tx, payer, given_back)
     await tx.flush()
     return refunded
 

@@ -5,9 +5,11 @@ are generated and paid for in SQL (free minutes first, then Sizzle Lab's include
 the tiers it covers, then credit, in minute order per user),
 written to the ledger with the key `session:<id>:minute:<k>` (unique, so a minute can never be
 charged twice), and the cached balances, `charged_minutes` and the session's split of them
-(free minutes, Lab minutes, credit) are moved in the same transaction. Sessions whose next
-minute cannot be paid are returned to the caller, which stops them at the end of their paid
-time.
+(free minutes, Lab minutes, credit) are moved in the same transaction, as is the month's
+spend that the monthly budget caps (services/budget.py): a minute whose credit would take the
+month's spend over the budget is not charged, nor any minute of a user whose budget is reached.
+Sessions whose next minute cannot be paid are returned to the caller, which stops them at the
+end of their paid time.
 
 On PostgreSQL every pass, from any process, holds one transaction-level advisory lock while it
 spends money, so two passes never spend the same balance; the idempotency keys make a replayed
@@ -17,7 +19,7 @@ pass harmless even so.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, text
@@ -25,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.clock import to_ms
 from sizzle.db.models import GpuSession, LabSubscription, UTCDateTime
-from sizzle.services import ledger
+from sizzle.domain.budget import month_of
+from sizzle.services import budget, ledger
 
 METERING_LOCK_KEY = 7_301_994_002
 
@@ -33,7 +36,12 @@ METERING_LOCK_KEY = 7_301_994_002
 @dataclass(frozen=True)
 class MeterResult:
     minutes_charged: int
+    # Sessions whose next minute was not charged; of them, those it was refused for by the
+    # monthly budget (the rest had no money left for it).
     starved_session_ids: list[str]
+    over_budget_session_ids: list[str] = field(default_factory=list)
+    # Sessions the metering job ended for the budget (those, and the user's others).
+    stopped_for_budget: list[str] = field(default_factory=list)
 
 
 _DUE_MINUTES = """
@@ -58,11 +66,18 @@ funded AS (
            f.id AS free_account, f.balance AS free_left,
            i.id AS included_account, i.balance AS included_left,
            c.id AS credit_account, c.balance AS credit_left,
+           u.monthly_budget_micros AS budget, COALESCE(b.spent_micros, 0) AS spent,
+           CASE WHEN u.monthly_budget_micros IS NOT NULL
+                     AND (COALESCE(b.spent_micros, 0) >= u.monthly_budget_micros
+                          OR b.stopped_at_micros >= u.monthly_budget_micros)
+                THEN 1 ELSE 0 END AS stopped,
            ROW_NUMBER() OVER (PARTITION BY m.user_id{c} ORDER BY m.minute, m.session_id{c}) AS n
     FROM minutes m
     JOIN ledger_accounts f ON f.user_id = m.user_id AND f.kind = 'free_minutes'
     JOIN ledger_accounts i ON i.user_id = m.user_id AND i.kind = 'included_minutes'
     JOIN ledger_accounts c ON c.user_id = m.user_id AND c.kind = 'credit'
+    JOIN users u ON u.id = m.user_id
+    LEFT JOIN monthly_spend b ON b.user_id = m.user_id AND b.month = :month
 ),
 queued AS (
     SELECT funded.*,
@@ -84,13 +99,24 @@ costed AS (
                PARTITION BY user_id{c} ORDER BY minute, session_id{c} ROWS UNBOUNDED PRECEDING
            ) AS credit_needed
     FROM sourced
+),
+judged AS (
+    SELECT costed.*,
+           CASE WHEN stopped = 1 THEN 'budget'
+                WHEN source <> 'credit' THEN NULL
+                WHEN credit_needed > credit_left THEN 'credit'
+                WHEN budget IS NOT NULL AND spent + credit_needed > budget THEN 'budget'
+           END AS refused
+    FROM costed
 )
 SELECT session_id, user_id, minute, price,
-       CASE WHEN source <> 'credit' OR credit_needed <= credit_left THEN source END AS pay_with,
-       CASE WHEN source = 'free' THEN free_account
+       CASE WHEN refused IS NULL THEN source END AS pay_with,
+       CASE WHEN refused IS NOT NULL THEN NULL
+            WHEN source = 'free' THEN free_account
             WHEN source = 'included' THEN included_account
-            WHEN credit_needed <= credit_left THEN credit_account END AS account_id
-FROM costed
+            ELSE credit_account END AS account_id,
+       refused
+FROM judged
 """
 
 # ceil(active ms / 60 000), never below zero if the clock stepped back
@@ -173,6 +199,9 @@ async def charge_due_minutes(
         starved_session_ids=sorted(
             set(closed.starved_session_ids) | set(result.starved_session_ids)
         ),
+        over_budget_session_ids=sorted(
+            set(closed.over_budget_session_ids) | set(result.over_budget_session_ids)
+        ),
     )
 
 
@@ -190,7 +219,7 @@ async def expire_included_minutes(tx: AsyncSession, *, now: datetime) -> MeterRe
             .with_for_update()
         )
     )
-    charged, starved = 0, set()
+    charged, starved, over_budget = 0, set(), set()
     for moment in sorted({sub.minutes_expire_at for sub in lapsed if sub.minutes_expire_at}):
         closing = [sub for sub in lapsed if sub.minutes_expire_at == moment]
         owners = [sub.user_id for sub in closing]
@@ -205,12 +234,17 @@ async def expire_included_minutes(tx: AsyncSession, *, now: datetime) -> MeterRe
             result = await _charge(tx, now=moment, session_ids=session_ids)
             charged += result.minutes_charged
             starved.update(result.starved_session_ids)
+            over_budget.update(result.over_budget_session_ids)
         for sub in closing:
             await ledger.expire_included_minutes(
                 tx, sub.user_id, key=f"lab:{sub.id}:expire:{to_ms(moment)}", now=moment
             )
             sub.minutes_expire_at = None
-    return MeterResult(minutes_charged=charged, starved_session_ids=sorted(starved))
+    return MeterResult(
+        minutes_charged=charged,
+        starved_session_ids=sorted(starved),
+        over_budget_session_ids=sorted(over_budget),
+    )
 
 
 async def _charge(
@@ -219,11 +253,12 @@ async def _charge(
     dialect = dialect_of(tx)
     await _prepare_work_table(tx, dialect)
 
-    only, params = "", {"now_ms": to_ms(now)}
+    only, params = "", {"now_ms": to_ms(now), "month": month_of(now)}
     if session_ids is not None:
         only = "AND s.id IN :ids"
     due = text(
-        "INSERT INTO meter_charges (session_id, user_id, minute, price, pay_with, account_id) "
+        "INSERT INTO meter_charges "
+        "(session_id, user_id, minute, price, pay_with, account_id, refused) "
         + _DUE_MINUTES.format(
             started=_STARTED_MINUTES,
             only=only,
@@ -250,12 +285,23 @@ async def _charge(
     await tx.execute(text(_DEBIT_USERS))
     await tx.execute(text(_CREDIT_PLATFORM), platform)
     await tx.execute(text(_ADVANCE_SESSIONS))
-    starved = await tx.scalars(
-        text("SELECT DISTINCT session_id FROM meter_charges WHERE pay_with IS NULL")
-    )
+    await budget.count_pass(tx, now=now)
+    # Each session's first refused minute says why it starved: no money, or the budget.
+    refusals = (
+        await tx.execute(
+            text(
+                "SELECT DISTINCT session_id, FIRST_VALUE(refused) OVER ("
+                "PARTITION BY session_id ORDER BY minute) FROM meter_charges "
+                "WHERE refused IS NOT NULL"
+            )
+        )
+    ).all()
     return MeterResult(
         minutes_charged=max(getattr(written, "rowcount", 0), 0),
-        starved_session_ids=sorted(starved),
+        starved_session_ids=sorted(session_id for session_id, _ in refusals),
+        over_budget_session_ids=sorted(
+            session_id for session_id, why in refusals if why == "budget"
+        ),
     )
 
 
@@ -280,7 +326,7 @@ async def _prepare_work_table(tx: AsyncSession, dialect: str) -> None:
             "CREATE TEMP TABLE IF NOT EXISTS meter_charges ("
             "session_id VARCHAR(32) NOT NULL, user_id VARCHAR(32) NOT NULL, "
             "minute INTEGER NOT NULL, price BIGINT NOT NULL, pay_with VARCHAR(10), "
-            "account_id BIGINT)"
+            "account_id BIGINT, refused VARCHAR(10))"
         )
     )
     if dialect == "postgresql":

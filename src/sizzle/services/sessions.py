@@ -30,7 +30,7 @@ from sizzle.errors import (
     ValidationFailed,
 )
 from sizzle.providers.base import Provider, SupportsPause
-from sizzle.services import audit, idempotency, ledger
+from sizzle.services import audit, budget, idempotency, ledger
 from sizzle.services.lifecycle import active_ms, switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Orchestrator
@@ -143,7 +143,7 @@ async def launch_session(
             if earlier is not None:
                 log.info("session.create_replayed", session_id=earlier.id, user_id=user.id)
                 return Launch(earlier, replayed=True)
-        covered = await require_launch_allowed(tx, user, tier, lab_tiers=lab_tiers)
+        covered = await require_launch_allowed(tx, user, tier, lab_tiers=lab_tiers, now=now)
         if not offers:
             # `queue`: where the same request waits for a GPU instead (api/routers/launch_queue)
             raise NoCapacity(
@@ -193,10 +193,11 @@ def session_time_limit(
 
 
 async def require_launch_allowed(
-    tx: AsyncSession, user: User, tier: Tier, *, lab_tiers: Collection[str]
+    tx: AsyncSession, user: User, tier: Tier, *, lab_tiers: Collection[str], now: datetime
 ) -> bool:
-    """Refuse a launch the user's plan, running sessions or money do not allow now (the user's
-    row locked by the caller); whether Sizzle Lab's included minutes pay for the tier."""
+    """Refuse a launch the user's plan, running sessions, money or monthly budget do not allow
+    now (the user's row locked by the caller); whether Sizzle Lab's included minutes pay for
+    the tier."""
     plan = PLANS[user.plan]
     if tier.name not in plan.allowed_tiers:
         raise Forbidden(
@@ -216,7 +217,9 @@ async def require_launch_allowed(
             code="too_many_sessions",
         )
     covered = tier.name in lab_tiers
-    await _require_first_minute(tx, user.id, tier.price_micros_per_minute, lab_covered=covered)
+    await _require_first_minute(
+        tx, user.id, tier.price_micros_per_minute, lab_covered=covered, now=now
+    )
     return covered
 
 
@@ -341,7 +344,11 @@ async def start_session(db: Database, *, session_id: str, user: User, now: datet
         session = await lock_session(tx, session_id, user_id=user.id)
         _require_status(session, S.READY, "start")
         await _require_first_minute(
-            tx, session.user_id, session.price_micros_per_minute, lab_covered=session.lab_covered
+            tx,
+            session.user_id,
+            session.price_micros_per_minute,
+            lab_covered=session.lab_covered,
+            now=now,
         )
         await switch_status(tx, session, S.ACTIVE, actor=f"user:{user.id}", now=now)
 
@@ -382,6 +389,7 @@ async def resume_session(
                 session.user_id,
                 session.price_micros_per_minute,
                 lab_covered=session.lab_covered,
+                now=now,
             )
         provider = _provider_of(session, providers)
         if isinstance(provider, SupportsPause) and session.instance_id:
@@ -523,10 +531,16 @@ def _require_status(session: GpuSession, expected: SessionStatus, action: str) -
 
 
 async def _require_first_minute(
-    tx: AsyncSession, user_id: str, price: int, *, lab_covered: bool
+    tx: AsyncSession, user_id: str, price: int, *, lab_covered: bool, now: datetime
 ) -> None:
+    """Refuse a start the user cannot pay a minute of, or that the monthly budget does not
+    allow (reached, or no room for a minute that credit would pay)."""
     funds = await ledger.balances(tx, user_id)
     affordable = funds.minutes_at(price, lab_covered=lab_covered)
+    without_credit = funds.free_minutes + (funds.included_minutes if lab_covered else 0)
+    await budget.require_room(
+        tx, user_id, price_micros=price, needs_credit=without_credit < 1 <= affordable, now=now
+    )
     if affordable < 1:
         raise InsufficientCredit(
             "no free minutes or credit left for the first minute; add credit to continue",

@@ -80,6 +80,10 @@ END_REASONS = {
     EndReason.MAX_MINUTES.value: "It reached the time limit or spending cap you set.",
     EndReason.PAUSE_EXPIRED.value: "It stayed paused too long, so Sizzle released the GPU.",
     EndReason.INSUFFICIENT_CREDITS.value: "Your free minutes and credit ran out.",
+    EndReason.BUDGET.value: (
+        "Your monthly budget was reached. Raise it on your account page, or new sessions "
+        "can start again when the next month begins (UTC)."
+    ),
     EndReason.PROVISIONING_FAILED.value: "No GPU could be started for it. You were not charged.",
     EndReason.PROVIDER_LOST.value: "The GPU's provider lost the machine.",
     EndReason.ACCOUNT_SUSPENDED.value: "An operator suspended the account.",
