@@ -1,6 +1,7 @@
 """The money rules under random histories: a hypothesis state machine over sessions, jobs,
-clock moves, credit grants, paid Sizzle Lab months and server crashes, checked against its own
-model of active time.
+clock moves, credit grants, paid Sizzle Lab months, monthly budgets and server crashes, checked
+against its own model of active time. Histories start shortly before a month's end (UTC), so
+budgets meet a new month too.
 
 The machine is synchronous and owns one event loop; every example gets a fresh database
 (a copy of the migrated SQLite template, or the emptied PostgreSQL test database).
@@ -41,13 +42,16 @@ from sizzle.db.models import (
     LabSubscription,
     LedgerAccount,
     LedgerEntry,
+    MonthlySpend,
     SessionEvent,
     User,
 )
+from sizzle.domain.budget import month_of, reached
 from sizzle.domain.lifecycle import SessionStatus, can_transition
 from sizzle.domain.money import MS_PER_MINUTE, minutes_affordable, minutes_started
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import (
+    BudgetReached,
     Conflict,
     Forbidden,
     InsufficientCredit,
@@ -55,7 +59,7 @@ from sizzle.errors import (
     NoCapacity,
     SizzleError,
 )
-from sizzle.services import accounts, ledger, sessions
+from sizzle.services import accounts, budget, ledger, sessions
 from sizzle.services.lifecycle import active_ms
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -63,13 +67,15 @@ from tests.conftest import POSTGRES_URL, TEST_SECRET, _empty_postgres
 
 S = SessionStatus
 T = TypeVar("T")
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+START = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
 PROVISION_SECONDS = 5
 ABANDON_MINUTES = 10
 
 # Small amounts next to the tier prices ($0.15 / $0.45 / $1.50 / $4.00 a minute), so credit
 # runs out mid-session often and the insufficient-credit path is walked.
 CREDIT_AMOUNTS = [1, 149_999, 150_000, 450_000, 1_000_000, 3_000_000]
+# Monthly budgets of a few minutes' price, so they are reached often; None removes one.
+BUDGETS = [None, 150_000, 300_000, 449_999, 600_000, 1_500_000]
 CLOCK_MOVES_MS = st.one_of(
     st.integers(min_value=0, max_value=400).map(lambda s: s * 1000),
     st.integers(min_value=0, max_value=6).map(lambda k: k * MS_PER_MINUTE),
@@ -130,6 +136,9 @@ class BillingMachine(RuleBasedStateMachine):
         self.users: list[User] = []
         self.sessions: dict[str, ModelSession] = {}
         self.invoices = 0
+        self.budgets: dict[str, int | None] = {}
+        # the month's spend (by the ledger) when last looked at, per user and month
+        self.spend_seen: dict[tuple[str, str], int] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -190,6 +199,66 @@ class BillingMachine(RuleBasedStateMachine):
     def user(self, user_id: str) -> User:
         return next(u for u in self.users if u.id == user_id)
 
+    def spend_by_ledger(self) -> dict[tuple[str, str], int]:
+        """Credit minute charges by user and the month (UTC) they were charged in, less each
+        refund of one in its charge's month: what the budget counts, read from the ledger."""
+
+        async def read() -> list[LedgerEntry]:
+            async with self.app.db.transaction() as tx:
+                return list(
+                    await tx.scalars(
+                        select(LedgerEntry).where(
+                            LedgerEntry.kind.in_(("session_minute", "session_minute_refund")),
+                            LedgerEntry.unit == ledger.USD,
+                        )
+                    )
+                )
+
+        entries = self.run(read())
+        charges = {e.idempotency_key: e for e in entries if e.kind == "session_minute"}
+        spend: dict[tuple[str, str], int] = defaultdict(int)
+        for entry in entries:
+            charge = charges[entry.idempotency_key.removesuffix(":refund")]
+            sign = 1 if entry.kind == "session_minute" else -1
+            spend[str(charge.user_id), month_of(charge.created_at)] += sign * entry.amount
+        return spend
+
+    def stopped_at(self, user_id: str) -> int | None:
+        """The budget metering last refused a minute under, this month (the database's word)."""
+
+        async def read() -> int | None:
+            async with self.app.db.transaction() as tx:
+                row = await tx.get(MonthlySpend, (user_id, month_of(self.clock.now())))
+                return None if row is None else row.stopped_at_micros
+
+        return self.run(read())
+
+    def budget_reached(self, user_id: str) -> bool:
+        spent = self.spend_by_ledger().get((user_id, month_of(self.clock.now())), 0)
+        return reached(self.budgets.get(user_id), spent, self.stopped_at(user_id))
+
+    def budget_refuses(self, user_id: str, price: int, *, lab_covered: bool) -> bool:
+        """Whether the budget refuses a start: reached, or a first minute that credit would
+        pay and that would take the month's spend over it."""
+        limit = self.budgets.get(user_id)
+        if limit is None:
+            return False
+        if self.budget_reached(user_id):
+            return True
+        funds = self.balances(user_id)
+        without_credit = funds.free_minutes + (funds.included_minutes if lab_covered else 0)
+        spent = self.spend_by_ledger().get((user_id, month_of(self.clock.now())), 0)
+        return without_credit < 1 <= funds.credit_micros // price and spent + price > limit
+
+    def assert_out_of_money_or_budget(self, user_id: str, *, price: int, lab_covered: bool) -> None:
+        """A minute was refused: the user could not pay it, or the budget had no room for it."""
+        limit = self.budgets.get(user_id)
+        if limit is not None:
+            spent = self.spend_by_ledger().get((user_id, month_of(self.clock.now())), 0)
+            if spent + price > limit or self.budget_reached(user_id):
+                return
+        self.assert_broke(user_id, price=price, lab_covered=lab_covered)
+
     def leave_active(self, model: ModelSession, stored: GpuSession) -> bool:
         """Freeze the model's active time as the session left `active`; True if cut short.
 
@@ -229,12 +298,16 @@ class BillingMachine(RuleBasedStateMachine):
     @initialize(
         free_minutes=st.integers(min_value=0, max_value=3),
         users=st.lists(
-            st.tuples(st.sampled_from(["free", "pro"]), st.sampled_from([0, *CREDIT_AMOUNTS])),
+            st.tuples(
+                st.sampled_from(["free", "pro"]),
+                st.sampled_from([0, *CREDIT_AMOUNTS]),
+                st.sampled_from(BUDGETS),
+            ),
             min_size=1,
             max_size=2,
         ),
     )
-    def sign_up(self, free_minutes: int, users: list[tuple[str, int]]) -> None:
+    def sign_up(self, free_minutes: int, users: list[tuple[str, int, int | None]]) -> None:
         self.settings = settings = Settings(
             home=self.workdir or Path(tempfile.gettempdir()),
             database_url=self.url,
@@ -251,7 +324,7 @@ class BillingMachine(RuleBasedStateMachine):
             if db.is_postgres:
                 await _empty_postgres(db)
             self.state = AppState.build(settings, clock=self.clock, db=db)
-            for number, (plan, credit) in enumerate(users):
+            for number, (plan, credit, limit) in enumerate(users):
                 async with db.transaction() as tx:
                     user = await accounts.create_user(
                         tx,
@@ -265,7 +338,9 @@ class BillingMachine(RuleBasedStateMachine):
                         await accounts.grant_credits(
                             tx, user, credit, now=self.clock.now(), granted_by="test"
                         )
+                    await budget.set_budget(tx, user.id, limit, now=self.clock.now())
                 self.users.append(user)
+                self.budgets[user.id] = limit
 
         self.run(setup())
 
@@ -310,6 +385,8 @@ class BillingMachine(RuleBasedStateMachine):
             expected = Forbidden
         elif live >= plan.max_concurrent_sessions:
             expected = Conflict
+        elif self.budget_refuses(user.id, price, lab_covered=covered):
+            expected = BudgetReached
         elif not self.can_pay_first_minute(user.id, price, lab_covered=covered):
             expected = InsufficientCredit
         try:
@@ -346,6 +423,8 @@ class BillingMachine(RuleBasedStateMachine):
         expected: type[SizzleError] | None = None
         if model.status is not S.READY:
             expected = InvalidTransition
+        elif self.budget_refuses(user.id, model.price, lab_covered=model.lab_covered):
+            expected = BudgetReached
         elif not self.can_pay_first_minute(user.id, model.price, lab_covered=model.lab_covered):
             expected = InsufficientCredit
         action = sessions.start_session(
@@ -371,7 +450,9 @@ class BillingMachine(RuleBasedStateMachine):
             stored = self.load(model.id)
             assert stored.status == S.PAUSED.value
             if self.leave_active(model, stored):
-                self.assert_broke(model.user_id, price=model.price, lab_covered=model.lab_covered)
+                self.assert_out_of_money_or_budget(
+                    model.user_id, price=model.price, lab_covered=model.lab_covered
+                )
             model.status = S.PAUSED
 
     @precondition(lambda self: self.sessions)
@@ -381,6 +462,8 @@ class BillingMachine(RuleBasedStateMachine):
         expected: type[SizzleError] | None = None
         if model.status is not S.PAUSED:
             expected = InvalidTransition
+        elif self.budget_refuses(model.user_id, model.price, lab_covered=model.lab_covered):
+            expected = BudgetReached
         elif not self.can_pay_first_minute(
             model.user_id, model.price, lab_covered=model.lab_covered
         ):
@@ -415,7 +498,9 @@ class BillingMachine(RuleBasedStateMachine):
         assert stored.status == S.TERMINATED.value
         assert stored.end_reason == "user"
         if model.status is S.ACTIVE and self.leave_active(model, stored):
-            self.assert_broke(model.user_id, price=model.price, lab_covered=model.lab_covered)
+            self.assert_out_of_money_or_budget(
+                model.user_id, price=model.price, lab_covered=model.lab_covered
+            )
         model.status = S.TERMINATED
 
     @rule()
@@ -443,9 +528,15 @@ class BillingMachine(RuleBasedStateMachine):
                 assert stored.charged_minutes == minutes_started(model.active_ms(self.now_ms))
                 continue
             assert stored.status == S.TERMINATED.value
-            assert stored.end_reason == "insufficient_credits"
-            assert self.leave_active(model, stored), "stopped although every minute was paid"
+            assert stored.end_reason in ("insufficient_credits", "budget"), stored.end_reason
+            cut_short = self.leave_active(model, stored)
             model.status = S.TERMINATED
+            if stored.end_reason == "budget":
+                # its minute was refused for the budget, or another session's was: either way
+                # the budget is reached now, and the session ran no further than it paid for
+                assert self.budget_reached(model.user_id), model.user_id
+                continue
+            assert cut_short, "stopped although every minute was paid"
             starved[model.user_id].append(model)
         for user_id, models in starved.items():
             self.assert_broke(
@@ -453,6 +544,9 @@ class BillingMachine(RuleBasedStateMachine):
                 price=max(m.price for m in models),
                 lab_covered=any(m.lab_covered for m in models),
             )
+        for model in self.sessions.values():  # at 100 % nothing of the user runs on
+            if model.status is S.ACTIVE:
+                assert not self.budget_reached(model.user_id), model.id
         self.assert_charged_minutes_follow_active_time()
         self.assert_lab_minutes_end_with_their_month()
 
@@ -482,6 +576,18 @@ class BillingMachine(RuleBasedStateMachine):
         for user_id, left in left_of.items():
             if not running[user_id]:
                 assert left == 0, (user_id, left)
+
+    @rule(user_index=st.integers(0, 1), limit=st.sampled_from(BUDGETS))
+    def set_budget(self, user_index: int, limit: int | None) -> None:
+        """The user sets, changes or removes the monthly budget (on the account page)."""
+        user = self.users[user_index % len(self.users)]
+
+        async def save() -> None:
+            async with self.app.db.transaction() as tx:
+                await budget.set_budget(tx, user.id, limit, now=self.clock.now())
+
+        self.run(save())
+        self.budgets[user.id] = limit
 
     @rule(ms=CLOCK_MOVES_MS)
     def move_clock(self, ms: int) -> None:
@@ -595,6 +701,26 @@ class BillingMachine(RuleBasedStateMachine):
                 assert stored.charged_minutes <= spent  # never charged ahead of started time
             else:
                 assert stored.charged_minutes == spent
+
+    @invariant()
+    def no_charge_takes_a_month_over_the_budget(self) -> None:
+        """The month's counter is what the ledger says, and a month's spend only ever grew
+        to within the budget set at the time (a budget lowered below it charges nothing)."""
+        if self.state is None:
+            return
+
+        async def read() -> dict[tuple[str, str], int]:
+            async with self.app.db.transaction() as tx:
+                rows = await tx.scalars(select(MonthlySpend))
+                return {(r.user_id, r.month): r.spent_micros for r in rows if r.spent_micros}
+
+        spend = self.spend_by_ledger()
+        assert self.run(read()) == {key: value for key, value in spend.items() if value}
+        for (user_id, month), spent in spend.items():
+            limit = self.budgets.get(user_id)
+            if spent > self.spend_seen.get((user_id, month), 0) and limit is not None:
+                assert spent <= limit, (user_id, month, spent, limit)
+            self.spend_seen[user_id, month] = spent
 
     @invariant()
     def every_status_change_is_recorded_and_allowed(self) -> None:

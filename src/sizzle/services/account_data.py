@@ -25,6 +25,7 @@ from sizzle.db.models import (
     LabSubscription,
     LaunchAttempt,
     LedgerEntry,
+    MonthlySpend,
     Notification,
     NotificationOptOut,
     Purchase,
@@ -108,6 +109,8 @@ async def export(tx: AsyncSession, user: User, *, now: datetime) -> dict[str, An
         "ledger_entries": await owned(LedgerEntry, LedgerEntry.id),
         "purchases": purchases,
         "refunds": refunds,
+        # the budget itself is the account's monthly_budget_micros
+        "monthly_spend": await owned(MonthlySpend, MonthlySpend.month),
         "auto_top_up": await owned(AutoTopUp, AutoTopUp.user_id),
         "lab_subscriptions": await owned(LabSubscription, LabSubscription.created_at),
         "api_keys": await owned(ApiKey, ApiKey.created_at),

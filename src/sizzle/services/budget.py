@@ -27,6 +27,7 @@ from sizzle.domain.budget import REACHED_PERCENT, BudgetMonth, month_name, month
 from sizzle.domain.charges import dollars
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.errors import BudgetReached, NotFound
+from sizzle.services import audit
 from sizzle.services.notifications import Kind, notify
 
 LINK = "/account#budget"
@@ -46,14 +47,28 @@ async def month_state(tx: AsyncSession, user_id: str, *, now: datetime) -> Budge
 
 
 async def set_budget(
-    tx: AsyncSession, user_id: str, budget_micros: int | None, *, now: datetime
+    tx: AsyncSession,
+    user_id: str,
+    budget_micros: int | None,
+    *,
+    now: datetime,
+    actor: str | None = None,
 ) -> BudgetMonth:
-    """Set (or, with None, remove) the user's monthly budget; its state afterwards."""
+    """Set (or, with None, remove) the user's monthly budget, in the audit log; its state
+    afterwards."""
     found = await tx.execute(
         update(User).where(User.id == user_id).values(monthly_budget_micros=budget_micros)
     )
     if not found.rowcount:  # type: ignore[attr-defined]
         raise NotFound("user not found")
+    audit.record(
+        tx,
+        "account.budget_set",
+        actor=actor or f"user:{user_id}",
+        now=now,
+        user_id=user_id,
+        detail="no budget" if budget_micros is None else dollars(budget_micros),
+    )
     return await month_state(tx, user_id, now=now)
 
 

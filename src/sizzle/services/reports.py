@@ -165,6 +165,24 @@ async def live_session_counts(tx: AsyncSession) -> dict[str, int]:
     return {status: found.get(status, 0) for status in unfinished}
 
 
+async def stops_by_reason(
+    tx: AsyncSession, reasons: Sequence[str], *, since: datetime, until: datetime
+) -> dict[str, int]:
+    """How many sessions ended for each of these reasons (say, the monthly budget) between
+    `since` and `until`, every reason listed."""
+    rows = await tx.execute(
+        select(GpuSession.end_reason, func.count())
+        .where(
+            GpuSession.end_reason.in_(reasons),
+            GpuSession.ended_at >= since,
+            GpuSession.ended_at < until,
+        )
+        .group_by(GpuSession.end_reason)
+    )
+    found: dict[str, int] = {str(reason): int(count) for reason, count in rows}
+    return {reason: found.get(reason, 0) for reason in reasons}
+
+
 async def emails_of(tx: AsyncSession, user_ids: Sequence[str]) -> dict[str, str]:
     """The email of each of these users."""
     if not user_ids:

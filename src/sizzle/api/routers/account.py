@@ -136,15 +136,6 @@ async def put_budget(body: BudgetIn, user: CurrentUser, state: StateDep) -> Budg
         raise ValidationFailed(
             exc.message, code="invalid_budget", details={"field": "monthly_budget_usd"}
         ) from None
-    now = state.clock.now()
     async with state.db.transaction() as tx:
-        found = await budget.set_budget(tx, user.id, micros, now=now)
-        audit.record(
-            tx,
-            "account.budget_set",
-            actor=f"user:{user.id}",
-            now=now,
-            user_id=user.id,
-            detail="none" if micros is None else f"${usd(micros)}",
-        )
+        found = await budget.set_budget(tx, user.id, micros, now=state.clock.now())
     return budget_out(found)

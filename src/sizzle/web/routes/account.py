@@ -14,11 +14,13 @@ from sizzle.api.routers.account import export_document
 from sizzle.api.routers.billing import receipt_download, return_urls, statement_download
 from sizzle.api.views import transaction_out
 from sizzle.db.models import Purchase, User
+from sizzle.domain.budget import parse_budget
 from sizzle.domain.lab import LAB_NAME
+from sizzle.domain.limits import LimitError
 from sizzle.domain.money import usd_to_micros
 from sizzle.domain.tiers import PLANS, TIERS
 from sizzle.errors import SizzleError, ValidationFailed
-from sizzle.services import account_data, accounts, ledger, ssh_keys, statements
+from sizzle.services import account_data, accounts, budget, ledger, ssh_keys, statements
 from sizzle.services.notification_preferences import (
     MONEY_CRITICAL_WHY,
     STILL_RUNNING_CHOICES,
@@ -71,6 +73,7 @@ async def _billing_page(
             tx, user.id, limit=paging.limit, offset=paging.offset
         )
         mine = await ledger.user_accounts(tx, user.id)
+        month = await budget.month_state(tx, user.id, now=state.clock.now())
         purchases = list(
             await tx.scalars(
                 select(Purchase)
@@ -91,6 +94,7 @@ async def _billing_page(
         "account/billing.html",
         user=user,
         balances=funds,
+        budget=month,
         cheapest=cheapest,
         affordable_minutes=affordable,
         transactions=[transaction_out(e, user_accounts=mine) for e in entries],
@@ -240,12 +244,16 @@ async def profile_page(
     ssh_form: dict[str, str] | None = None,
     notification_error: str | None = None,
     notifications_saved: bool = False,
+    budget_error: str | None = None,
+    budget_typed: str | None = None,
+    budget_saved: bool = False,
 ) -> HTMLResponse:
     """The account page, with what a form sent back (an error, the SSH key typed in)."""
     async with state.db.read() as tx:
         keys = await ssh_keys.list_keys(tx, user.id)
         account = await tx.get(User, user.id)
         preferences = await read_preferences(tx, account or user)
+        month = await budget.month_state(tx, user.id, now=state.clock.now())
     return render(
         request,
         "account/profile.html",
@@ -266,6 +274,11 @@ async def profile_page(
         money_critical_why=MONEY_CRITICAL_WHY,
         notification_error=notification_error,
         notifications_saved=notifications_saved,
+        budget=month,
+        lab_name=LAB_NAME,
+        budget_error=budget_error,
+        budget_typed=budget_typed,
+        budget_saved=budget_saved,
     )
 
 
@@ -285,6 +298,30 @@ async def profile(
         verification_sent=verification == "sent",
         notifications_saved=notifications == "saved",
     )
+
+
+@router.post("/account/budget", dependencies=[CsrfChecked])
+async def save_budget(
+    request: Request,
+    state: StateDep,
+    user: SignedIn,
+    monthly_budget: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Set the monthly budget as typed ("25", "2,50", "$2.50"); empty removes it."""
+    try:
+        micros = parse_budget(monthly_budget)
+    except LimitError as exc:
+        return await profile_page(
+            request,
+            state,
+            user,
+            status_code=422,
+            budget_error=exc.message,
+            budget_typed=monthly_budget,
+        )
+    async with state.db.transaction() as tx:
+        await budget.set_budget(tx, user.id, micros, now=state.clock.now())
+    return await profile_page(request, state, user, budget_saved=True)
 
 
 @router.get("/account/export.json")

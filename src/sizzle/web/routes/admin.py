@@ -128,6 +128,12 @@ async def overview(request: Request, state: StateDep, user: Operator) -> Respons
         blind = await provider_listings.blind_providers(tx, list(labels))
         counts = await reports.live_session_counts(tx)
         queued = await launch_queue.waiting_summary(tx, now=now)
+        stops = await reports.stops_by_reason(
+            tx,
+            [EndReason.BUDGET.value],
+            since=_start_of_day(now),
+            until=_start_of_day(now) + timedelta(days=1),
+        )
         today = reports.total(
             await reports.daily_revenue(
                 tx, since=_start_of_day(now), until=_start_of_day(now) + timedelta(days=1)
@@ -156,6 +162,7 @@ async def overview(request: Request, state: StateDep, user: Operator) -> Respons
         live_total=sum(counts.values()),
         queued=queued,
         today=_money(today),
+        stops=stops,
     )
 
 

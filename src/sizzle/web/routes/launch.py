@@ -13,7 +13,7 @@ from sizzle.catalog import CATEGORIES
 from sizzle.db.models import User
 from sizzle.domain.tiers import PLANS, TIERS, Tier
 from sizzle.errors import SizzleError
-from sizzle.services import idempotency, launch_queue, ledger, model_library, sessions
+from sizzle.services import budget, idempotency, launch_queue, ledger, model_library, sessions
 from sizzle.services import recommend as recommender
 from sizzle.services.ledger import Balances
 from sizzle.state import AppState
@@ -108,13 +108,22 @@ async def _tier_step(state: AppState, user: User) -> dict[str, object]:
     """The tiers, with what the user's plan and money allow of each."""
     plan = PLANS[user.plan]
     money = await _money(state, user)
+    async with state.db.read() as tx:
+        month = await budget.month_state(tx, user.id, now=state.clock.now())
     cards = await tier_cards(state)
     for card in cards:
         tier = TIERS[str(card["name"])]
         card["in_plan"] = tier.name in plan.allowed_tiers
         card["affordable"] = _affordable(state, money, tier)
     can_pay_any = any(card["affordable"] for card in cards if card["in_plan"])
-    return {"tiers": cards, "plan": plan.name, "money": money, "can_pay_any": can_pay_any}
+    return {
+        "tiers": cards,
+        "plan": plan.name,
+        "money": money,
+        "can_pay_any": can_pay_any,
+        # the budget refuses every start until the next month or a larger budget
+        "budget_refusal": month.refusal() if month.reached else None,
+    }
 
 
 def _model_name(model: str | None) -> str | None:

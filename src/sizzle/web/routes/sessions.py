@@ -21,7 +21,7 @@ from sizzle.db.models import GpuSession
 from sizzle.domain.charges import Funds, MoneyNow
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.errors import NotFound
-from sizzle.services import launch_queue, ledger, sessions, ssh_keys
+from sizzle.services import budget, launch_queue, ledger, sessions, ssh_keys
 from sizzle.services.ledger import Balances
 from sizzle.services.session_watch import Sighting
 from sizzle.web.deps import CsrfChecked, SignedIn
@@ -113,6 +113,7 @@ async def live(
         found = await sessions.get_session(tx, session_id, user_id=user.id)
         ssh_offer = await ssh_keys.page_offer(tx, state.providers, found)
         balances = await ledger.balances(tx, user.id)
+        month = await budget.month_state(tx, user.id, now=state.clock.now())
     seen = session_out(found, state.clock.now(), for_admin=False)
     return render(
         request,
@@ -120,6 +121,7 @@ async def live(
         user=user,
         s=seen,
         money=money_of(found, balances),
+        budget=month,
         ended=SessionStatus(found.status).is_terminal(),
         end_reason=END_REASONS.get(found.end_reason or "", found.end_reason),
         ssh_offer=ssh_offer,
