@@ -16,14 +16,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from sizzle.clock import FakeClock, from_ms, to_ms
 from sizzle.db.database import Database
-from sizzle.db.models import GpuSession, User
+from sizzle.db.models import GpuSession, MonthlySpend, User
+from sizzle.domain.budget import month_of
 from sizzle.domain.money import MS_PER_MINUTE, minutes_affordable, minutes_started, usd_to_micros
 from sizzle.jobs.metering import run_metering_pass
-from sizzle.services import accounts, ledger, sessions
+from sizzle.services import accounts, budget, ledger, sessions
 from sizzle.services.lifecycle import active_ms
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -72,6 +73,7 @@ class Customer:
     credit_usd: str
     tiers: list[str]
     starves: bool
+    budget_usd: str | None = None
     user: User | None = None
     session_ids: list[str] = field(default_factory=list)
 
@@ -106,9 +108,12 @@ def race_state(db: Database, database_url: str, tmp_path: Path, clock: FakeClock
     return AppState.build(settings, clock=clock, db=db)
 
 
-async def _open_sessions(state: AppState, clock: FakeClock) -> list[Customer]:
-    """Real users with real active sessions, started a few seconds apart."""
-    customers = _customers()
+async def _open_sessions(
+    state: AppState, clock: FakeClock, customers: list[Customer] | None = None
+) -> list[Customer]:
+    """Real users with real active sessions, started a few seconds apart; each with the
+    monthly budget asked for."""
+    customers = customers or _customers()
     for number, customer in enumerate(customers):
         async with state.db.transaction() as tx:
             user = await accounts.create_user(
@@ -122,6 +127,10 @@ async def _open_sessions(state: AppState, clock: FakeClock) -> list[Customer]:
             if customer.credit_micros:
                 await accounts.grant_credits(
                     tx, user, customer.credit_micros, now=clock.now(), granted_by="test"
+                )
+            if customer.budget_usd is not None:
+                await budget.set_budget(
+                    tx, user.id, usd_to_micros(customer.budget_usd), now=clock.now()
                 )
         customer.user = user
         for tier in customer.tiers:
@@ -315,3 +324,61 @@ async def test_two_processes_metering_at_different_nows_charge_each_minute_once(
     assert charged == entries > 0
     await _check_customers(race_state.db, customers, now_ms=now_ms)
     await _finish_and_check(race_state, customers, now_ms=now_ms)
+
+
+async def test_two_processes_metering_at_once_never_charge_beyond_a_budget(
+    race_state: AppState, clock: FakeClock, database_url: str, tmp_path: Path
+) -> None:
+    customers = [
+        # all starter: a $0.45 budget pays 3 minutes after the 2 free ones, not one more
+        Customer("starter", 2, "5", ["starter", "starter"], starves=True, budget_usd="0.45"),
+        # mixed prices: whatever fits under $3.00, in minute order
+        Customer("pro", 0, "50", ["starter", "pro", "beast"], starves=True, budget_usd="3"),
+        Customer("pro", 0, "50", ["starter", "pro"], starves=False, budget_usd="100"),
+    ]
+    customers = await _open_sessions(race_state, clock, customers)
+    base = to_ms(clock.now())
+    first = [base + 5_000 + 40_000 * i for i in range(9)]
+    second = [base + 25_000 + 40_000 * i for i in range(9)]
+    _race(database_url, tmp_path, [first, second])
+    now_ms = max(first + second)
+
+    await _check_ledger(race_state.db)
+    month = month_of(from_ms(now_ms))
+    async with race_state.db.transaction() as tx:
+        for customer in customers:
+            assert customer.user is not None and customer.budget_usd is not None
+            row = await tx.get(MonthlySpend, (customer.user.id, month))
+            assert row is not None
+            paid = sum(
+                s.credit_charged_micros
+                for s in await tx.scalars(
+                    select(GpuSession).where(GpuSession.user_id == customer.user.id)
+                )
+            )
+            assert row.spent_micros == paid <= usd_to_micros(customer.budget_usd), customer
+            assert (row.stopped_at_micros is not None) is customer.starves, customer
+    cheap = customers[0]
+    assert cheap.user is not None
+    async with race_state.db.transaction() as tx:
+        charged = await tx.scalar(
+            select(func.sum(GpuSession.charged_minutes)).where(GpuSession.user_id == cheap.user.id)
+        )
+    assert charged == 2 + 3  # the free minutes, then exactly what the budget pays
+
+    # A normal pass afterwards ends every session of a user at the budget, at its paid time.
+    result = await run_metering_pass(race_state.db, race_state.providers, now=from_ms(now_ms))
+    assert result.minutes_charged == 0
+    async with race_state.db.transaction() as tx:
+        for customer in customers:
+            assert customer.user is not None
+            for session in await tx.scalars(
+                select(GpuSession).where(GpuSession.user_id == customer.user.id)
+            ):
+                seen = active_ms(session, from_ms(now_ms))
+                assert session.charged_minutes == minutes_started(seen), session.id
+                if customer.starves:
+                    assert (session.status, session.end_reason) == ("terminated", "budget")
+                    assert seen <= session.charged_minutes * MS_PER_MINUTE
+                else:
+                    assert session.status == "active"

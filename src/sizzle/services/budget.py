@@ -23,7 +23,13 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import GpuSession, MonthlySpend, User
-from sizzle.domain.budget import REACHED_PERCENT, BudgetMonth, month_name, month_of
+from sizzle.domain.budget import (
+    REACHED_PERCENT,
+    BudgetMonth,
+    month_name,
+    month_of,
+    warnings_crossed,
+)
 from sizzle.domain.charges import dollars
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.errors import BudgetReached, NotFound
@@ -166,9 +172,9 @@ async def count_pass(tx: AsyncSession, *, now: datetime) -> None:
     rows = (await tx.execute(text(_BUDGETED), {"month": month})).all()
     for user_id, charged, refused, budget, spent in rows:
         state = BudgetMonth(budget_micros=int(budget), month=month, spent_micros=int(spent))
-        before = int(spent) - int(charged)
-        for percent in (75, 90):
-            if before * 100 < budget * percent <= int(spent) * 100:
+        before = warnings_crossed(int(budget), int(spent) - int(charged))
+        for percent in warnings_crossed(int(budget), int(spent)):
+            if percent not in before:  # crossed by this pass's charges
                 await _warn(tx, user_id, state, percent, now=now)
         if refused:
             await _tell_reached(tx, user_id, state, now=now)
