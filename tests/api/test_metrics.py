@@ -209,3 +209,18 @@ async def test_notifications_made_and_mails_sent_are_counted(
     found = await scrape(client)
     assert value(found, "sizzle_notification_mails_total", outcome="sent") == 1
     assert ("sizzle_notification_mails_total", (("outcome", "failed"),)) not in found
+
+
+async def test_budget_stops_are_counted(
+    client: httpx.AsyncClient, state: AppState, db: Database, clock: FakeClock
+) -> None:
+    user = await make_user(db, now=clock.now(), credit_usd="5", free_minutes=0)
+    auth = await log_in(client, email=user.email)
+    put = await client.put(
+        "/api/v1/account/budget", json={"monthly_budget_usd": "0.30"}, headers=auth
+    )
+    assert put.status_code == 200, put.text
+    assert value(await scrape(client), "sizzle_budget_stops_total") == 0
+    await launch_active_session(client, state, clock, auth=auth)
+    await run_for(state, clock, seconds=150)  # the third minute would go over
+    assert value(await scrape(client), "sizzle_budget_stops_total") == 1
