@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 
 from sizzle.clock import to_ms
 from sizzle.db.models import GpuSession, LaunchAttempt, LedgerAccount, Notification
+from sizzle.domain.tiers import TIERS
 from sizzle.services import launch_queue, ledger
 from sizzle.services.breaker import BreakerState
 
@@ -177,8 +178,8 @@ class _FromDatabase(Collector):
             'Launches waiting for a GPU ("tell me when it\'s free"), by tier.',
             labels=["tier"],
         )
-        for tier, count in sorted(s.queue_waiting.items()):
-            waiting.add_metric([tier], count)
+        for tier in sorted(set(TIERS) | set(s.queue_waiting)):  # 0 for a tier nobody waits for
+            waiting.add_metric([tier], s.queue_waiting.get(tier, 0))
         yield waiting
         yield GaugeMetricFamily(
             "sizzle_queued_launch_oldest_wait_seconds",
@@ -186,6 +187,10 @@ class _FromDatabase(Collector):
             value=s.queue_oldest_wait_seconds,
         )
         yield from _provider_families(s.breakers)
+
+
+MAIL_OUTCOMES = ("sent", "failed", "gave_up", "capped")
+QUEUE_OUTCOMES = ("launched", "requeued", "expired", "refused")
 
 
 class Metrics:
@@ -269,9 +274,15 @@ class Metrics:
         )
         for collector in self._counted:
             self.registry.register(collector)
+        # Every outcome is served from the start, at 0: a rate over a series that appears only
+        # at its first event misses that event.
+        for outcome in MAIL_OUTCOMES:
+            self.notification_mails.labels(outcome)
+        for outcome in QUEUE_OUTCOMES:
+            self.queued_launch_outcomes.labels(outcome)
 
     def count_mail_round(self, result: MailRound) -> None:
-        for outcome in ("sent", "failed", "gave_up", "capped"):
+        for outcome in MAIL_OUTCOMES:
             if getattr(result, outcome):
                 self.notification_mails.labels(outcome).inc(getattr(result, outcome))
 

@@ -17,7 +17,7 @@ from sizzle.jobs.notification_mail import MailRound, mail_notifications
 from sizzle.jobs.provisioning import launch_pending, mark_ready
 from sizzle.jobs.reaper import reap
 from sizzle.jobs.reconciler import ReconcileReport, reconcile
-from sizzle.metrics import Metrics
+from sizzle.metrics import QUEUE_OUTCOMES, Metrics
 from sizzle.providers.base import Provider
 from sizzle.services import idempotency, notification_events
 from sizzle.services.mail import Mailer
@@ -107,7 +107,7 @@ class JobRunner:
         done = await run_queue_pass(
             self.db, self.orchestrator, now=self.clock.now(), lab_tiers=self.settings.lab.tiers
         )
-        for outcome in ("launched", "requeued", "expired", "refused"):
+        for outcome in QUEUE_OUTCOMES:
             if count := getattr(done, outcome):
                 self.metrics.queued_launch_outcomes.labels(outcome).inc(count)
         if done.launched:
