@@ -225,9 +225,13 @@ async def launch_ready_session(
     auth: dict[str, str],
     tier: str = "starter",
     max_minutes: int | None = None,
+    idle_minutes: int | str | None = "default",
 ) -> str:
-    """Create a session and run the jobs until its GPU is ready; its id."""
-    fields = {} if max_minutes is None else {"max_minutes": max_minutes}
+    """Create a session and run the jobs until its GPU is ready; its id. `idle_minutes`:
+    the idle limit asked for (None: never), or "default": none asked for."""
+    fields: dict[str, Any] = {} if max_minutes is None else {"max_minutes": max_minutes}
+    if idle_minutes != "default":
+        fields["idle_minutes"] = idle_minutes
     session_id = (await create_session(client, auth=auth, tier=tier, **fields))["id"]
     await state.jobs.run_once()
     clock.advance(state.settings.demo_provision_seconds)
@@ -244,10 +248,17 @@ async def launch_active_session(
     auth: dict[str, str],
     tier: str = "starter",
     max_minutes: int | None = None,
+    idle_minutes: int | str | None = "default",
 ) -> str:
     """A ready session, started: billing runs from the clock's current time."""
     session_id = await launch_ready_session(
-        client, state, clock, auth=auth, tier=tier, max_minutes=max_minutes
+        client,
+        state,
+        clock,
+        auth=auth,
+        tier=tier,
+        max_minutes=max_minutes,
+        idle_minutes=idle_minutes,
     )
     started = await act(client, auth=auth, session_id=session_id, action="start")
     assert started.status_code == 200, started.text

@@ -5,7 +5,8 @@ Three kinds:
 - read from the database at each scrape (`/metrics` only), so every replica tells the same
   truth: sessions by status and tier, sessions stuck provisioning, metering lag, launch
   attempts (failovers) by provider and outcome, provisioning time of the last day by provider,
-  net revenue (a gauge: minutes given back lower it), and notifications made by kind;
+  net revenue (a gauge: minutes given back lower it), notifications made by kind, and
+  the sessions idle auto-stop paused or stopped;
 - counted in this process: metering pass duration, minutes charged and sessions stopped for
   their account's monthly budget (in the process that meters: `sizzle serve`, or
   `sizzle worker`), notification mails by outcome (in the process that mails), orphan
@@ -37,7 +38,7 @@ from sqlalchemy import func, select
 from sizzle.clock import to_ms
 from sizzle.db.models import GpuSession, LaunchAttempt, LedgerAccount, Notification
 from sizzle.domain.tiers import TIERS
-from sizzle.services import launch_queue, ledger
+from sizzle.services import launch_queue, ledger, reports
 from sizzle.services.breaker import BreakerState
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class _Snapshot:
     notifications: dict[str, int] = field(default_factory=dict)
     queue_waiting: dict[str, int] = field(default_factory=dict)
     queue_oldest_wait_seconds: float = 0.0
+    idle_stops: dict[str, int] = field(default_factory=dict)
     breakers: dict[str, _Breaker] = field(default_factory=dict)
 
 
@@ -186,6 +188,15 @@ class _FromDatabase(Collector):
             "How long the longest-waiting queued launch has waited (0 when none waits).",
             value=s.queue_oldest_wait_seconds,
         )
+        idle = CounterMetricFamily(
+            "sizzle_idle_stops",
+            "Sessions idle auto-stop ended for want of use: paused (where the provider can "
+            "pause) or stopped.",
+            labels=["action"],
+        )
+        for action, count in sorted(s.idle_stops.items()):
+            idle.add_metric([action], count)
+        yield idle
         yield from _provider_families(s.breakers)
 
 
@@ -357,6 +368,7 @@ class Metrics:
             waiting = await launch_queue.waiting_summary(tx, now=now)
             snapshot.queue_waiting = waiting.by_tier
             snapshot.queue_oldest_wait_seconds = waiting.oldest_wait_seconds
+            snapshot.idle_stops = await reports.idle_stops(tx)
         snapshot.breakers = _read_breakers(orchestrator, now)
         self._database.snapshot = snapshot
 

@@ -76,6 +76,22 @@ class Settings(BaseSettings):
     max_pause_hours: float = Field(
         24, gt=0, description="A pause longer than this ends the session."
     )
+    idle_minutes: int = Field(
+        15,
+        ge=0,
+        le=24 * 60,
+        description='A running session nobody uses (no chat or workspace request, no "Keep it '
+        'running", its GPU under idle_gpu_percent) is paused, or stopped where its provider '
+        "cannot pause, after this many minutes; its owner is warned 2 minutes before. The "
+        "default of each new session; users may choose 5, 15, 30, 60 or never. 0: never.",
+    )
+    idle_gpu_percent: float = Field(
+        10,
+        ge=0,
+        le=100,
+        description="A GPU reading above this utilization (percent) counts as use of the "
+        "session, where its provider reports readings.",
+    )
     access_token_minutes: int = Field(60 * 24, gt=0, description="Lifetime of a login token.")
     jobs_interval_seconds: float = Field(
         1, gt=0, description="How often provisioning and the reaper look for work."

@@ -11,7 +11,9 @@ from sizzle.jobs.runner import JobRunner
 from sizzle.metrics import Metrics
 from sizzle.providers.base import Provider, ProviderContext
 from sizzle.providers.registry import load_providers
+from sizzle.services import session_metrics
 from sizzle.services.account_links import AccountLinks
+from sizzle.services.activity import ActivityRecorder
 from sizzle.services.chat_proxy import ChatProxy
 from sizzle.services.mail import Mailer
 from sizzle.services.orchestrator import Orchestrator
@@ -47,6 +49,7 @@ class AppState:
     account_links: AccountLinks
     watcher: SessionWatcher
     tunnels: Tunnels
+    activity: ActivityRecorder
 
     @classmethod
     def build(
@@ -70,6 +73,7 @@ class AppState:
         mailer = Mailer(
             settings.smtp_url, settings.mail_from, mail_file=settings.resolved_mail_file
         )
+        activity = ActivityRecorder(db, clock)  # sessions' use, written off the requests' path
         jobs = JobRunner(
             db=db,
             settings=settings,
@@ -79,10 +83,11 @@ class AppState:
             tunnels=tunnels,
             mailer=mailer,
             metrics=metrics,
+            activity=activity,
         )
         payments = Payments(settings, db, clock)
         jobs.after_metering.append(payments.top_ups.run_pass)
-        return cls(
+        state = cls(
             settings,
             clock,
             db,
@@ -95,12 +100,14 @@ class AppState:
                 tunnels=tunnels,
                 secret_key=settings.resolved_secret_key,
                 clock=clock,
+                activity=activity,
             ),
             chat_proxy=ChatProxy(
                 db,
                 clock,
                 connect_timeout_seconds=settings.provider_timeout_seconds,
                 read_timeout_seconds=settings.chat_read_timeout_seconds,
+                activity=activity,
             ),
             payments=payments,
             rate_limiter=RateLimiter(settings, clock),
@@ -109,7 +116,10 @@ class AppState:
             account_links=AccountLinks(db, clock, settings),
             watcher=SessionWatcher(db, clock, max_streams_per_user=settings.max_streams_per_user),
             tunnels=tunnels,
+            activity=activity,
         )
+        jobs.read_gpus_with(functools.partial(session_metrics.gpu_reading, state))
+        return state
 
     async def close(self) -> None:
         """Stop the jobs and the live streams, close the chat proxy, the SSH tunnels, provider
@@ -117,6 +127,7 @@ class AppState:
         await self.jobs.stop()
         await self.watcher.close()
         await self.chat_proxy.close()
+        await self.activity.close()
         await self.tunnels.aclose()
         for provider in self.providers.values():
             await provider.close()

@@ -145,7 +145,7 @@ async def test_the_reaper_leaves_sessions_without_limits_alone(
     client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
 ) -> None:
     auth = await signed_in_user(client, db, clock=clock, credit_usd="100")
-    session_id = await launch_active_session(client, state, clock, auth=auth)
+    session_id = await launch_active_session(client, state, clock, auth=auth, idle_minutes=None)
     await run_for(state, clock, seconds=3 * 3600, step=600)
     await state.jobs.housekeep()
     body = await get_session(client, auth=auth, session_id=session_id)

@@ -69,13 +69,14 @@ async def session_stream(
     *,
     render: Callable[[Sighting], str],
     balances: bool = False,
+    page: bool = False,
     tx: AsyncSession | None = None,
 ) -> EventStream:
     """The user's session as a stream of `render`ed events: 404 if it is not theirs and 429
     past the per-user cap, both before the first byte is sent. The session is first read in
     `tx` when given (the request's read transaction), else in a read of its own."""
     first, subscription = await state.watcher.watch(
-        session_id, user_id=user.id, balances=balances, tx=tx
+        session_id, user_id=user.id, balances=balances, page=page, tx=tx
     )
 
     async def events() -> AsyncIterator[str]:

@@ -178,6 +178,14 @@ class SessionCreateIn(BaseModel):
     max_minutes: StrictInt | None = Field(
         None, description="Stop after this many minutes (1 to 43,200).", examples=[60]
     )
+    idle_minutes: StrictInt | None = Field(
+        None,
+        description="Pause the session (stop it where its provider cannot pause) after this "
+        "many minutes without use: 5, 15, 30 or 60, or null for never. Left out: the "
+        "server's default (SIZZLE_IDLE_MINUTES, 15). Use is a request through the workspace "
+        "API, POST /sessions/{id}/keep-alive, or the GPU busier than SIZZLE_IDLE_GPU_PERCENT.",
+        examples=[30],
+    )
     spend_cap_usd: CleanStr | None = Field(
         None,
         max_length=32,
@@ -215,6 +223,17 @@ class SessionOut(BaseModel):
     gpu_count: int | None
     price_per_minute_usd: str
     max_minutes: int | None
+    idle_minutes: int | None = Field(
+        description="Paused (or stopped) after this many minutes without use; null: never."
+    )
+    idle_stop_at: datetime | None = Field(
+        description="While active: when it is paused or stopped unless something uses it "
+        "before (a request, keep-alive, a busy GPU). Null when it is not running or never is."
+    )
+    idle_seconds_left: float | None = Field(
+        description="Seconds from the server's now until idle_stop_at (a countdown that does "
+        "not depend on the client's clock); null with it."
+    )
     active_seconds: float
     charged_minutes: int = Field(
         description="Minutes charged so far, each started minute once and in advance, whatever "

@@ -13,8 +13,11 @@ from sizzle.api.schemas import (
     WorkspaceOut,
     usd,
 )
+from sizzle.clock import from_ms, to_ms
 from sizzle.db.models import GpuSession, LedgerEntry
 from sizzle.domain.charges import SessionCharges
+from sizzle.domain.idle import stop_at_ms
+from sizzle.domain.lifecycle import SessionStatus
 from sizzle.services.accounts import UserSummary
 from sizzle.services.model_library import model_name
 from sizzle.services.sessions import view
@@ -42,6 +45,11 @@ def session_out(
     seen = view(session, now)
     charges = charges_of(session)
     workspace = workspace_state(session)
+    idle_stop = (
+        stop_at_ms(session.last_activity_ms, session.idle_minutes)
+        if session.status == SessionStatus.ACTIVE.value
+        else None
+    )
     return SessionOut(
         id=session.id,
         status=session.status,
@@ -53,6 +61,9 @@ def session_out(
         gpu_count=session.gpu_count,
         price_per_minute_usd=usd(session.price_micros_per_minute),
         max_minutes=session.max_minutes,
+        idle_minutes=session.idle_minutes,
+        idle_stop_at=from_ms(idle_stop) if idle_stop is not None else None,
+        idle_seconds_left=max(idle_stop - to_ms(now), 0) / 1000 if idle_stop is not None else None,
         active_seconds=seen.active_ms / 1000,
         charged_minutes=session.charged_minutes,
         cost_usd=usd(seen.cost_micros),

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -170,10 +170,14 @@ class SizzleClient:
         model: str | None = None,
         max_minutes: int | None = None,
         spend_cap: str | None = None,
+        idle_minutes: int | Literal["never", "default"] = "default",
     ) -> JSON:
         """A new session. Sent with an Idempotency-Key, so that when the server does not answer
-        in time it is asked again (up to CREATE_TRIES times) without renting a second GPU."""
+        in time it is asked again (up to CREATE_TRIES times) without renting a second GPU.
+        `idle_minutes` "default" leaves the server's idle limit."""
         body = _launch_body(tier, model, max_minutes, spend_cap)
+        if idle_minutes != "default":
+            body["idle_minutes"] = None if idle_minutes == "never" else idle_minutes
         once = {"Idempotency-Key": uuid.uuid4().hex}
         for _early_try in range(CREATE_TRIES - 1):
             try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -295,6 +295,14 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
                 "minutes this pays for at its tier's price."
             ),
         ] = None,
+        idle_minutes: Annotated[
+            str | None,
+            typer.Option(
+                metavar="MINUTES|never",
+                help="Pause it (stop it where it cannot pause) after this long without use: "
+                "5, 15, 30 or 60, or never. Default: the server's (15).",
+            ),
+        ] = None,
         start: Annotated[
             bool, typer.Option(help="Start (and begin billing) once ready; --no-start waits only.")
         ] = True,
@@ -311,10 +319,15 @@ def register(app: typer.Typer, runtime: Runtime | None = None) -> None:
     ) -> None:
         """Rent a GPU: wait until it is ready, showing progress, then start it."""
         err = to_stderr()
+        idle = _idle_option(idle_minutes)
         with reported(), _client() as client:
             try:
                 session = client.create_session(
-                    tier=tier, model=model, max_minutes=max_minutes, spend_cap=spend_cap
+                    tier=tier,
+                    model=model,
+                    max_minutes=max_minutes,
+                    spend_cap=spend_cap,
+                    idle_minutes=idle,
                 )
             except ApiError as exc:
                 if not (wait_for_capacity and exc.code == "no_capacity"):
@@ -528,6 +541,22 @@ def _ask_to_accept_terms(client: SizzleClient, token: str, *, can_ask: bool) -> 
         say(err, "Accepted. Thank you.")
     else:
         say(err, "Not accepted yet: you will be asked again when you sign in (here or on the web).")
+
+
+def _idle_option(text: str | None) -> int | Literal["never", "default"]:
+    """--idle-minutes as the API takes it: minutes, never, or (not given) the server's own.
+    Which numbers are allowed is the server's to say (its 422 names them)."""
+    if text is None:
+        return "default"
+    raw = text.strip().lower()
+    if raw in ("never", "none", "off"):
+        return "never"
+    if raw.isdecimal() and len(raw) <= 5:
+        return int(raw)
+    raise typer.BadParameter(
+        f"{text!r} is not a number of minutes; give 5, 15, 30 or 60, or never",
+        param_hint="--idle-minutes",
+    )
 
 
 def _key_name() -> str:

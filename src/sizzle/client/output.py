@@ -20,6 +20,7 @@ from sizzle.domain.lifecycle import SessionStatus
 
 WAITING = frozenset({SessionStatus.PENDING.value, SessionStatus.PROVISIONING.value})
 ENDED = frozenset({SessionStatus.TERMINATED.value, SessionStatus.FAILED.value})
+LIVE_NOW = frozenset({SessionStatus.READY.value, SessionStatus.ACTIVE.value})
 SHORT_ID = 8  # `sizzle ps` shows ids this long, or as long as it takes to tell them apart
 
 
@@ -104,6 +105,12 @@ def print_session_summary(session: JSON, api_url: str) -> None:
         say(out, f"Chat: {workspace['message']}")
     if session.get("charged_minutes"):
         say(out, f"So far: {charges_of(session).text}.")
+    if session.get("idle_minutes") and session["status"] in LIVE_NOW:
+        say(
+            out,
+            f"Unused for {session['idle_minutes']} minutes (no request, GPU not busy), it is "
+            "paused, or stopped where it cannot pause.",
+        )
     say(out, f"Watch it live: {live_url(api_url, session_id)}")
     if session["status"] == SessionStatus.READY.value:
         say(out, f"Start it with `sizzle start {session_id}` (billing begins then).")

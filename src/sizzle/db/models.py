@@ -184,12 +184,18 @@ class GpuSession(Base):
     # When a browser last had the session's live page open (epoch ms; the live-page watcher
     # marks it): a notification the page already shows is not mailed as well.
     page_seen_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # Idle auto-stop: the limit chosen (minutes; None: never) and the last use (epoch ms) of
+    # the workspace API, "Keep it running" or a busy GPU; set when the session becomes active.
+    idle_minutes: Mapped[int | None] = mapped_column(Integer)
+    last_activity_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SessionEvent(Base):
     """A status change: who made it, when, and why."""
 
     __tablename__ = "session_events"
+    # The operator's counts of what a job did (idle stops) read by actor and time.
+    __table_args__ = (Index("ix_session_events_actor_created_at", "actor", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("gpu_sessions.id"), index=True)

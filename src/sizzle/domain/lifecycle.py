@@ -34,6 +34,7 @@ class EndReason(StrEnum):
     PROVIDER_LOST = "provider_lost"
     ACCOUNT_SUSPENDED = "account_suspended"
     ACCOUNT_DELETED = "account_deleted"
+    IDLE = "idle"
 
 
 S = SessionStatus

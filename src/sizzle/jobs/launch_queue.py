@@ -42,9 +42,15 @@ class QueuePass:
 
 
 async def run_queue_pass(
-    db: Database, orchestrator: Orchestrator, *, now: datetime, lab_tiers: Collection[str]
+    db: Database,
+    orchestrator: Orchestrator,
+    *,
+    now: datetime,
+    lab_tiers: Collection[str],
+    idle_minutes: int | None = None,
 ) -> QueuePass:
-    """One pass of the queue job (see the module's docstring)."""
+    """One pass of the queue job (see the module's docstring); the sessions it makes get the
+    idle limit `idle_minutes` (the operator's default; None: never)."""
     done = QueuePass()
     done.requeued, failed_for_good = await _put_back_failed(db, now=now)
     done.expired, done.refused = await _end_overdue(db, now=now)
@@ -65,7 +71,9 @@ async def run_queue_pass(
         else:
             budget = min(len(await orchestrator.offers_for(tier, fresh=True)), BATCH)
         while budget > 0:
-            outcome = await _launch_oldest(db, tier_name, now=now, lab_tiers=lab_tiers)
+            outcome = await _launch_oldest(
+                db, tier_name, now=now, lab_tiers=lab_tiers, idle_minutes=idle_minutes
+            )
             if outcome is None:
                 break
             if outcome:
@@ -79,7 +87,12 @@ async def run_queue_pass(
 
 
 async def _launch_oldest(
-    db: Database, tier: str, *, now: datetime, lab_tiers: Collection[str]
+    db: Database,
+    tier: str,
+    *,
+    now: datetime,
+    lab_tiers: Collection[str],
+    idle_minutes: int | None,
 ) -> bool | None:
     """Claim the oldest waiting launch of `tier` that no other worker holds and make its
     session: True if made, False if the launch was refused, None if none was left."""
@@ -97,7 +110,9 @@ async def _launch_oldest(
         )
         if entry is None:
             return None
-        session = await launch_queue.launch_entry(tx, entry, now=now, lab_tiers=lab_tiers)
+        session = await launch_queue.launch_entry(
+            tx, entry, now=now, lab_tiers=lab_tiers, idle_minutes=idle_minutes
+        )
         return session is not None
 
 

@@ -11,6 +11,8 @@ import structlog
 
 from sizzle.clock import Clock
 from sizzle.db.database import Database
+from sizzle.domain.idle import default_idle_minutes
+from sizzle.jobs.idle import GpuReader, IdleCheck, IdleReport
 from sizzle.jobs.launch_queue import QueuePass, run_queue_pass
 from sizzle.jobs.metering import run_metering_pass
 from sizzle.jobs.notification_mail import MailRound, mail_notifications
@@ -20,6 +22,7 @@ from sizzle.jobs.reconciler import ReconcileReport, reconcile
 from sizzle.metrics import QUEUE_OUTCOMES, Metrics
 from sizzle.providers.base import Provider
 from sizzle.services import idempotency, notification_events
+from sizzle.services.activity import ActivityRecorder
 from sizzle.services.mail import Mailer
 from sizzle.services.orchestrator import Orchestrator
 from sizzle.services.readiness import ReadinessProbe
@@ -46,6 +49,7 @@ class JobRunner:
         tunnels: Tunnels,
         mailer: Mailer,
         metrics: Metrics | None = None,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.db = db
@@ -58,6 +62,8 @@ class JobRunner:
         self.readiness = ReadinessProbe(
             db, tunnels, secret=settings.resolved_secret_key, clock=clock
         )
+        # Idle auto-stop; `read_gpu` is set by the app (it reads through the workspace's tunnels).
+        self.idle = IdleCheck(db, providers, settings, activity=activity)
         self._wake = asyncio.Event()
         self._queue_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -98,6 +104,15 @@ class JobRunner:
             readiness=self.readiness,
         )
         await reap(self.db, self.providers, self.settings, now=self.clock.now())
+        await self.check_idle()
+
+    async def check_idle(self) -> IdleReport:
+        """Warn, pause or stop the sessions nobody uses (after the reaper's own limits)."""
+        return await self.idle.run(now=self.clock.now())
+
+    def read_gpus_with(self, reader: GpuReader) -> None:
+        """How the idle check reads a session's GPU (the app's `gpu_reading`)."""
+        self.idle.read_gpu = reader
 
     async def retry_queued(self) -> None:
         await self.retry_queued_now()
@@ -105,7 +120,11 @@ class JobRunner:
     async def retry_queued_now(self) -> QueuePass:
         """Launch the waiting launches that GPUs are offered for now (jobs/launch_queue.py)."""
         done = await run_queue_pass(
-            self.db, self.orchestrator, now=self.clock.now(), lab_tiers=self.settings.lab.tiers
+            self.db,
+            self.orchestrator,
+            now=self.clock.now(),
+            lab_tiers=self.settings.lab.tiers,
+            idle_minutes=default_idle_minutes(self.settings.idle_minutes),
         )
         for outcome in QUEUE_OUTCOMES:
             if count := getattr(done, outcome):

@@ -12,8 +12,6 @@ thin layers add about half the time of httpx's to the first token.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator
@@ -37,6 +35,8 @@ from sizzle.errors import (
     SizzleError,
     ValidationFailed,
 )
+from sizzle.services.activity import ActivityRecorder
+from sizzle.services.batched import BatchedWrites
 from sizzle.services.workspace import ChatTarget
 
 log = structlog.get_logger(__name__)
@@ -166,10 +166,12 @@ class ChatProxy:
         *,
         connect_timeout_seconds: float = 10.0,
         read_timeout_seconds: float = 300.0,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.recorder = ChatRecorder(db)
+        self.activity = activity  # a request's end is a use of its session too (a long answer)
         # Loading a big model can take minutes before the first byte; reads may wait long.
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_seconds, sock_read=read_timeout_seconds
@@ -310,27 +312,23 @@ class ChatProxy:
 
     async def _record(self, target: ChatTarget, meter: ChatMeter) -> None:
         self.recorder.add(meter.as_row(target.session_id, self.clock.now()))
+        if self.activity is not None:
+            self.activity.touch(target.session_id)
 
 
-class ChatRecorder:
+class ChatRecorder(BatchedWrites):
     """Writes chat requests' rows in batches, off the requests' path: at most one insert per
     `flush_seconds` however many chats run, and what is pending on shutdown. A crash loses at
     most that interval's counts; they are statistics, never money."""
 
     def __init__(self, db: Database, *, flush_seconds: float = 1.0) -> None:
+        super().__init__(flush_seconds=flush_seconds)
         self.db = db
-        self.flush_seconds = flush_seconds
         self._pending: list[ChatRequest] = []
-        self._flusher: asyncio.Task[None] | None = None
 
     def add(self, row: ChatRequest) -> None:
         self._pending.append(row)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_soon())
-
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(self.flush_seconds)
-        await self.flush()
+        self.flush_soon()
 
     async def flush(self) -> None:
         """Write what is pending now."""
@@ -342,13 +340,6 @@ class ChatRecorder:
                 tx.add_all(rows)
         except Exception as exc:  # counting must never break a chat
             log.warning("chat.record_failed", rows=len(rows), error=str(exc))
-
-    async def close(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.flush()
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:

@@ -243,10 +243,16 @@ def _as_utc(value: object) -> datetime:
 
 
 async def launch_entry(
-    tx: AsyncSession, entry: QueuedLaunch, *, now: datetime, lab_tiers: Collection[str]
+    tx: AsyncSession,
+    entry: QueuedLaunch,
+    *,
+    now: datetime,
+    lab_tiers: Collection[str],
+    idle_minutes: int | None,
 ) -> GpuSession | None:
     """Make the waiting launch's session now, in `tx` (the entry row-locked by the caller):
-    the session, or None when the launch is no longer allowed, which ends it saying why."""
+    the session, or None when the launch is no longer allowed, which ends it saying why.
+    The session gets the operator's idle limit, `idle_minutes`."""
     tier = TIERS.get(entry.tier)
     if tier is None:
         await refuse(tx, entry, f"the {entry.tier} tier is no longer offered", now=now)
@@ -270,6 +276,7 @@ async def launch_entry(
         tier=tier,
         model=entry.model,
         max_minutes=max_minutes,
+        idle_minutes=idle_minutes,
         lab_covered=covered,
         now=now,
         actor=ACTOR,

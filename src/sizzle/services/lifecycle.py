@@ -77,6 +77,7 @@ async def switch_status(
         session.ready_at = now
     elif target is S.ACTIVE:
         session.active_since_ms = to_ms(now)
+        session.last_activity_ms = to_ms(now)  # the idle limit counts from here
         session.started_at = session.started_at or now
     elif target is S.PAUSED:
         session.paused_at = now

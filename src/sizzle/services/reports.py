@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sizzle.db.models import GpuSession, LedgerAccount, LedgerEntry, User
+from sizzle.db.models import GpuSession, LedgerAccount, LedgerEntry, SessionEvent, User
+from sizzle.domain.idle import IDLE_ACTOR
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.domain.money import MICROS_PER_USD
 from sizzle.services import ledger
@@ -181,6 +182,22 @@ async def stops_by_reason(
     )
     found: dict[str, int] = {str(reason): int(count) for reason, count in rows}
     return {reason: found.get(reason, 0) for reason in reasons}
+
+
+async def idle_stops(tx: AsyncSession, *, since: datetime | None = None) -> dict[str, int]:
+    """Sessions idle auto-stop paused and stopped (since `since`, else ever), by what it did."""
+    query = (
+        select(SessionEvent.to_status, func.count())
+        .where(SessionEvent.actor == IDLE_ACTOR)
+        .group_by(SessionEvent.to_status)
+    )
+    if since is not None:
+        query = query.where(SessionEvent.created_at >= since)
+    counts = {str(status): int(n) for status, n in await tx.execute(query)}
+    return {
+        "paused": counts.get(SessionStatus.PAUSED.value, 0),
+        "stopped": counts.get(SessionStatus.STOPPING.value, 0),
+    }
 
 
 async def emails_of(tx: AsyncSession, user_ids: Sequence[str]) -> dict[str, str]:

@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sizzle.clock import Clock
+from sizzle.clock import Clock, to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, LedgerAccount
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.errors import RateLimited
 from sizzle.services import sessions
 from sizzle.services.ledger import Balances
+from sizzle.services.notifications import PAGE_SEEN_EVERY
 
 log = structlog.get_logger(__name__)
 
@@ -52,11 +53,18 @@ class Subscription:
     """One stream's place at the watcher: holds only the latest sighting, never a backlog."""
 
     def __init__(
-        self, watcher: SessionWatcher, session_id: str, user_id: str, *, balances: bool
+        self,
+        watcher: SessionWatcher,
+        session_id: str,
+        user_id: str,
+        *,
+        balances: bool,
+        page: bool = False,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
         self.wants_balances = balances
+        self.page = page  # a browser's live page: its session is marked seen while it is open
         self._watcher = watcher
         self._latest: Sighting | None = None
         self._gone = False  # the session vanished or the watcher closed: no more sightings
@@ -111,6 +119,7 @@ def _change_key(session: GpuSession) -> tuple[object, ...]:
         session.progress_phase,
         session.progress_percent,
         session.last_error,
+        session.last_activity_ms,  # a use moves the idle countdown
     )
 
 
@@ -175,7 +184,10 @@ class SessionWatcher:
         self._streams_of: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self.reads = 0  # transactions the ticks opened, for benchmarks and tests
+        self.marks = 0  # statements that marked live pages seen, likewise
         self.ticks = 0
+        self._pages_marked: set[str] = set()  # sessions marked seen in this period
+        self._pages_marked_ms: int | None = None  # when the period began
 
     @classmethod
     def manual(cls, db: Database, clock: Clock, *, max_streams_per_user: int) -> SessionWatcher:
@@ -202,11 +214,13 @@ class SessionWatcher:
         *,
         user_id: str,
         balances: bool = False,
+        page: bool = False,
         tx: AsyncSession | None = None,
     ) -> tuple[Sighting, Subscription | None]:
         """The user's session as it is now (NotFound if it is not theirs) and, while it has not
         ended, a subscription to its changes (RateLimited past the per-user cap). Read in `tx`,
-        the request's read transaction, when given."""
+        the request's read transaction, when given. A `page` (the live page in a browser)
+        marks its session seen while it is open, so that what the page shows is not mailed."""
         now = self.clock.now()
         if tx is None:
             async with self.db.read() as own:
@@ -221,7 +235,7 @@ class SessionWatcher:
                 f"At most {self.max_streams_per_user} live session streams may be open at once "
                 "per account; close a page or stream first."
             )
-        subscription = Subscription(self, session_id, user_id, balances=balances)
+        subscription = Subscription(self, session_id, user_id, balances=balances, page=page)
         watch = self._watches.get(session_id)
         if watch is None:
             watch = self._watches[session_id] = _Watch(user_id, last_key=_change_key(session))
@@ -274,6 +288,34 @@ class SessionWatcher:
             money = await _balances_of(tx, owners) if owners else {}
         for session_id in due:
             self._deliver(session_id, found.get(session_id), now, money)
+        await self._mark_pages_seen(now)
+
+    async def _mark_pages_seen(self, now: datetime) -> None:
+        """Mark the sessions open in a live page seen: all of them about every PAGE_SEEN_EVERY,
+        and a page newly opened at the next tick; one statement for every page of the process
+        (per IDS_PER_STATEMENT), never one per stream."""
+        now_ms = to_ms(now)
+        period_ms = PAGE_SEEN_EVERY.total_seconds() * 1000
+        if self._pages_marked_ms is None or now_ms - self._pages_marked_ms >= period_ms:
+            self._pages_marked, self._pages_marked_ms = set(), now_ms
+        open_pages = {
+            session_id
+            for session_id, watch in self._watches.items()
+            if any(s.page for s in watch.subscribers)
+        }
+        unmarked = sorted(open_pages - self._pages_marked)
+        if not unmarked:
+            return
+        self._pages_marked |= set(unmarked)
+        async with self.db.transaction() as tx:
+            for chunk in _chunks(unmarked, IDS_PER_STATEMENT):
+                self.marks += 1
+                await tx.execute(
+                    update(GpuSession)
+                    .where(GpuSession.id.in_(chunk))
+                    .values(page_seen_ms=now_ms)
+                    .execution_options(synchronize_session=False)
+                )
 
     def _is_due(self, session_id: str, found: dict[str, GpuSession]) -> bool:
         watch = self._watches.get(session_id)

@@ -88,6 +88,7 @@ async def create_session(
     now: datetime,
     lab_tiers: Collection[str] = (),
     spend_cap_micros: int | None = None,
+    idle_minutes: int | None = None,
 ) -> GpuSession:
     """A pending session, once the plan, the balance and live capacity all allow it."""
     launched = await launch_session(
@@ -98,6 +99,7 @@ async def create_session(
         model=model,
         max_minutes=max_minutes,
         spend_cap_micros=spend_cap_micros,
+        idle_minutes=idle_minutes,
         now=now,
         lab_tiers=lab_tiers,
     )
@@ -114,19 +116,26 @@ async def launch_session(
     max_minutes: int | None,
     now: datetime,
     spend_cap_micros: int | None = None,
+    idle_minutes: int | None = None,
     idempotency_key: str | None = None,
     lab_tiers: Collection[str] = (),
 ) -> Launch:
     """A pending session, once the plan, the balance and live capacity all allow it.
 
     Its time limit is the tighter of `max_minutes` and the minutes `spend_cap_micros` pays for
-    at the tier's price. With an `idempotency_key` the user sent before for the same request
-    (within a day), the session that request made, made no second time.
+    at the tier's price. It is paused or stopped after `idle_minutes` without use (None:
+    never; the caller has checked it against the choices and applied the default).
+    With an `idempotency_key` the user sent before for the same request (within a day), the
+    session that request made, made no second time.
     On a tier in `lab_tiers`, Sizzle Lab's included minutes pay for it (after free minutes)."""
     tier = find_tier(tier_name)
     time_limit = session_time_limit(tier, max_minutes, spend_cap_micros)
     asked = idempotency.fingerprint(
-        tier=tier.name, model=model, max_minutes=max_minutes, spend_cap_micros=spend_cap_micros
+        tier=tier.name,
+        model=model,
+        max_minutes=max_minutes,
+        spend_cap_micros=spend_cap_micros,
+        idle_minutes=idle_minutes,
     )
     offers = await orchestrator.offers_for(tier)  # provider calls stay outside transactions
     async with db.transaction() as tx:
@@ -156,6 +165,7 @@ async def launch_session(
             tier=tier,
             model=model,
             max_minutes=time_limit,
+            idle_minutes=idle_minutes,
             lab_covered=covered,
             now=now,
             actor=f"user:{user.id}",
@@ -233,9 +243,10 @@ def add_session(
     lab_covered: bool,
     now: datetime,
     actor: str,
+    idle_minutes: int | None,
 ) -> GpuSession:
     """A new pending session at the tier's price (the provisioning job launches it), in the
-    audit log."""
+    audit log. `idle_minutes`: its idle limit (None: never stopped for being idle)."""
     session = GpuSession(
         id=uuid.uuid4().hex,
         user_id=user_id,
@@ -245,6 +256,7 @@ def add_session(
         price_micros_per_minute=tier.price_micros_per_minute,
         lab_covered=lab_covered,
         max_minutes=max_minutes,
+        idle_minutes=idle_minutes,
         charged_minutes=0,
         active_ms_before=0,
         created_at=now,

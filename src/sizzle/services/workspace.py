@@ -19,6 +19,7 @@ from sizzle.errors import Conflict, NotFound
 from sizzle.providers.base import Provider, SupportsChat, SupportsSsh
 from sizzle.providers.registry import serves_chat
 from sizzle.services.accounts import get_active_user
+from sizzle.services.activity import ActivityRecorder
 from sizzle.services.instance_path import model_server_url
 from sizzle.services.sessions import LIVE_STATUSES
 from sizzle.workload.endpoint import SshEndpoint
@@ -169,8 +170,10 @@ class Workspace:
         secret_key: str,
         clock: Clock,
         model_port: int = OLLAMA_PORT,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.db = db
+        self.activity = activity  # every chat target found is a use of its session
         self.providers = providers
         self.tunnels = tunnels
         self._secret_key = secret_key
@@ -192,6 +195,8 @@ class Workspace:
         """Where a session that may chat (see `chat_session`) serves: outside any transaction,
         as the provider may be asked."""
         assert session.model is not None  # noqa: S101 - checked by chat_session
+        if self.activity is not None:
+            self.activity.touch(session.id)  # in memory: nothing is written before the answer
         base_url = await self._address(session)
         provider = self.providers.get(session.provider or "")
         headers: Mapping[str, str] = (
@@ -271,4 +276,8 @@ class Workspace:
                 )
                 .order_by(GpuSession.created_at.desc())
             )
-            return [s for s in rows if s.provider != DEMO_PROVIDER]
+            found = [s for s in rows if s.provider != DEMO_PROVIDER]
+        if self.activity is not None:  # a client asking what it can chat with is using them
+            for session in found:
+                self.activity.touch(session.id)
+        return found

@@ -30,11 +30,20 @@ from sizzle.api.schemas import (
     refuse_nul,
 )
 from sizzle.api.views import session_out
+from sizzle.clock import to_ms
 from sizzle.db.models import User
+from sizzle.domain.idle import busy_gpu, check_idle_minutes, default_idle_minutes
 from sizzle.domain.limits import LimitError, parse_usd_amount
 from sizzle.errors import ValidationFailed
 from sizzle.logging import log_session_id
-from sizzle.services import idempotency, model_library, session_metrics, sessions, ssh_keys
+from sizzle.services import (
+    activity,
+    idempotency,
+    model_library,
+    session_metrics,
+    sessions,
+    ssh_keys,
+)
 from sizzle.state import AppState
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -75,10 +84,12 @@ async def create(
     """A pending session. A `model` is checked against the library: one that cannot fit the
     tier is a 422 naming the smallest tier that fits; one the library does not know is taken
     as an Ollama tag, with a warning. Limits the page would refuse are refused here too (422,
-    `invalid_limit`, saying why)."""
+    `invalid_limit`, saying why). `idle_minutes` left out is the server's default; null is
+    never."""
     tier = sessions.find_tier(body.tier)
     chosen = model_library.choose_session_model(body.model, tier) if body.model else None
     cap = spend_cap_of(body)
+    idle = _idle_minutes(body, state)
     launched = await sessions.launch_session(
         state.db,
         state.orchestrator,
@@ -87,6 +98,7 @@ async def create(
         model=chosen.ollama_tag if chosen else None,
         max_minutes=body.max_minutes,
         spend_cap_micros=cap,
+        idle_minutes=idle,
         idempotency_key=idempotency.check_key(idempotency_key) if idempotency_key else None,
         now=state.clock.now(),
         lab_tiers=state.settings.lab.tiers,
@@ -111,6 +123,19 @@ def spend_cap_of(body: SessionCreateIn) -> int | None:
     except LimitError as exc:
         raise ValidationFailed(
             exc.message, code="invalid_limit", details={"field": "spend_cap_usd"}
+        ) from None
+
+
+def _idle_minutes(body: SessionCreateIn, state: AppState) -> int | None:
+    """The idle limit asked for (null: never), or the server's default when left out."""
+    default = state.settings.idle_minutes
+    if "idle_minutes" not in body.model_fields_set:
+        return default_idle_minutes(default)
+    try:
+        return check_idle_minutes(body.idle_minutes, default_minutes=default)
+    except LimitError as exc:
+        raise ValidationFailed(
+            exc.message, code="invalid_limit", details={"field": "idle_minutes"}
         ) from None
 
 
@@ -167,6 +192,16 @@ async def stop(session_id: SessionId, user: SessionsWriter, state: StateDep) -> 
     return await _read(state, session_id, user)
 
 
+@router.post("/{session_id}/keep-alive", response_model=SessionOut, responses=error_responses(409))
+async def keep_alive(session_id: SessionId, user: SessionsWriter, state: StateDep) -> SessionOut:
+    """ "Keep it running": count the active session as used now, which moves its idle stop
+    (`idle_stop_at`) a whole idle limit away. 409 when it is not running."""
+    await activity.keep_alive(
+        state.db, session_id=session_id, user=user, now_ms=to_ms(state.clock.now())
+    )
+    return await _read(state, session_id, user)
+
+
 @router.get("/{session_id}/metrics", response_model=SessionMetricsOut)
 async def metrics(
     session_id: SessionId, user: SessionsReaderNoTx, state: StateDep
@@ -181,6 +216,8 @@ async def metrics_of(state: AppState, session_id: str, *, user_id: str) -> Sessi
         session = await sessions.get_session(tx, session_id, user_id=user_id)
         chat = await session_metrics.chat_stats(tx, session_id)
     gpu = await session_metrics.gpu_reading(state, session)
+    if busy_gpu(gpu, state.settings.idle_gpu_percent):
+        state.activity.touch(session_id)  # a busy GPU is a session in use (idle auto-stop)
     return SessionMetricsOut(
         session_id=session_id, chat=ChatStatsOut(**dataclasses.asdict(chat)), gpu=gpu
     )

@@ -134,6 +134,8 @@ async def overview(request: Request, state: StateDep, user: Operator) -> Respons
             since=_start_of_day(now),
             until=_start_of_day(now) + timedelta(days=1),
         )
+        idle_today = await reports.idle_stops(tx, since=_start_of_day(now))
+        idle_ever = await reports.idle_stops(tx)
         today = reports.total(
             await reports.daily_revenue(
                 tx, since=_start_of_day(now), until=_start_of_day(now) + timedelta(days=1)
@@ -161,6 +163,8 @@ async def overview(request: Request, state: StateDep, user: Operator) -> Respons
         counts=counts,
         live_total=sum(counts.values()),
         queued=queued,
+        idle_today=idle_today,
+        idle_ever=idle_ever,
         today=_money(today),
         stops=stops,
     )

@@ -169,6 +169,7 @@ async def launch_wizard(
     model: Annotated[str | None, Query(max_length=200)] = None,
     max_minutes: Annotated[str | None, Query(max_length=32)] = None,
     spend_cap: Annotated[str | None, Query(max_length=32)] = None,
+    idle: Annotated[str | None, Query(max_length=16)] = None,
     task: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     category: Annotated[str | None, Query(max_length=32)] = None,
@@ -176,7 +177,9 @@ async def launch_wizard(
     """Four steps, each a GET form that carries the earlier answers: tier, model, limits,
     confirm. Only the confirm step's POST changes anything. A limit that cannot be used sends
     the confirm step back to the limits, saying why: it never offers to launch without it."""
-    choice = read_choice(tier, model, max_minutes, spend_cap)
+    choice = read_choice(
+        tier, model, max_minutes, spend_cap, idle, default_idle_minutes=state.settings.idle_minutes
+    )
     steps = [name for name, _ in WIZARD_STEPS]
     if step not in steps or (step != "tier" and choice.tier is None):
         step = "tier"
@@ -218,7 +221,9 @@ async def limits_preview(
     spend_cap: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
     """What the limits as typed so far come to (the limits step asks as the user types)."""
-    choice = read_choice(tier, None, max_minutes, spend_cap)
+    choice = read_choice(
+        tier, None, max_minutes, spend_cap, default_idle_minutes=state.settings.idle_minutes
+    )
     if choice.tier is None:
         return HTMLResponse("", status_code=422)
     context = await _confirm_context(state, user, choice)
@@ -236,13 +241,21 @@ async def launch(
     model: Annotated[str, Form(max_length=200)] = "",
     max_minutes: Annotated[str, Form(max_length=32)] = "",
     spend_cap: Annotated[str, Form(max_length=32)] = "",
+    idle: Annotated[str, Form(max_length=16)] = "",
     form_key: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """Create the session and go to its live page; a refusal is explained on the confirm step.
 
     The confirm form carries a one-time key: sent twice (a double click, a reload, the back
     button), it leads to the session the first one made."""
-    choice = read_choice(tier, model or "none", max_minutes, spend_cap)
+    choice = read_choice(
+        tier,
+        model or "none",
+        max_minutes,
+        spend_cap,
+        idle,
+        default_idle_minutes=state.settings.idle_minutes,
+    )
     if choice.tier is None:
         return RedirectResponse(f"/launch?{choice.query(step='tier')}", status_code=303)
     if choice.problems:
@@ -270,6 +283,7 @@ async def launch(
             model=chosen.ollama_tag if chosen else None,
             max_minutes=choice.max_minutes,
             spend_cap_micros=choice.spend_cap_micros,
+            idle_minutes=choice.idle_minutes,
             idempotency_key=idempotency.check_key(key) if key else None,
             now=state.clock.now(),
             lab_tiers=state.settings.lab.tiers,

@@ -17,11 +17,13 @@ from sizzle.api.routers.launch_queue import queued_out
 from sizzle.api.routers.sessions import SessionId, SessionSshOut, metrics_of, ssh_of
 from sizzle.api.schemas import SessionMetricsOut
 from sizzle.api.views import charges_of, session_out
+from sizzle.clock import to_ms
 from sizzle.db.models import GpuSession
 from sizzle.domain.charges import Funds, MoneyNow
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.errors import NotFound
-from sizzle.services import budget, launch_queue, ledger, sessions, ssh_keys
+from sizzle.providers.base import SupportsPause
+from sizzle.services import activity, budget, launch_queue, ledger, sessions, ssh_keys
 from sizzle.services.ledger import Balances
 from sizzle.services.session_watch import Sighting
 from sizzle.web.deps import CsrfChecked, SignedIn
@@ -88,6 +90,8 @@ END_REASONS = {
     EndReason.PROVIDER_LOST.value: "The GPU's provider lost the machine.",
     EndReason.ACCOUNT_SUSPENDED.value: "An operator suspended the account.",
     EndReason.ACCOUNT_DELETED.value: "The account was deleted.",
+    EndReason.IDLE.value: "Nobody used it for its idle limit, so Sizzle stopped it to save your "
+    "money. You were billed up to that moment.",
 }
 ACTIONS = ("start", "pause", "resume", "stop")
 
@@ -114,7 +118,11 @@ async def live(
         ssh_offer = await ssh_keys.page_offer(tx, state.providers, found)
         balances = await ledger.balances(tx, user.id)
         month = await budget.month_state(tx, user.id, now=state.clock.now())
+        paused_idle = found.status == SessionStatus.PAUSED.value and (
+            await activity.paused_for_idle(tx, found.id)
+        )
     seen = session_out(found, state.clock.now(), for_admin=False)
+    provider = state.providers.get(found.provider or "")
     return render(
         request,
         "sessions/live.html",
@@ -125,6 +133,8 @@ async def live(
         ended=SessionStatus(found.status).is_terminal(),
         end_reason=END_REASONS.get(found.end_reason or "", found.end_reason),
         ssh_offer=ssh_offer,
+        paused_idle=paused_idle,
+        can_pause=isinstance(provider, SupportsPause) and bool(found.instance_id),
     )
 
 
@@ -143,7 +153,7 @@ async def live_events(state: StateDep, user: SignedIn, session_id: SessionId) ->
             seen.memo["page"] = f"event: session\ndata: {json.dumps(payload)}\n\n"
         return cast(str, seen.memo["page"])
 
-    return await session_stream(state, session_id, user, render=render, balances=True)
+    return await session_stream(state, session_id, user, render=render, balances=True, page=True)
 
 
 @router.get("/sessions/{session_id}/ssh.json")
@@ -176,6 +186,23 @@ async def live_chat(
     }
     events = await state.chat_proxy.open_stream(target, request_body)
     return RelayResponse(events, stall_seconds=state.settings.chat_stall_seconds)
+
+
+@router.post("/sessions/{session_id}/keep-alive", dependencies=[CsrfChecked])
+async def live_keep_alive(
+    request: Request, state: StateDep, user: SignedIn, session_id: SessionId
+) -> Response:
+    """The page's "Keep it running": the session counts as used now. The page's script gets
+    the session back as JSON; a plain form goes back to the page."""
+    await activity.keep_alive(
+        state.db, session_id=session_id, user=user, now_ms=to_ms(state.clock.now())
+    )
+    if "application/json" in request.headers.get("accept", ""):
+        async with state.db.read() as tx:
+            found = await sessions.get_session(tx, session_id, user_id=user.id)
+        out = session_out(found, state.clock.now(), for_admin=False)
+        return Response(out.model_dump_json(), media_type="application/json")
+    return RedirectResponse(f"/sessions/{session_id}", status_code=303)
 
 
 # Declared last: its path would otherwise swallow /sessions/{id}/chat.

@@ -47,10 +47,47 @@
     if (low) low.hidden = !(m.low && (status === "ready" || status === "active"));
   }
 
+  // --- idle auto-stop: the last two minutes count down, with "Keep it running" ----------------
+  // The server sends the seconds left by its own clock; the page counts down from there.
+  const WARN_SECONDS = 120;
+  const idleData = live.dataset.idleSecondsLeft;
+  let idleLeft = idleData === "" || idleData === undefined ? null : parseFloat(idleData);
+  function showIdle(elapsed) {
+    const box = $("idle-warning");
+    if (!box) return;
+    const left = idleLeft === null ? null : Math.max(idleLeft - elapsed, 0);
+    box.hidden = !(status === "active" && left !== null && left <= WARN_SECONDS);
+    if (!box.hidden) setText("idle-countdown", left > 0 ? duration(Math.ceil(left)) : "a moment");
+  }
+  const keepAlive = $("keep-alive-form");
+  if (keepAlive) {
+    keepAlive.addEventListener("submit", async (event) => {
+      event.preventDefault();  // no reload: the chat on this page is kept
+      const button = keepAlive.querySelector("button");
+      button.disabled = true;
+      try {
+        const response = await fetch(live.dataset.keepAliveUrl, {
+          method: "POST", credentials: "same-origin",
+          headers: { "X-CSRF-Token": csrf, "Accept": "application/json" },
+        });
+        const body = await response.json().catch(() => null);
+        if (response.ok && body) {
+          idleLeft = body.idle_seconds_left; activeSeconds = body.active_seconds;
+          syncedAt = performance.now(); tick();
+        } else if (body && body.error) {
+          $("idle-warning").querySelector("p").textContent = body.error.message;
+        }
+      } catch (_) { /* the countdown stays; the button can be pressed again */ }
+      button.disabled = false;
+    });
+  }
+
   function tick() {
-    const running = status === "active" ? (performance.now() - syncedAt) / 1000 : 0;
+    const elapsed = (performance.now() - syncedAt) / 1000;
+    const running = status === "active" ? elapsed : 0;
     setText("timer", duration(activeSeconds + running));
     showMoney(activeSeconds + running);
+    showIdle(elapsed);
   }
   setInterval(tick, 1000);
   tick();
@@ -63,7 +100,8 @@
       if (s.status !== initialStatus) { events.close(); window.location.reload(); return; }
       status = s.status;
       money = data.money;
-      activeSeconds = s.active_seconds; syncedAt = performance.now(); tick();
+      activeSeconds = s.active_seconds; idleLeft = s.idle_seconds_left;
+      syncedAt = performance.now(); tick();
       if (s.progress) {
         const pct = s.progress.percent;
         setText("progress-phase", s.progress.phase.charAt(0).toUpperCase() + s.progress.phase.slice(1) + (pct === null ? "" : ` · ${pct}%`));
