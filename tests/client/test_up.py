@@ -241,3 +241,28 @@ async def test_a_create_whose_answer_is_lost_is_asked_again_and_rents_one_gpu(
     assert len(forwarded) == 2 and forwarded[0] and forwarded[0] == forwarded[1]
     async with state.db.read() as tx:
         assert list(await tx.scalars(select(GpuSession.id))) == [session["id"]]
+
+
+async def test_up_takes_an_idle_limit_or_never(
+    sizzle: Sizzle, clock: FakeClock, state: AppState
+) -> None:
+    account = await logged_in(sizzle, clock, state, credit_usd="5")
+    _launch_steps(sizzle, state, clock)
+    result = await sizzle("up", "--tier", "starter", "--idle-minutes", "never")
+    assert result.exit_code == 0, result.output
+    session_id = await _only_session_id(state)
+    api = await sizzle.api.get(f"/api/v1/sessions/{session_id}", headers=account.headers)
+    assert (api.json()["status"], api.json()["idle_minutes"]) == ("active", None)
+
+
+async def test_up_with_an_idle_limit_not_offered_says_which_are(
+    sizzle: Sizzle, clock: FakeClock, state: AppState
+) -> None:
+    await logged_in(sizzle, clock, state, credit_usd="5")
+    refused = await sizzle("up", "--tier", "starter", "--idle-minutes", "7")
+    assert refused.exit_code != 0
+    assert "5, 15, 30 or 60 minutes, or never" in refused.output
+    typo = await sizzle("up", "--tier", "starter", "--idle-minutes", "soon")
+    assert typo.exit_code == 2 and "give 5, 15, 30 or 60, or never" in typo.output
+    async with state.db.read() as tx:
+        assert (await tx.scalars(select(GpuSession.id))).all() == []
