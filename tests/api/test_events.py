@@ -219,7 +219,9 @@ async def test_the_live_page_stream_carries_the_credit_read_in_the_same_tick(
         await state.jobs.meter()  # two started minutes, paid with free minutes
         with counting(db) as reads:
             await watcher.tick()
-        assert (reads.transactions, reads.selects) == (1, 2)  # the sessions, then the balances
+        # One read (the sessions, then the balances) and, these being pages, one UPDATE that
+        # marks them seen (services/notifications.py's page_open), for both in one statement.
+        assert (reads.transactions, reads.selects, watcher.marks) == (2, 2, 1)
         for page in pages:
             data = await page.next()
             assert data["session"]["charged_minutes"] == 2
