@@ -34,11 +34,15 @@ async def _after(state: AppState, clock: FakeClock, *, seconds: float) -> None:
 
 
 async def _notes(db: Database, session_id: str) -> list[Notification]:
+    """The session's idle notifications (it has others: ready, still running...)."""
     async with db.read() as tx:
         return list(
             await tx.scalars(
                 select(Notification)
-                .where(Notification.session_id == session_id)
+                .where(
+                    Notification.session_id == session_id,
+                    Notification.kind.in_(("idle_warning", "idle_stopped")),
+                )
                 .order_by(Notification.created_at, Notification.kind)
             )
         )

@@ -196,6 +196,8 @@ async def test_a_warning_the_open_page_shows_is_not_mailed_as_well(
     await state.jobs.housekeep()
     async with db.read() as tx:
         (warning,) = await tx.scalars(
-            select(Notification).where(Notification.session_id == session_id)
+            select(Notification).where(
+                Notification.session_id == session_id, Notification.kind == "idle_warning"
+            )
         )
     assert (warning.kind, warning.mail_status) == ("idle_warning", "off")
