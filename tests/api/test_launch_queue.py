@@ -363,3 +363,24 @@ async def test_the_account_export_holds_what_waits_and_deleting_the_account_ends
         entry = await tx.get(QueuedLaunch, queued["id"])
     assert entry is not None
     assert (entry.status, entry.reason) == ("cancelled", "The account was deleted.")
+
+
+async def test_the_session_a_queued_launch_makes_keeps_the_idle_limit_asked_for(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await signed_in_user(client, db, clock=clock, plan="enterprise", credit_usd="50")
+    bad = await client.post(QUEUE, json={"tier": "starter", "idle_minutes": 7}, headers=auth)
+    assert assert_error(bad, 422, "invalid_limit")["details"] == {"field": "idle_minutes"}
+    asked: dict[str, tuple[dict[str, Any], int | None]] = {  # a free GPU of each tier
+        "starter": ({"idle_minutes": 30}, 30),
+        "pro": ({"idle_minutes": None}, None),  # never
+        "beast": ({}, state.settings.idle_minutes),  # left out: the server's default
+    }
+    queued = {
+        tier: await _queue(client, auth, tier, **fields) for tier, (fields, _) in asked.items()
+    }
+    await state.jobs.retry_queued_now()
+    for tier, (_, expected) in asked.items():
+        launched = await _entry(client, auth, queued[tier]["id"])
+        session = await get_session(client, auth=auth, session_id=launched["session_id"])
+        assert (session["tier"], session["idle_minutes"]) == (tier, expected)

@@ -86,6 +86,7 @@ async def _queue_launches(db: Database, clock: FakeClock) -> list[str]:
             model=None,
             max_minutes=None,
             spend_cap_micros=None,
+            idle_minutes=15,
             now=clock.now(),
             max_wait=timedelta(hours=24),
             max_waiting=3,

@@ -54,18 +54,28 @@ async def test_no_gpu_free_offers_to_wait_keeping_the_tier_model_and_limits(
     full: httpx.AsyncClient, db: Database, clock: FakeClock
 ) -> None:
     await sign_in(full, db, clock=clock)
-    refused = await _refused_launch(full, "tier=pro&model=llama3.1-8b&max_minutes=45")
+    refused = await _refused_launch(full, "tier=pro&model=llama3.1-8b&max_minutes=45&idle=30")
     assert refused.status_code == 503
     assert "Tell me when it&#39;s free" in refused.text or "Tell me when it's free" in refused.text
     assert "Waiting costs nothing" in refused.text and "within 24 hours" in refused.text
     offer = _hidden(refused, QUEUE_FORM)
-    assert (offer["tier"], offer["model"], offer["max_minutes"]) == ("pro", "llama3.1-8b", "45")
+    assert (offer["tier"], offer["model"], offer["max_minutes"], offer["idle"]) == (
+        "pro",
+        "llama3.1-8b",
+        "45",
+        "30",
+    )
 
     queued = await full.post("/launch/queue", data=offer)  # one click: the token is in the form
     assert queued.status_code == 303
     assert queued.headers["location"] == "/sessions?queued=1#waiting"
     [entry] = await _entries(db)
-    assert (entry.tier, entry.status, entry.max_minutes) == ("pro", "waiting", 45)
+    assert (entry.tier, entry.status, entry.max_minutes, entry.idle_minutes) == (
+        "pro",
+        "waiting",
+        45,
+        30,
+    )
     assert entry.model is not None and entry.model.startswith("llama3.1:8b")
 
     clock.advance(125)

@@ -567,6 +567,8 @@ class QueuedLaunch(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     max_minutes: Mapped[int | None] = mapped_column(Integer)
     spend_cap_micros: Mapped[int | None] = mapped_column(BigInteger)
+    # The idle limit its session gets, as asked when it was queued (None: never).
+    idle_minutes: Mapped[int | None] = mapped_column(Integer)
     # waiting, launched (its session is starting), ready, cancelled, expired, refused
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -47,10 +47,8 @@ async def run_queue_pass(
     *,
     now: datetime,
     lab_tiers: Collection[str],
-    idle_minutes: int | None = None,
 ) -> QueuePass:
-    """One pass of the queue job (see the module's docstring); the sessions it makes get the
-    idle limit `idle_minutes` (the operator's default; None: never)."""
+    """One pass of the queue job (see the module's docstring)."""
     done = QueuePass()
     done.requeued, failed_for_good = await _put_back_failed(db, now=now)
     done.expired, done.refused = await _end_overdue(db, now=now)
@@ -71,9 +69,7 @@ async def run_queue_pass(
         else:
             budget = min(len(await orchestrator.offers_for(tier, fresh=True)), BATCH)
         while budget > 0:
-            outcome = await _launch_oldest(
-                db, tier_name, now=now, lab_tiers=lab_tiers, idle_minutes=idle_minutes
-            )
+            outcome = await _launch_oldest(db, tier_name, now=now, lab_tiers=lab_tiers)
             if outcome is None:
                 break
             if outcome:
@@ -92,7 +88,6 @@ async def _launch_oldest(
     *,
     now: datetime,
     lab_tiers: Collection[str],
-    idle_minutes: int | None,
 ) -> bool | None:
     """Claim the oldest waiting launch of `tier` that no other worker holds and make its
     session: True if made, False if the launch was refused, None if none was left."""
@@ -110,9 +105,7 @@ async def _launch_oldest(
         )
         if entry is None:
             return None
-        session = await launch_queue.launch_entry(
-            tx, entry, now=now, lab_tiers=lab_tiers, idle_minutes=idle_minutes
-        )
+        session = await launch_queue.launch_entry(tx, entry, now=now, lab_tiers=lab_tiers)
         return session is not None
 
 

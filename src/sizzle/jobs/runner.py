@@ -11,7 +11,6 @@ import structlog
 
 from sizzle.clock import Clock
 from sizzle.db.database import Database
-from sizzle.domain.idle import default_idle_minutes
 from sizzle.jobs.idle import GpuReader, IdleCheck, IdleReport
 from sizzle.jobs.launch_queue import QueuePass, run_queue_pass
 from sizzle.jobs.metering import run_metering_pass
@@ -124,7 +123,6 @@ class JobRunner:
             self.orchestrator,
             now=self.clock.now(),
             lab_tiers=self.settings.lab.tiers,
-            idle_minutes=default_idle_minutes(self.settings.idle_minutes),
         )
         for outcome in QUEUE_OUTCOMES:
             if count := getattr(done, outcome):

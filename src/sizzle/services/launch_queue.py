@@ -62,6 +62,7 @@ async def queue_launch(
     model: str | None,
     max_minutes: int | None,
     spend_cap_micros: int | None,
+    idle_minutes: int | None,
     now: datetime,
     max_wait: timedelta,
     max_waiting: int,
@@ -96,6 +97,7 @@ async def queue_launch(
             model=model,
             max_minutes=max_minutes,
             spend_cap_micros=spend_cap_micros,
+            idle_minutes=idle_minutes,
             status=Q.WAITING.value,
             created_at=now,
             expires_at=now + max_wait,
@@ -248,11 +250,10 @@ async def launch_entry(
     *,
     now: datetime,
     lab_tiers: Collection[str],
-    idle_minutes: int | None,
 ) -> GpuSession | None:
     """Make the waiting launch's session now, in `tx` (the entry row-locked by the caller):
     the session, or None when the launch is no longer allowed, which ends it saying why.
-    The session gets the operator's idle limit, `idle_minutes`."""
+    The session gets the idle limit asked for when it was queued."""
     tier = TIERS.get(entry.tier)
     if tier is None:
         await refuse(tx, entry, f"the {entry.tier} tier is no longer offered", now=now)
@@ -276,7 +277,7 @@ async def launch_entry(
         tier=tier,
         model=entry.model,
         max_minutes=max_minutes,
-        idle_minutes=idle_minutes,
+        idle_minutes=entry.idle_minutes,
         lab_covered=covered,
         now=now,
         actor=ACTOR,

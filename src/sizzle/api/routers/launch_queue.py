@@ -18,7 +18,7 @@ from sizzle.api.deps import (
     StateDep,
 )
 from sizzle.api.openapi import error_responses
-from sizzle.api.routers.sessions import spend_cap_of
+from sizzle.api.routers.sessions import asked_idle_minutes, spend_cap_of
 from sizzle.api.schemas import Page, SessionCreateIn, usd
 from sizzle.db.models import QueuedLaunch
 from sizzle.domain.tiers import TIERS
@@ -109,6 +109,7 @@ async def queue(body: SessionCreateIn, user: SessionsWriter, state: StateDep) ->
         model=chosen.ollama_tag if chosen else None,
         max_minutes=body.max_minutes,
         spend_cap_micros=spend_cap_of(body),
+        idle_minutes=asked_idle_minutes(body, state),
         now=now,
         max_wait=state.settings.queue_max_wait,
         max_waiting=state.settings.queue_max_per_user,

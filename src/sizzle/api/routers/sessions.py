@@ -89,7 +89,7 @@ async def create(
     tier = sessions.find_tier(body.tier)
     chosen = model_library.choose_session_model(body.model, tier) if body.model else None
     cap = spend_cap_of(body)
-    idle = _idle_minutes(body, state)
+    idle = asked_idle_minutes(body, state)
     launched = await sessions.launch_session(
         state.db,
         state.orchestrator,
@@ -126,7 +126,7 @@ def spend_cap_of(body: SessionCreateIn) -> int | None:
         ) from None
 
 
-def _idle_minutes(body: SessionCreateIn, state: AppState) -> int | None:
+def asked_idle_minutes(body: SessionCreateIn, state: AppState) -> int | None:
     """The idle limit asked for (null: never), or the server's default when left out."""
     default = state.settings.idle_minutes
     if "idle_minutes" not in body.model_fields_set:

@@ -304,11 +304,19 @@ async def queue_launch(
     model: Annotated[str, Form(max_length=200)] = "",
     max_minutes: Annotated[str, Form(max_length=32)] = "",
     spend_cap: Annotated[str, Form(max_length=32)] = "",
+    idle: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     """Tell me when it's free: the confirm step's choice, kept to be launched when a GPU of
     its tier is free; then the sessions page, where it waits in line. A refusal (too many
     waiting, say) is explained on the confirm step."""
-    choice = read_choice(tier, model or "none", max_minutes, spend_cap)
+    choice = read_choice(
+        tier,
+        model or "none",
+        max_minutes,
+        spend_cap,
+        idle or None,
+        default_idle_minutes=state.settings.idle_minutes,
+    )
     if choice.tier is None:
         return RedirectResponse(f"/launch?{choice.query(step='tier')}", status_code=303)
     if choice.problems:
@@ -324,6 +332,7 @@ async def queue_launch(
             model=chosen.ollama_tag if chosen else None,
             max_minutes=choice.max_minutes,
             spend_cap_micros=choice.spend_cap_micros,
+            idle_minutes=choice.idle_minutes,
             now=state.clock.now(),
             max_wait=state.settings.queue_max_wait,
             max_waiting=state.settings.queue_max_per_user,
