@@ -119,7 +119,7 @@ async def test_a_newcomer_launches_watches_and_stops_a_demo_gpu(
 
     await page.get_by_role("link", name="All my sessions").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("My sessions")
-    await expect(page.locator("table")).to_contain_text("llama3.1:8b")
+    await expect(page.locator("table")).to_contain_text("Llama 3.1 8B")  # its name, not its tag
     await shot(page, "08-history")
 
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone
