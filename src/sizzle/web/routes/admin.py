@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.api.deps import PagingDep, StateDep
 from sizzle.api.schemas import usd
@@ -268,6 +269,14 @@ async def _refused(
     )
 
 
+async def _user_named(tx: AsyncSession, user_id: str) -> User:
+    """The user the path names, for an action on them; 404 when there is none."""
+    target = await tx.get(User, known_id(user_id, "user"))
+    if target is None:
+        raise NotFound("user not found")
+    return target
+
+
 def clean(text: str) -> str:
     """Form text fit for the database: no NUL or other control characters."""
     return "".join(ch for ch in text if ch.isprintable()).strip()
@@ -324,9 +333,7 @@ async def grant(
     try:
         micros = parse_grant_amount(amount)
         async with state.db.transaction() as tx:
-            target = await tx.get(User, known_id(user_id, "user"))
-            if target is None:
-                raise NotFound("user not found")
+            target = await _user_named(tx, user_id)
             note = clean(memo)
             # The ledger's memo holds 200 characters, "credit granted by " included.
             granted_by = f"{operator.email} ({note})" if note else operator.email
@@ -361,9 +368,7 @@ async def _set_active(
     q = clean(q)
     try:
         async with state.db.transaction() as tx:
-            target = await tx.get(User, known_id(user_id, "user"))
-            if target is None:
-                raise NotFound("user not found")
+            target = await _user_named(tx, user_id)
             accounts.set_suspended(
                 tx,
                 target,
@@ -402,9 +407,7 @@ async def change_plan(
     q = clean(q)
     try:
         async with state.db.transaction() as tx:
-            target = await tx.get(User, known_id(user_id, "user"))
-            if target is None:
-                raise NotFound("user not found")
+            target = await _user_named(tx, user_id)
             accounts.change_plan(
                 tx, target, plan, actor=f"operator:{operator.id}", now=state.clock.now()
             )
