@@ -11,118 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import pytest
 from sqlalchemy import event
 
-from sizzle.api.app import create_app
-from sizzle.clock import FakeClock
-from sizzle.db.database import Database
-from sizzle.settings import Settings
-from sizzle.state import AppState
-from tests.helpers import (
-    NODE_TOKEN,
-    act,
-    assert_error,
-    create_session,
-    get_session,
-    serve_here,
-    sign_up,
-)
-from tests.providers.fakes.ollama import FakeOllama, fake_ollama_app
-from tests.providers.fakes.server import serve
+from tests.api.workspace_stack import HELLO, MODEL_TAG, Stack, active_session, metrics
+from tests.helpers import act, assert_error, sign_up
 
 CHAT = "/v1/chat/completions"
-HELLO = [{"role": "user", "content": "Say hello to the node"}]
-STALL_SECONDS = 0.5
-MODEL_TAG = "llama3.1:8b"  # what the library slug llama3.1-8b becomes on the starter tier
-
-
-@dataclass
-class Stack:
-    node: FakeOllama
-    state: AppState
-    http: httpx.AsyncClient
-    chat_clients: list[tuple[str, int]]  # the (address, port) each chat came to the node from
-
-
-def recording_chat_clients(app: Any, clients: list[tuple[str, int]]) -> Any:
-    """The node's app, noting the client address of each chat request it gets."""
-
-    async def recording(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
-            clients.append(tuple(scope["client"]))
-        await app(scope, receive, send)
-
-    return recording
-
-
-@pytest.fixture
-def node() -> Iterator[tuple[FakeOllama, str, list[tuple[str, int]]]]:
-    fake = FakeOllama(registry={MODEL_TAG: 2_000, "qwen2.5:7b": 2_000}, token=NODE_TOKEN)
-    clients: list[tuple[str, int]] = []
-    with serve(recording_chat_clients(fake_ollama_app(fake), clients)) as url:
-        yield fake, url, clients
-
-
-@pytest.fixture
-async def stack(
-    settings: Settings,
-    clock: FakeClock,
-    db: Database,
-    node: tuple[FakeOllama, str, list[tuple[str, int]]],
-) -> AsyncIterator[Stack]:
-    fake, node_url, clients = node
-    boxes = [
-        {
-            "name": name,
-            "url": node_url,
-            "gpu": "NVIDIA GeForce RTX 4090",
-            "gpu_count": 1,
-            "vram_gb": 24,
-            "price_per_hour_usd": "0.30",
-            "token": NODE_TOKEN,
-        }
-        for name in ("box-1", "box-2")
-    ]
-    update = {
-        "providers": "ollama",
-        "ollama_nodes": json.dumps(boxes),
-        "chat_stall_seconds": STALL_SECONDS,
-    }
-    state = AppState.build(settings.model_copy(update=update), clock=clock, db=db)
-    app = create_app(state=state, run_jobs=False)
-    async with serve_here(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-        yield Stack(fake, state, http, clients)
-    await state.chat_proxy.close()
-    for provider in state.providers.values():
-        await provider.close()
-
-
-async def active_session(stack: Stack, *, auth: dict[str, str], model: str = "llama3.1-8b") -> str:
-    """A session on the fake node with `model` loaded, started; its id."""
-    session_id = (await create_session(stack.http, auth=auth, tier="starter", model=model))["id"]
-    for _ in range(5):
-        await stack.state.jobs.run_once()
-        if (await get_session(stack.http, auth=auth, session_id=session_id))["status"] == "ready":
-            break
-    started = await act(stack.http, auth=auth, session_id=session_id, action="start")
-    assert started.status_code == 200, started.text
-    assert started.json()["workspace"] == {"chat_available": True, "message": None}
-    return session_id
-
-
-async def metrics(stack: Stack, *, auth: dict[str, str], session_id: str) -> dict[str, Any]:
-    """The session's chat counts, once the proxy has written what it holds (it batches)."""
-    await stack.state.chat_proxy.recorder.flush()
-    response = await stack.http.get(f"/api/v1/sessions/{session_id}/metrics", headers=auth)
-    assert response.status_code == 200, response.text
-    chat: dict[str, Any] = response.json()["chat"]
-    return chat
 
 
 def events(lines: list[str]) -> list[Any]:

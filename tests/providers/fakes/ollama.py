@@ -1,5 +1,6 @@
 """A fake Ollama node: version, tags, ps, a streaming pull, load/unload through generate, and
-the OpenAI-compatible `/v1/chat/completions` (SSE chunks, then `data: [DONE]`).
+the OpenAI-compatible `/v1/chat/completions` (SSE chunks, then `data: [DONE]`) and
+`/v1/embeddings` (checked as Ollama checks them: see ollama_openai.py).
 
 Scriptable through the FakeOllama object: which models the registry has (pullable), which are
 local and loaded, a pull that fails mid-stream, a record of every load and unload, and for chat:
@@ -19,6 +20,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from tests.providers.fakes.ollama_openai import (
+    Refused,
+    as_base64,
+    openai_error,
+    read_embedding_input,
+    read_messages,
+    vector,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -47,6 +57,11 @@ class FakeOllama:
     # answers 401 to a request without `Authorization: Bearer <token>`, as such proxies do.
     token: str | None = None
     refused: int = 0  # requests the proxy turned away
+    # what the models are: an embedding model does not chat; only a vision model takes images
+    embedding_models: set[str] = field(default_factory=set)
+    vision_models: set[str] = field(default_factory=set)
+    embedding_length: int = 8
+    images_seen: list[bytes] = field(default_factory=list)
 
 
 def _name(model: str) -> str:
@@ -186,7 +201,19 @@ def fake_ollama_app(state: FakeOllama) -> FastAPI:
                 },
                 status_code=404,
             )
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        try:
+            text, images = read_messages(body.get("messages") or [])
+        except Refused as refused:
+            return JSONResponse(openai_error(400, refused.message), status_code=400)
+        if _name(model) in state.embedding_models:
+            message = f'"{model}" does not support chat'
+            return JSONResponse(openai_error(400, message), status_code=400)
+        if images and _name(model) not in state.vision_models:
+            # what users report Ollama answering when a model without vision gets an image
+            message = "this model is missing data required for image input"
+            return JSONResponse(openai_error(500, message), status_code=500)
+        state.images_seen.extend(images)
+        prompt_tokens = len(text.split()) + len(images)
         created = int(time.time())
         if not body.get("stream"):
             return {
@@ -213,6 +240,36 @@ def fake_ollama_app(state: FakeOllama) -> FastAPI:
             _chat_events(state, model, created, prompt_tokens, include_usage),
             media_type="text/event-stream",
         )
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Any:
+        body = await request.json()
+        state.requests.append(("embeddings", body))
+        model = str(body.get("model", ""))
+        try:
+            texts = read_embedding_input(body)
+        except Refused as refused:
+            return JSONResponse(openai_error(400, refused.message), status_code=400)
+        if _name(model) not in state.loaded and model not in state.loaded:
+            message = f"model '{model}' not found"
+            return JSONResponse(openai_error(404, message), status_code=404)
+        dimensions = body.get("dimensions") if isinstance(body.get("dimensions"), int) else None
+        vectors = [vector(t, length=state.embedding_length, dimensions=dimensions) for t in texts]
+        base64_wanted = str(body.get("encoding_format") or "").lower() == "base64"
+        tokens = sum(len(t.split()) for t in texts)
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "object": "embedding",
+                    "embedding": as_base64(v) if base64_wanted else v,
+                    "index": i,
+                }
+                for i, v in enumerate(vectors)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     return app
 
