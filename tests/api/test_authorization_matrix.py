@@ -275,7 +275,11 @@ async def _suspend(db: Database, user_id: str, *, now: Any) -> None:
 
 def _guarded(state: AppState) -> list[tuple[str, str]]:
     routes = [(m, p) for m, p, scopes in api_routes(state) if scopes is not None]
-    assert ("POST", "/v1/chat/completions") in routes and ("GET", "/v1/models") in routes
+    assert {
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/embeddings"),
+        ("GET", "/v1/models"),
+    } <= set(routes)
     return routes
 
 

@@ -41,6 +41,7 @@ from sizzle.services.workspace import ChatTarget
 
 log = structlog.get_logger(__name__)
 
+CHAT_PATH = "/v1/chat/completions"
 DONE = b"data: [DONE]\n\n"
 # After [DONE], how long the rest of the answer (the end of its chunked body) may take to
 # arrive: read to the end, the connection goes back to the pool instead of being dropped.
@@ -196,11 +197,17 @@ class ChatProxy:
 
     async def complete(self, target: ChatTarget, body: dict[str, Any]) -> dict[str, Any]:
         """A whole (non-streaming) answer."""
-        meter = ChatMeter(model=target.model, stream=False)
         forwarded, _ = upstream_body(body, target)
+        return await self.post_json(target, CHAT_PATH, forwarded)
+
+    async def post_json(
+        self, target: ChatTarget, path: str, forwarded: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The node's whole JSON answer to `forwarded` at `path`, counted on the session."""
+        meter = ChatMeter(model=target.model, stream=False)
         try:
             async with self._client().post(
-                _url(target), json=forwarded, headers=target.headers
+                _url(target, path), json=forwarded, headers=target.headers
             ) as response:
                 status, raw = response.status, await response.read()
             if status != 200:
@@ -233,7 +240,7 @@ class ChatProxy:
         forwarded, wants_usage = upstream_body(body, target)
         try:
             response = await self._client().post(
-                _url(target), json=forwarded, headers=target.headers
+                _url(target, CHAT_PATH), json=forwarded, headers=target.headers
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
@@ -349,8 +356,8 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
             pass
 
 
-def _url(target: ChatTarget) -> str:
-    return f"{target.base_url.rstrip('/')}/v1/chat/completions"
+def _url(target: ChatTarget, path: str) -> str:
+    return f"{target.base_url.rstrip('/')}{path}"
 
 
 def _transport_error(exc: Exception) -> SizzleError:

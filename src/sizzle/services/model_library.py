@@ -119,6 +119,21 @@ def _names_by_tag() -> dict[str, str]:
     return names
 
 
+def model_categories(ollama_tag: str) -> frozenset[str] | None:
+    """What the library says the model an Ollama tag names is for ("chat", "vision",
+    "embedding", ...); None when the library does not know the tag."""
+    return _categories_by_tag().get(ollama_tag)
+
+
+@functools.cache
+def _categories_by_tag() -> dict[str, frozenset[str]]:
+    return {
+        build.ollama_tag: frozenset(model.categories)
+        for model in load_catalog().models
+        for build in model.quantizations
+    }
+
+
 def _find_build(name: str) -> tuple[CatalogModel, list[Quantization]] | None:
     """The library model `name` names (a slug, or one of its Ollama tags), with the builds
     that name allows: every build for a slug, one for a tag."""

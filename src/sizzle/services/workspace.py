@@ -15,12 +15,13 @@ from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, User
 from sizzle.domain.lifecycle import SessionStatus
-from sizzle.errors import Conflict, NotFound
+from sizzle.errors import BadRequest, Conflict, NotFound
 from sizzle.providers.base import Provider, SupportsChat, SupportsSsh
 from sizzle.providers.registry import serves_chat
 from sizzle.services.accounts import get_active_user
 from sizzle.services.activity import ActivityRecorder
 from sizzle.services.instance_path import model_server_url
+from sizzle.services.model_library import model_categories, model_name
 from sizzle.services.sessions import LIVE_STATUSES
 from sizzle.workload.endpoint import SshEndpoint
 from sizzle.workload.tunnel import OLLAMA_PORT, Tunnels
@@ -33,6 +34,10 @@ DEMO_MESSAGE = (
 )
 NO_CHAT_MESSAGE = "This session's GPU runs no model server, so there is nothing to chat with."
 NO_MODEL_MESSAGE = "This session was started without a model; create one with a model to chat."
+EMBEDDING_MODEL_MESSAGE = (
+    "{name} is an embedding model: it turns text into numbers for search and does not chat. "
+    "Programs use it through POST /v1/embeddings with an API key."
+)
 # How long a provider's answer to "where does this instance serve?" is reused.
 ADDRESS_TTL_SECONDS = 60.0
 NOT_READY_MESSAGE = "the session's model server has no address yet; try again in a moment"
@@ -79,6 +84,9 @@ def workspace_state(session: GpuSession) -> WorkspaceState:
     if session.provider and not serves_chat(session.provider):
         return WorkspaceState(chat_available=False, message=NO_CHAT_MESSAGE)
     if session.status == S.ACTIVE.value:
+        if makes_embeddings_only(session.model):
+            message = EMBEDDING_MODEL_MESSAGE.format(name=model_name(session.model))
+            return WorkspaceState(chat_available=False, message=message)
         return WorkspaceState(chat_available=True, message=None)
     if SessionStatus(session.status).is_terminal():
         return WorkspaceState(chat_available=False, message="This session has ended.")
@@ -132,13 +140,52 @@ async def _pick_session(
 
 
 async def chat_session(
-    tx: AsyncSession, *, user_id: str, model: str | None, session_id: str | None
+    tx: AsyncSession,
+    *,
+    user_id: str,
+    model: str | None,
+    session_id: str | None,
+    embeddings: bool = False,
 ) -> GpuSession:
-    """The caller's active session for `model` (or the session named), read in `tx`; 404 when
-    there is none, 409 when it cannot chat now."""
+    """The caller's active session for `model` (or the session named), read in `tx`, to chat
+    with (or to ask for `embeddings`); 404 when there is none, 409 when it cannot be used now,
+    400 when its model does not do what is asked."""
     session = await _pick_session(tx, user_id=user_id, model=model, session_id=session_id)
     await _require_chat(session)
+    if embeddings:
+        require_embedding_model(session)
+    else:
+        require_chat_model(session)
     return session
+
+
+def makes_embeddings_only(ollama_tag: str) -> bool:
+    """Whether the library knows the model as one that makes embeddings and cannot chat."""
+    categories = model_categories(ollama_tag) or frozenset()
+    return "embedding" in categories and "chat" not in categories
+
+
+def require_chat_model(session: GpuSession) -> None:
+    """400 before the node is asked when the session's model cannot chat (Ollama would answer
+    400 too, in its own words)."""
+    if session.model and makes_embeddings_only(session.model):
+        raise BadRequest(
+            EMBEDDING_MODEL_MESSAGE.format(name=model_name(session.model)),
+            code="not_a_chat_model",
+        )
+
+
+def require_embedding_model(session: GpuSession) -> None:
+    """400 before the node is asked when the library knows the session's model as one that
+    makes no embeddings; a model the library does not know is left to its server."""
+    categories = model_categories(session.model or "")
+    if categories is not None and "embedding" not in categories:
+        raise BadRequest(
+            f"{model_name(session.model or '')} is a chat model and makes no embeddings; "
+            "start a session with an embedding model from the library (such as Nomic Embed "
+            "Text) to get embeddings.",
+            code="not_an_embedding_model",
+        )
 
 
 async def _require_chat(session: GpuSession) -> None:

@@ -11,19 +11,22 @@ node is asked (`ChatAnswer`): a model that takes minutes to load holds no databa
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Security
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 from starlette.types import Receive, Scope, Send
 
+from sizzle.api import validation_text
 from sizzle.api.deps import InferenceUserId, StateDep, app_state, get_credential, read_caller
 from sizzle.api.openapi import error_responses
 from sizzle.api.relay import RelayResponse
 from sizzle.db.models import GpuSession
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 from sizzle.safe_json import parse_json
+from sizzle.services import embeddings
+from sizzle.services.embeddings import EmbeddingsIn
 from sizzle.services.workspace import chat_session
 from sizzle.state import AppState
 
@@ -41,6 +44,8 @@ class ChatCompletionIn(BaseModel):
     messages: list[dict[str, Any]] = Field(min_length=1)
     stream: StrictBool = False
 
+
+Checked = TypeVar("Checked", bound=BaseModel)
 
 INFERENCE_SCOPES = ["inference"]
 # What the caller presented, for a route that checks it in its own read transaction
@@ -60,21 +65,52 @@ async def read_raw_body(request: Request) -> bytes:
     return bytes(raw)
 
 
-def _parse_body(raw: bytes) -> dict[str, Any]:
+RawBody = Annotated[bytes, Depends(read_raw_body)]  # first: read before the transaction
+SessionHeader = Annotated[str | None, Header(max_length=64)]  # X-Sizzle-Session
+
+
+def _parse_body(raw: bytes, schema: type[Checked]) -> tuple[dict[str, Any], Checked]:
+    """The body as sent, and as `schema` reads it; 422 with sentences when it does not fit."""
     body = parse_json(raw)
     if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object")
+        raise ValidationFailed("The request body must be a JSON object.")
     try:
-        ChatCompletionIn.model_validate(body)
+        checked = schema.model_validate(body)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ValidationFailed(problems) from None
+        raise ValidationFailed(validation_text.summary(exc.errors())) from None
     if "\x00" in (body.get("model") or ""):
-        raise ValidationFailed("model: must not contain NUL")
-    return body
+        raise ValidationFailed('The field "model" must not contain NUL.')
+    return body, checked
+
+
+def _json_body(schema: type[BaseModel]) -> dict[str, Any]:
+    """The request body for the docs: these routes read their bodies themselves."""
+    content = {"application/json": {"schema": schema.model_json_schema()}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+async def _caller_session(
+    state: AppState,
+    raw: bytes,
+    credential: str,
+    session_header: str | None,
+    schema: type[Checked],
+    *,
+    embeddings: bool = False,
+) -> tuple[dict[str, Any], Checked, GpuSession]:
+    """The body (as sent and as checked) and the caller's session it is for, read in one
+    read transaction that ends before the node is asked."""
+    async with state.db.read() as tx:
+        user = await read_caller(state, tx, credential, INFERENCE_SCOPES)
+        body, checked = _parse_body(raw, schema)  # after the caller: a stranger learns nothing
+        session = await chat_session(
+            tx,
+            user_id=user.id,
+            model=body.get("model"),
+            session_id=session_header,
+            embeddings=embeddings,
+        )
+    return body, checked, session
 
 
 @router.post(
@@ -84,26 +120,18 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
         200: {"content": {"text/event-stream": {}}},
         **error_responses(404, 409, 413, 502, 503, 504),
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ChatCompletionIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=_json_body(ChatCompletionIn),
 )
 async def chat_completions(
-    raw: Annotated[bytes, Depends(read_raw_body)],  # first: before the transaction
+    raw: RawBody,
     credential: InferenceCredential,
     request: Request,
-    x_sizzle_session: Annotated[str | None, Header(max_length=64)] = None,
+    x_sizzle_session: SessionHeader = None,
 ) -> Any:
     state = app_state(request)
-    async with state.db.read() as tx:
-        user = await read_caller(state, tx, credential, INFERENCE_SCOPES)
-        body = _parse_body(raw)  # after the caller: a stranger learns nothing from a 422
-        session = await chat_session(
-            tx, user_id=user.id, model=body.get("model"), session_id=x_sizzle_session
-        )
+    body, _, session = await _caller_session(
+        state, raw, credential, x_sizzle_session, ChatCompletionIn
+    )
     return ChatAnswer(state, session, body)
 
 
@@ -125,6 +153,29 @@ class ChatAnswer(Response):
         else:
             answer = JSONResponse(await self.state.chat_proxy.complete(target, self.chat))
         await answer(scope, receive, send)
+
+
+@router.post(
+    "/embeddings",
+    summary="Embeddings from the model of one of my active sessions (OpenAI-compatible)",
+    responses=error_responses(400, 404, 409, 413, 502, 503, 504),
+    openapi_extra=_json_body(EmbeddingsIn),
+)
+async def create_embeddings(
+    raw: RawBody,
+    credential: InferenceCredential,
+    request: Request,
+    x_sizzle_session: SessionHeader = None,
+) -> Any:
+    """The vectors of a text or a list of texts, from a session running an embedding model
+    (the library's "embedding" models). Counted on the session like a chat."""
+    state = app_state(request)
+    _, asked, session = await _caller_session(
+        state, raw, credential, x_sizzle_session, EmbeddingsIn, embeddings=True
+    )
+    # the read transaction has ended: a model loading for minutes holds no connection
+    target = await state.workspace.target_of(session)
+    return JSONResponse(await embeddings.embed(state.chat_proxy, target, asked))
 
 
 class ModelEntry(BaseModel):
