@@ -115,6 +115,16 @@ class PayloadTooLarge(SizzleError):
     status_code = 413
 
 
+class UnsupportedMediaType(SizzleError):
+    code = "unsupported_media_type"
+    status_code = 415
+
+
+class LengthRequired(SizzleError):
+    code = "length_required"
+    status_code = 411
+
+
 class RateLimited(SizzleError):
     code = "rate_limited"
     status_code = 429

@@ -69,3 +69,11 @@ async def both_widths(page: Any, name: str) -> None:
     await shot(page, f"{name}-390")
     await page.set_viewport_size(DESKTOP)
     assert overflow <= 0, f"{page.url} scrolls sideways on a phone by {overflow}px"
+
+
+async def sign_in_tab(page: Any, email: str, password: str) -> None:
+    """Sign in through the sign-in page, as a person would."""
+    await page.goto("/signin")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()

@@ -10,7 +10,7 @@ from sizzle.clock import FakeClock, to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
 from sizzle.state import AppState
-from tests.e2e.browser import chromium_tab, needs_chromium, playwright_api, shot
+from tests.e2e.browser import chromium_tab, needs_chromium, playwright_api, shot, sign_in_tab
 from tests.helpers import PASSWORD, make_user, serve_here
 
 pytestmark = needs_chromium
@@ -26,10 +26,7 @@ async def test_the_idle_countdown_appears_and_keep_it_running_works(
         serve_here(create_app(state=state, run_jobs=False)) as site,
         chromium_tab(site) as page,
     ):
-        await page.goto("/signin")
-        await page.get_by_label("Email").fill(user.email)
-        await page.get_by_label("Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Sign in").click()
+        await sign_in_tab(page, user.email, PASSWORD)
         await page.goto("/launch?step=options&tier=starter&model=none")
         await expect(page.get_by_label("15 minutes")).to_be_checked()
         await shot(page, "idle-01-limits-step")

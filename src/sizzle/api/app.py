@@ -20,6 +20,7 @@ from sizzle.api.routers import (
     account,
     admin,
     admin_audit,
+    attachments,
     auth,
     billing,
     catalog,
@@ -106,6 +107,7 @@ def create_app(
         admin,
         admin_audit,
         openai,
+        attachments,
     ):
         app.include_router(module.router, dependencies=[Depends(limit_by_address)])
     for page_module in web_routes.PAGE_MODULES:

@@ -206,6 +206,11 @@ class ProgressOut(BaseModel):
 class WorkspaceOut(BaseModel):
     chat_available: bool = Field(description="Whether /v1/chat/completions can reach the model.")
     message: str | None = Field(description="Why not, in plain words.")
+    sees_images: bool | None = Field(
+        None,
+        description="Whether the model takes images in a chat (the library lists it as a "
+        "vision model); null when the library does not know the model or it cannot chat now.",
+    )
 
 
 class SessionOut(BaseModel):

@@ -84,7 +84,11 @@ def session_out(
             if session.progress_phase
             else None
         ),
-        workspace=WorkspaceOut(chat_available=workspace.chat_available, message=workspace.message),
+        workspace=WorkspaceOut(
+            chat_available=workspace.chat_available,
+            message=workspace.message,
+            sees_images=workspace.sees_images,
+        ),
         warnings=warnings or [],
     )
 

@@ -37,7 +37,7 @@ from sizzle.errors import (
 )
 from sizzle.services.activity import ActivityRecorder
 from sizzle.services.batched import BatchedWrites
-from sizzle.services.workspace import ChatTarget
+from sizzle.services.workspace import ChatTarget, require_vision_for_images
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +113,9 @@ class ChatMeter:
 
 def upstream_body(body: dict[str, Any], target: ChatTarget) -> tuple[dict[str, Any], bool]:
     """The body for the node: the session's own model name, and usage asked for on streams.
-    Also whether the client itself asked for the usage chunk (else it is not passed on)."""
+    Also whether the client itself asked for the usage chunk (else it is not passed on).
+    A 400 for an image to a model that cannot see images."""
+    require_vision_for_images(target.model, body.get("messages"))
     forwarded = {**body, "model": target.model}
     wants_usage = False
     if body.get("stream"):

@@ -60,6 +60,7 @@ class WorkspaceState:
 
     chat_available: bool
     message: str | None
+    sees_images: bool | None = None  # None: the library does not know the model
 
 
 def model_names(name: str) -> set[str]:
@@ -87,7 +88,9 @@ def workspace_state(session: GpuSession) -> WorkspaceState:
         if makes_embeddings_only(session.model):
             message = EMBEDDING_MODEL_MESSAGE.format(name=model_name(session.model))
             return WorkspaceState(chat_available=False, message=message)
-        return WorkspaceState(chat_available=True, message=None)
+        return WorkspaceState(
+            chat_available=True, message=None, sees_images=sees_images(session.model)
+        )
     if SessionStatus(session.status).is_terminal():
         return WorkspaceState(chat_available=False, message="This session has ended.")
     return WorkspaceState(chat_available=False, message=_WAITING.get(session.status))
@@ -172,6 +175,37 @@ def require_chat_model(session: GpuSession) -> None:
         raise BadRequest(
             EMBEDDING_MODEL_MESSAGE.format(name=model_name(session.model)),
             code="not_a_chat_model",
+        )
+
+
+def sees_images(ollama_tag: str) -> bool | None:
+    """Whether the model takes images (the library lists it as a vision model); None when the
+    library does not know the model."""
+    categories = model_categories(ollama_tag)
+    return None if categories is None else "vision" in categories
+
+
+def has_images(messages: object) -> bool:
+    """Whether a chat's messages carry an image part."""
+    return isinstance(messages, list) and any(
+        isinstance(message, dict)
+        and isinstance(message.get("content"), list)
+        and any(
+            isinstance(part, dict) and part.get("type") == "image_url"
+            for part in message["content"]
+        )
+        for message in messages
+    )
+
+
+def require_vision_for_images(ollama_tag: str, messages: object) -> None:
+    """400 before the node is asked when a chat carries an image for a model the library
+    knows cannot see images (its server would fail on it, in words nobody understands)."""
+    if sees_images(ollama_tag) is False and has_images(messages):
+        raise BadRequest(
+            f"{model_name(ollama_tag)} cannot see images, so nothing was sent. Send the text "
+            "alone, or start a session with a model that sees images (such as Gemma 3 4B).",
+            code="model_cannot_see_images",
         )
 
 

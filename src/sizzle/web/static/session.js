@@ -211,8 +211,9 @@
   }
 
   async function ask(text) {
-    conversation.push({ role: "user", content: text });
-    bubble("user").textContent = text;
+    const message = window.SizzleAttachments ? window.SizzleAttachments.take(text) : { content: text, shown: text };
+    conversation.push({ role: "user", content: message.content });
+    bubble("user").textContent = message.shown;
     const answer = bubble("assistant");
     const body = document.createElement("div"); body.className = "typing"; body.textContent = "Thinking";
     const meta = document.createElement("div"); meta.className = "meta";
