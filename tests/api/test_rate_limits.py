@@ -22,6 +22,7 @@ from sizzle.services.rate_limits import MemoryCounters
 from sizzle.settings import Settings
 from sizzle.state import AppState
 from tests.helpers import PASSWORD, assert_error, log_in, make_user
+from tests.web.pages import csrf_of, sign_in
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -292,3 +293,17 @@ async def test_in_redis_two_app_instances_share_the_limits(
         reset = await two.post("/api/v1/auth/password-reset", json={"email": user.email})
         assert_error(reset, 429)  # the fourth mail asked for, counted across both
         await first.rate_limiter.reset()
+
+
+async def test_the_pages_document_reading_counts_against_the_account(
+    app_with: App, db: Database, clock: FakeClock
+) -> None:
+    async with app_with(rate_limit_per_user="2/minute") as (_, browser):
+        await sign_in(browser, db, clock=clock)
+        token = {"X-CSRF-Token": csrf_of(await browser.get("/account"))}
+        upload = {"file": ("notes.txt", b"some notes", "text/plain")}
+        for _ in range(2):
+            read = await browser.post("/attachments/extract", files=upload, headers=token)
+            assert read.status_code == 200, read.text
+        refused = await browser.post("/attachments/extract", files=upload, headers=token)
+        assert refused.status_code == 429
