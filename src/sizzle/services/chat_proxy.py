@@ -1,5 +1,6 @@
 """The chat relay: an OpenAI-compatible request forwarded to a session's Ollama, the answer
-passed back as it comes, and every request counted on the session.
+passed back as it comes, and every request counted on the session. Whole JSON answers
+(`post_json`) serve the embeddings too (services/embeddings.py).
 
 Streaming answers are relayed event by event, never gathered first. When the client goes
 away, the relay is cancelled inside its read from the node, and closing that upstream
