@@ -210,6 +210,11 @@ async def test_another_user_gets_404_for_my_things(
             "/api/v1/ssh-keys", json={"name": "mine", "public_key": ssh_key}, headers=owner_auth
         )
     ).json()["id"]
+    conversation_id = (
+        await client.post(
+            "/api/v1/conversations", json={"session_id": session_id}, headers=owner_auth
+        )
+    ).json()["id"]
     async with db.transaction() as tx:
         await notify(
             tx,
@@ -228,6 +233,7 @@ async def test_another_user_gets_404_for_my_things(
         "ssh_key_id": ssh_key_id,
         "notification_id": str(notification_id),
         "queue_id": queue_id,
+        "conversation_id": conversation_id,
     }
 
     other = await make_user(db, now=clock.now(), credit_usd="5")
@@ -250,6 +256,7 @@ async def test_another_user_gets_404_for_my_things(
         await client.get(f"/api/v1/sessions/{session_id}", headers=owner_auth)
     ).status_code == 200
     assert (await client.get("/api/v1/ssh-keys", headers=owner_auth)).json()["total"] == 1
+    assert (await client.get("/api/v1/conversations", headers=owner_auth)).json()["total"] == 1
     assert (await client.get("/api/v1/notifications", headers=owner_auth)).json()["unread"] == 1
     assert (await client.get(f"/api/v1/launch-queue/{queue_id}", headers=owner_auth)).json()[
         "status"

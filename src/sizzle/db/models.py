@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -582,3 +583,52 @@ class QueuedLaunch(Base):
     tries: Mapped[int] = mapped_column(Integer, default=0)
     # Why it ended (refused, expired), or why the last GPU found could not be started.
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Conversation(Base):
+    """A saved chat of one user (services/conversations.py): its title, the model it was held
+    with, the session it last ran on, and its own settings (system prompt, temperature, most
+    tokens per answer). Its messages are `ConversationMessage`s; `size_bytes` is their text's
+    size, kept by the writer that saves them, so the size caps need no sum over messages."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_user_id_updated_at", "user_id", "updated_at"),
+        Index("ix_conversations_session_id", "session_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(200))
+    session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("gpu_sessions.id", ondelete="SET NULL")
+    )
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConversationMessage(Base):
+    """One message of a saved chat, in the order written (`id`). An answer is saved while it
+    streams: `status` is streaming until it ends, then done, stopped (the reader went away) or
+    failed. Token counts are what the model server reported for the answer."""
+
+    __tablename__ = "conversation_messages"
+    __table_args__ = (
+        Index("ix_conversation_messages_conversation_id_id", "conversation_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="done")
+    model: Mapped[str | None] = mapped_column(String(200))
+    session_id: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

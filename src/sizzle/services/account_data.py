@@ -1,7 +1,8 @@
 """What Sizzle holds about a user: all of it as one JSON document, and erasing it.
 
 Deleting an account erases the personal data (email, name, password, the addresses and
-browsers in the audit log, API key names, SSH public keys, the saved card, notifications) and
+browsers in the audit log, API key names, SSH public keys, the saved card, notifications, saved
+chats) and
 keeps the money: ledger entries, purchases and refunds stay, owned by the same, now anonymous,
 user id, so that every balance and every statement still adds up.
 """
@@ -21,6 +22,7 @@ from sizzle.db.models import (
     AuditEvent,
     AutoTopUp,
     ChatRequest,
+    Conversation,
     GpuSession,
     LabSubscription,
     LaunchAttempt,
@@ -39,7 +41,7 @@ from sizzle.domain.lifecycle import EndReason
 from sizzle.errors import Conflict, Unauthorized
 from sizzle.providers.base import Provider
 from sizzle.security import verify_password
-from sizzle.services import audit, free_minutes, launch_queue, ledger
+from sizzle.services import audit, conversations, free_minutes, launch_queue, ledger
 from sizzle.services.payments.lab import LIVE_STATUSES as LAB_LIVE_STATUSES
 from sizzle.services.sessions import stop_sessions_of_user
 
@@ -125,8 +127,24 @@ async def export(tx: AsyncSession, user: User, *, now: datetime) -> dict[str, An
             "still_running_every_hours": user.still_running_every_hours,
         },
         "queued_launches": await owned(QueuedLaunch, QueuedLaunch.created_at),
+        "conversations": await _conversations(tx, user.id),
         "audit_events": await owned(AuditEvent, AuditEvent.id),
     }
+
+
+async def _conversations(tx: AsyncSession, user_id: str) -> list[dict[str, Any]]:
+    """The saved chats with their messages, oldest first."""
+    rows = list(
+        await tx.scalars(
+            select(Conversation)
+            .where(Conversation.user_id == user_id)
+            .order_by(Conversation.created_at, Conversation.id)
+        )
+    )
+    return [
+        conversations.conversation_data(row, await conversations.messages_of(tx, row.id))
+        for row in rows
+    ]
 
 
 async def delete_account(
@@ -187,6 +205,8 @@ async def delete_account(
         # What Sizzle told the user (sessions, money) and what they asked to be mailed.
         await tx.execute(delete(Notification).where(Notification.user_id == user_id))
         await tx.execute(delete(NotificationOptOut).where(NotificationOptOut.user_id == user_id))
+        # Saved chats: what the user wrote and the models answered.
+        await conversations.remove_all_of_user(tx, user_id)
         # The saved card's Stripe references: nothing may charge it any more.
         await tx.execute(delete(AutoTopUp).where(AutoTopUp.user_id == user_id))
         # Nothing waits for a GPU for an account that is gone.

@@ -30,6 +30,7 @@ SCOPES = {
     "sessions:write": "launch, start, pause, resume and stop sessions",
     "billing:read": "see my balance, transactions, purchases and statements",
     "inference": "chat with my sessions' models (/v1/chat/completions)",
+    "chats": "see, export, rename and delete my saved chats",
 }
 MAX_KEYS_PER_USER = 50
 _LOOKUP_LENGTH = 12  # characters after `sz_live_` that find the key

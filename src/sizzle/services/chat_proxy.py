@@ -38,6 +38,7 @@ from sizzle.errors import (
 )
 from sizzle.services.activity import ActivityRecorder
 from sizzle.services.batched import BatchedWrites
+from sizzle.services.chat_saving import ChatSaver, SavedTurn
 from sizzle.services.workspace import ChatTarget, require_vision_for_images
 
 log = structlog.get_logger(__name__)
@@ -175,6 +176,7 @@ class ChatProxy:
         self.db = db
         self.clock = clock
         self.recorder = ChatRecorder(db)
+        self.saver = ChatSaver(db, clock)  # saved chats' messages, written like the counts
         self.activity = activity  # a request's end is a use of its session too (a long answer)
         # Loading a big model can take minutes before the first byte; reads may wait long.
         self._timeout = aiohttp.ClientTimeout(
@@ -197,16 +199,25 @@ class ChatProxy:
         if self._http is not None:
             await self._http.close()
         await self.recorder.close()
+        await self.saver.close()
 
-    async def complete(self, target: ChatTarget, body: dict[str, Any]) -> dict[str, Any]:
-        """A whole (non-streaming) answer."""
+    async def complete(
+        self, target: ChatTarget, body: dict[str, Any], *, turn: SavedTurn | None = None
+    ) -> dict[str, Any]:
+        """A whole (non-streaming) answer; saved as `turn` if given."""
         forwarded, _ = upstream_body(body, target)
-        return await self.post_json(target, CHAT_PATH, forwarded)
+        return await self.post_json(target, CHAT_PATH, forwarded, turn=turn)
 
     async def post_json(
-        self, target: ChatTarget, path: str, forwarded: dict[str, Any]
+        self,
+        target: ChatTarget,
+        path: str,
+        forwarded: dict[str, Any],
+        *,
+        turn: SavedTurn | None = None,
     ) -> dict[str, Any]:
-        """The node's whole JSON answer to `forwarded` at `path`, counted on the session."""
+        """The node's whole JSON answer to `forwarded` at `path`, counted on the session (and
+        saved as `turn`, a chat's answer, if given)."""
         meter = ChatMeter(model=target.model, stream=False)
         try:
             async with self._client().post(
@@ -225,18 +236,21 @@ class ChatProxy:
                 meter.fail("failed", 502, "the model server's answer is not a JSON object")
                 raise BadGateway("the model server's answer is not a JSON object")
             meter.observe_usage(answer.get("usage"))
+            if turn is not None:
+                turn.observe(answer)
             return answer
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             meter.fail("failed", error.status_code, error.message)
             raise error from exc
         finally:
-            await self._record(target, meter)
+            await self._record(target, meter, turn)
 
     async def open_stream(
-        self, target: ChatTarget, body: dict[str, Any]
+        self, target: ChatTarget, body: dict[str, Any], *, turn: SavedTurn | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """Send the request; once the node has answered 200, the events to relay.
+        """Send the request; once the node has answered 200, the events to relay (and the
+        answer saved as `turn`, if given, as it arrives).
 
         A refusal before the answer starts raises here, so the client gets a proper status."""
         meter = ChatMeter(model=target.model, stream=True)
@@ -248,7 +262,7 @@ class ChatProxy:
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             meter.fail("failed", error.status_code, error.message)
-            await self._record(target, meter)
+            await self._record(target, meter, turn)
             raise error from exc
         if response.status != 200:
             try:
@@ -259,15 +273,16 @@ class ChatProxy:
                 response.release()
             error = _refusal(response.status, raw)
             meter.fail("upstream_error", error.status_code, error.message)
-            await self._record(target, meter)
+            await self._record(target, meter, turn)
             raise error
-        return self._relay(target, response, meter, wants_usage=wants_usage)
+        return self._relay(target, response, meter, turn, wants_usage=wants_usage)
 
     async def _relay(
         self,
         target: ChatTarget,
         response: aiohttp.ClientResponse,
         meter: ChatMeter,
+        turn: SavedTurn | None,
         *,
         wants_usage: bool,
     ) -> AsyncGenerator[bytes, None]:
@@ -291,6 +306,8 @@ class ChatProxy:
                         chunk = None
                     if isinstance(chunk, dict):
                         meter.observe_chunk(chunk)
+                        if turn is not None:
+                            turn.observe(chunk)  # in memory: written in a later batch
                         if "error" in chunk:
                             meter.fail("upstream_error", 200, _upstream_message(200, data))
                         elif not wants_usage and chunk.get("usage") and not chunk.get("choices"):
@@ -318,10 +335,17 @@ class ChatProxy:
             else:
                 response.close()  # dropping the connection makes the node stop generating
             with anyio.CancelScope(shield=True):
-                await self._record(target, meter)
+                await self._record(target, meter, turn)
 
-    async def _record(self, target: ChatTarget, meter: ChatMeter) -> None:
-        self.recorder.add(meter.as_row(target.session_id, self.clock.now()))
+    async def _record(
+        self, target: ChatTarget, meter: ChatMeter, turn: SavedTurn | None = None
+    ) -> None:
+        row = meter.as_row(target.session_id, self.clock.now())
+        self.recorder.add(row)
+        if turn is not None:
+            turn.finish(
+                meter.outcome, prompt_tokens=row.prompt_tokens, completion=row.completion_tokens
+            )
         if self.activity is not None:
             self.activity.touch(target.session_id)
 

@@ -2,7 +2,8 @@
 
 `POST /v1/chat/completions` picks the caller's active session running the request's `model`
 (or the session an `X-Sizzle-Session` header names) and relays the request to that session's
-Ollama; `GET /v1/models` lists the models of the caller's active sessions. Errors keep
+Ollama (with `X-Sizzle-Conversation`, the question and the answer are saved in that chat);
+`GET /v1/models` lists the models of the caller's active sessions. Errors keep
 Sizzle's shape, `{"error": {"code", "message"}}`, which OpenAI clients read as `error.message`.
 
 A chat checks the caller and picks the session in one read transaction, which ends before the
@@ -25,7 +26,7 @@ from sizzle.api.relay import RelayResponse
 from sizzle.db.models import GpuSession
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 from sizzle.safe_json import parse_json
-from sizzle.services import embeddings
+from sizzle.services import conversations, embeddings
 from sizzle.services.embeddings import EmbeddingsIn
 from sizzle.services.workspace import chat_session
 from sizzle.state import AppState
@@ -97,9 +98,11 @@ async def _caller_session(
     schema: type[Checked],
     *,
     embeddings: bool = False,
+    conversation_id: str | None = None,
 ) -> tuple[dict[str, Any], Checked, GpuSession]:
     """The body (as sent and as checked) and the caller's session it is for, read in one
-    read transaction that ends before the node is asked."""
+    read transaction that ends before the node is asked; and, if named, the caller's saved
+    chat checked to have room for the exchange."""
     async with state.db.read() as tx:
         user = await read_caller(state, tx, credential, INFERENCE_SCOPES)
         body, checked = _parse_body(raw, schema)  # after the caller: a stranger learns nothing
@@ -110,6 +113,15 @@ async def _caller_session(
             session_id=session_header,
             embeddings=embeddings,
         )
+        if conversation_id is not None:
+            if "\x00" in conversation_id:
+                raise ValidationFailed("X-Sizzle-Conversation must not contain NUL.")
+            await conversations.check_room(
+                tx,
+                conversation_id,
+                user_id=user.id,
+                caps=conversations.caps_of(state.settings),
+            )
     return body, checked, session
 
 
@@ -127,12 +139,20 @@ async def chat_completions(
     credential: InferenceCredential,
     request: Request,
     x_sizzle_session: SessionHeader = None,
+    x_sizzle_conversation: Annotated[
+        str | None, Header(max_length=64, description="A saved chat of mine to save this in.")
+    ] = None,
 ) -> Any:
     state = app_state(request)
     body, _, session = await _caller_session(
-        state, raw, credential, x_sizzle_session, ChatCompletionIn
+        state,
+        raw,
+        credential,
+        x_sizzle_session,
+        ChatCompletionIn,
+        conversation_id=x_sizzle_conversation,
     )
-    return ChatAnswer(state, session, body)
+    return ChatAnswer(state, session, body, conversation_id=x_sizzle_conversation)
 
 
 class ChatAnswer(Response):
@@ -140,18 +160,35 @@ class ChatAnswer(Response):
     its read transaction ended. A refusal before the answer starts is raised here and still
     answered with its own status by the app's error handlers."""
 
-    def __init__(self, state: AppState, session: GpuSession, body: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        state: AppState,
+        session: GpuSession,
+        body: dict[str, Any],
+        *,
+        conversation_id: str | None = None,
+    ) -> None:
         super().__init__()
         self.state, self.session, self.chat = state, session, body
+        self.conversation_id = conversation_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = await self.state.workspace.target_of(self.session)
+        proxy = self.state.chat_proxy
+        turn = None
+        if self.conversation_id is not None:
+            turn = proxy.saver.begin(
+                conversation_id=self.conversation_id,
+                session_id=target.session_id,
+                model=target.model,
+                messages=self.chat["messages"],
+            )
         answer: Response
         if self.chat.get("stream"):
-            events = await self.state.chat_proxy.open_stream(target, self.chat)
+            events = await proxy.open_stream(target, self.chat, turn=turn)
             answer = RelayResponse(events, stall_seconds=self.state.settings.chat_stall_seconds)
         else:
-            answer = JSONResponse(await self.state.chat_proxy.complete(target, self.chat))
+            answer = JSONResponse(await proxy.complete(target, self.chat, turn=turn))
         await answer(scope, receive, send)
 
 
