@@ -253,6 +253,30 @@ async def test_chatting_with_the_model_in_the_browser(
                 break
             await asyncio.sleep(0.01)
         assert fake.chat_cut_off.is_set()
+
+        # Hostile words and answers stay text, or Markdown made safe, live and once saved.
+        fake.chat_endless = False
+        fake.reply = ['<img src=x onerror="window.pwned=1">', "[click](javascript:window.pwned=2)"]
+        hostile = '<img src=x onerror="window.pwned=3"> what?'
+        clock.advance(5)  # the newer chat lists first
+        await page.get_by_role("button", name="New chat").click()
+        await page.get_by_label("Your message").fill(hostile)
+        await page.get_by_role("button", name="Send").click()
+        await expect(page.locator(".msg.assistant").last.locator(".meta")).to_contain_text("ms")
+        await ollama_state.chat_proxy.saver.flush()
+        # A reload opens the chat again, from what the server saved.
+        await page.reload()
+        await expect(page.locator(".msg.user").last).to_have_text(hostile)
+        await expect(page.locator("#chat-list a").first).to_have_text(hostile)
+        await expect(page.locator(".msg.assistant a")).to_have_text("click")
+        assert await page.evaluate("window.pwned === undefined")
+        assert await page.locator(".msg.assistant img[onerror]").count() == 0
+        assert "javascript" not in (
+            await page.locator(".msg.assistant a").get_attribute("href") or ""
+        )
+        await page.locator("#chat-list a", has_text="Show me some Python").click()
+        await expect(page.locator(".msg.assistant pre code").first).to_have_text("print('hi')")
+        await shot(page, "12-saved-chats")
         await browser.close()
     await ollama_state.chat_proxy.close()
 

@@ -15,6 +15,7 @@ from sizzle.api.schemas import usd
 from sizzle.db.models import User
 from sizzle.services.accounts import MIN_PASSWORD_LENGTH
 from sizzle.services.inbox import UNREAD_COUNTED_UP_TO
+from sizzle.services.model_library import model_name
 from sizzle.web import tiers_view
 from sizzle.web.assets import static_url
 from sizzle.web.security import CSRF_FIELD, csrf_token, remember_csrf
@@ -53,6 +54,7 @@ def when(moment: datetime | None) -> Markup | str:
 templates.env.filters["usd"] = usd
 templates.env.filters["duration"] = duration
 templates.env.filters["when"] = when
+templates.env.filters["model_name"] = model_name
 templates.env.globals["min_password"] = MIN_PASSWORD_LENGTH
 templates.env.globals["static_url"] = static_url
 templates.env.globals.update(tiers_view.GLOBALS)

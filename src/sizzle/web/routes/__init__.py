@@ -7,6 +7,7 @@ from sizzle.web.routes import (
     admin_audit,
     admin_purchases,
     attachments,
+    chats,
     keys,
     launch,
     notifications,
@@ -21,6 +22,7 @@ PAGE_MODULES = (
     account_access,
     launch,
     plans,
+    chats,  # before sessions: its /sessions/{id}/chat would match sessions' catch-all
     sessions,
     attachments,
     account,

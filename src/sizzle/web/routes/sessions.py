@@ -4,15 +4,13 @@ launch wizard is in launch.py."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from sizzle.api.deps import IdPath, PagingDep, StateDep
 from sizzle.api.events import session_stream, snapshot
-from sizzle.api.relay import RelayResponse
 from sizzle.api.routers.launch_queue import queued_out
 from sizzle.api.routers.sessions import SessionId, SessionSshOut, metrics_of, ssh_of
 from sizzle.api.schemas import SessionMetricsOut
@@ -23,7 +21,15 @@ from sizzle.domain.charges import Funds, MoneyNow
 from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.errors import NotFound
 from sizzle.providers.base import SupportsPause
-from sizzle.services import activity, budget, launch_queue, ledger, sessions, ssh_keys
+from sizzle.services import (
+    activity,
+    budget,
+    conversations,
+    launch_queue,
+    ledger,
+    sessions,
+    ssh_keys,
+)
 from sizzle.services.ledger import Balances
 from sizzle.services.session_watch import Sighting
 from sizzle.web.deps import CsrfChecked, SignedIn
@@ -94,6 +100,7 @@ END_REASONS = {
     "money. You were billed up to that moment.",
 }
 ACTIONS = ("start", "pause", "resume", "stop")
+SIDEBAR_CHATS = 30  # the live page lists this many recent chats; the Chats page has them all
 
 
 def money_of(session: GpuSession, money: Balances) -> dict[str, object]:
@@ -121,6 +128,9 @@ async def live(
         paused_idle = found.status == SessionStatus.PAUSED.value and (
             await activity.paused_for_idle(tx, found.id)
         )
+        chats, _ = await conversations.list_conversations(
+            tx, user_id=user.id, query=None, limit=SIDEBAR_CHATS, offset=0
+        )
     seen = session_out(found, state.clock.now(), for_admin=False)
     provider = state.providers.get(found.provider or "")
     return render(
@@ -135,6 +145,7 @@ async def live(
         ssh_offer=ssh_offer,
         paused_idle=paused_idle,
         can_pause=isinstance(provider, SupportsPause) and bool(found.instance_id),
+        chats=chats,
     )
 
 
@@ -167,27 +178,6 @@ async def live_metrics(state: StateDep, user: SignedIn, session_id: SessionId) -
     return await metrics_of(state, session_id, user_id=user.id)
 
 
-class WebChatIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    messages: list[dict[str, Any]] = Field(min_length=1, max_length=500)
-
-
-@router.post("/sessions/{session_id}/chat", dependencies=[CsrfChecked])
-async def live_chat(
-    body: WebChatIn, state: StateDep, user: SignedIn, session_id: SessionId
-) -> Response:
-    """The page's chat: the conversation so far, streamed back as the model writes."""
-    target = await state.workspace.target(user_id=user.id, model=None, session_id=session_id)
-    request_body = {
-        "messages": body.messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    events = await state.chat_proxy.open_stream(target, request_body)
-    return RelayResponse(events, stall_seconds=state.settings.chat_stall_seconds)
-
-
 @router.post("/sessions/{session_id}/keep-alive", dependencies=[CsrfChecked])
 async def live_keep_alive(
     request: Request, state: StateDep, user: SignedIn, session_id: SessionId
@@ -205,7 +195,8 @@ async def live_keep_alive(
     return RedirectResponse(f"/sessions/{session_id}", status_code=303)
 
 
-# Declared last: its path would otherwise swallow /sessions/{id}/chat.
+# Declared last (and the chats' routes, web/routes/chats.py, before this module): its path
+# would otherwise swallow /sessions/{id}/chat and /sessions/{id}/keep-alive.
 @router.post("/sessions/{session_id}/{action}", dependencies=[CsrfChecked])
 async def act(
     state: StateDep, user: SignedIn, session_id: SessionId, action: Annotated[str, Path()]

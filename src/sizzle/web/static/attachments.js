@@ -2,7 +2,7 @@
 // Sizzle, which reads their text (/attachments/extract); the text goes before the message. Images
 // are shrunk here on a canvas to what vision models take, and go with the message as OpenAI
 // image parts; a model that cannot see images has the image button off, with the reason shown.
-// session.js asks `window.SizzleAttachments.take(text)` for the next message's content.
+// chat.js asks `window.SizzleAttachments.take(text)` for the next message's content.
 (function () {
   "use strict";
   const root = document.getElementById("attachments");

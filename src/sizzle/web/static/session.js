@@ -1,5 +1,5 @@
-// The live session page: status and money from server-sent events, a ticking timer, GPU charts
-// from the provider's readings, and the chat with the session's model.
+// The live session page: status and money from server-sent events, a ticking timer, and GPU
+// charts from the provider's readings. The chat with the session's model is chat.js.
 (function () {
   "use strict";
   const live = document.getElementById("live");
@@ -62,7 +62,7 @@
   const keepAlive = $("keep-alive-form");
   if (keepAlive) {
     keepAlive.addEventListener("submit", async (event) => {
-      event.preventDefault();  // no reload: the chat on this page is kept
+      event.preventDefault();  // no reload: an answer being written goes on
       const button = keepAlive.querySelector("button");
       button.disabled = true;
       try {
@@ -189,103 +189,5 @@
   }
   readSsh();
 
-  // --- chat -------------------------------------------------------------------------------
-  const form = $("chat-form");
-  if (!form) return;
-  const log = $("chat-log"), input = $("chat-input"), send = $("chat-send"), stop = $("chat-stop");
-  const conversation = [];  // kept while the page is open
-  let controller = null;
-
-  function render(markdown) {
-    if (window.marked && window.DOMPurify) return window.DOMPurify.sanitize(window.marked.parse(markdown));
-    const plain = document.createElement("div");  // without the libraries: plain, escaped text
-    plain.textContent = markdown;
-    return plain.innerHTML;
-  }
-  function bubble(role) {
-    const el = document.createElement("div");
-    el.className = `msg ${role}`;
-    log.appendChild(el);
-    log.scrollTop = log.scrollHeight;
-    return el;
-  }
-
-  async function ask(text) {
-    const message = window.SizzleAttachments ? window.SizzleAttachments.take(text) : { content: text, shown: text };
-    conversation.push({ role: "user", content: message.content });
-    bubble("user").textContent = message.shown;
-    const answer = bubble("assistant");
-    const body = document.createElement("div"); body.className = "typing"; body.textContent = "Thinking";
-    const meta = document.createElement("div"); meta.className = "meta";
-    answer.append(body, meta);
-    controller = new AbortController();
-    send.disabled = true; stop.hidden = false;
-    const started = performance.now();
-    let firstAt = null, content = "", completion = null, failed = null, stopped = false;
-    try {
-      const response = await fetch(live.dataset.chatUrl, {
-        method: "POST", credentials: "same-origin", signal: controller.signal,
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ messages: conversation }),
-      });
-      if (!response.ok) {
-        const err = await response.json().catch(() => null);
-        throw new Error(err && err.error ? err.error.message : `HTTP ${response.status}`);
-      }
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const event = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
-          for (const line of event.split("\n")) {
-            if (!line.startsWith("data: ")) continue;
-            const data = line.slice(6);
-            if (data === "[DONE]") continue;
-            const chunk = JSON.parse(data);
-            if (chunk.error) { failed = chunk.error.message || "the model stopped with an error"; continue; }
-            if (chunk.usage) completion = chunk.usage.completion_tokens;
-            for (const choice of chunk.choices || []) {
-              const piece = (choice.delta && choice.delta.content) || "";
-              if (!piece) continue;
-              if (firstAt === null) { firstAt = performance.now(); body.className = ""; }
-              content += piece;
-              body.innerHTML = render(content);
-              log.scrollTop = log.scrollHeight;
-            }
-          }
-        }
-      }
-    } catch (error) {
-      if (error.name === "AbortError") stopped = true; else failed = error.message;
-    } finally {
-      controller = null; send.disabled = false; stop.hidden = true;
-    }
-    if (firstAt === null) { body.className = ""; body.textContent = stopped ? "(stopped before the first word)" : ""; }
-    if (content) conversation.push({ role: "assistant", content });
-    const ended = performance.now();
-    const parts = [];
-    if (firstAt !== null) parts.push(`first token after ${Math.round(firstAt - started)} ms`);
-    const tokens = completion !== null ? completion : null;
-    if (tokens && firstAt !== null && ended > firstAt) parts.push(`${(tokens / ((ended - firstAt) / 1000)).toFixed(1)} tokens/s`);
-    if (stopped) parts.push("stopped: the GPU stopped generating");
-    if (failed) parts.push(`error: ${failed}`);
-    meta.textContent = parts.join(" · ");
-  }
-
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const text = input.value.trim();
-    if (!text || controller) return;
-    input.value = "";
-    ask(text);
-  });
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
-  });
-  stop.addEventListener("click", () => { if (controller) controller.abort(); });
+  // The chat with the session's model is chat.js.
 })();

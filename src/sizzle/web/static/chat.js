@@ -1,0 +1,229 @@
+// Saved chats: the live page's chat with the session's model (the server saves each question and
+// the answer as it arrives), the page's list of chats, and a saved chat's own page. Answers are
+// Markdown made safe by DOMPurify; titles and the user's own words are only ever text.
+(function () {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const ENDINGS = {
+    streaming: "This answer was still being written when the chat was saved.",
+    stopped: "Stopped before the end.",
+    failed: "The answer failed here.",
+  };
+
+  function render(markdown) {
+    if (window.marked && window.DOMPurify) return window.DOMPurify.sanitize(window.marked.parse(markdown));
+    const plain = document.createElement("div");  // without the libraries: plain, escaped text
+    plain.textContent = markdown;
+    return plain.innerHTML;
+  }
+  function bubble(log, role) {
+    const el = document.createElement("div");
+    el.className = `msg ${role}`;
+    log.appendChild(el);
+    log.scrollTop = log.scrollHeight;
+    return el;
+  }
+  function showSaved(log, message) {
+    if (message.role === "user") { bubble(log, "user").textContent = message.content; return; }
+    const el = bubble(log, "assistant");
+    const body = document.createElement("div"); body.innerHTML = render(message.content);
+    const meta = document.createElement("div"); meta.className = "meta";
+    const parts = [];
+    if (ENDINGS[message.status]) parts.push(ENDINGS[message.status]);
+    if (message.completion_tokens) parts.push(`${message.completion_tokens} tokens`);
+    meta.textContent = parts.join(" · ");
+    el.append(body, meta);
+  }
+
+  // --- a saved chat's own page: its messages, read only ------------------------------------
+  const live = $("live");
+  const saved = $("chat-data");
+  if (!live) {
+    if (saved) for (const message of JSON.parse(saved.textContent).messages) showSaved($("chat-log"), message);
+    return;
+  }
+
+  // --- the live page ----------------------------------------------------------------------
+  const form = $("chat-form");
+  const list = $("chat-list");
+  if (!form) return;  // the session cannot chat now: the list links to each chat's own page
+  const log = $("chat-log"), input = $("chat-input"), send = $("chat-send"), stop = $("chat-stop");
+  const note = $("chat-note");
+  const sessionModel = live.dataset.modelName || "";
+  let current = null;  // the saved chat on screen: {id, title, model, settings...}; null: a new one
+  let conversation = [];  // its messages, as the model is sent them
+  let controller = null;
+
+  function say(text) { note.textContent = text; note.hidden = !text; }
+  function markCurrent() {
+    if (!list) return;
+    for (const link of list.querySelectorAll("a[data-chat-id]")) {
+      if (current && link.dataset.chatId === current.id) link.setAttribute("aria-current", "true");
+      else link.removeAttribute("aria-current");
+    }
+  }
+  function remember() {  // the address names the chat: a reload opens it again
+    const url = new URL(window.location.href);
+    if (current) url.searchParams.set("chat", current.id); else url.searchParams.delete("chat");
+    window.history.replaceState(null, "", url);
+    markCurrent();
+  }
+  function listed(chat) {  // the chat's link in the list, added at the top if it is new
+    let link = list && list.querySelector(`a[data-chat-id="${CSS.escape(chat.id)}"]`);
+    if (list && !link) {
+      const item = document.createElement("li");
+      link = document.createElement("a");
+      link.dataset.chatId = chat.id;
+      link.href = `?chat=${encodeURIComponent(chat.id)}`;
+      item.appendChild(link);
+      list.prepend(item);
+      const empty = $("chat-list-empty"); if (empty) empty.hidden = true;
+    }
+    if (link) link.textContent = chat.title;
+    return link;
+  }
+
+  async function open(id) {
+    if (controller) return;
+    const response = await fetch(`/chats/${encodeURIComponent(id)}/data.json`, { credentials: "same-origin" });
+    const body = await response.json().catch(() => null);
+    if (!response.ok || !body) { say(body && body.error ? body.error.message : "That chat could not be opened."); return; }
+    current = body;
+    log.replaceChildren();
+    conversation = [];
+    for (const message of body.messages) {
+      showSaved(log, message);
+      if (message.content) conversation.push({ role: message.role, content: message.content });
+    }
+    say(body.model_name && sessionModel && body.model_name !== sessionModel
+      ? `This chat was held with ${body.model_name}. Your next message goes to this session's model, ${sessionModel}, with the chat so far.` : "");
+    remember();
+    window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: current }));
+  }
+  function startNew() {
+    if (controller) return;
+    current = null; conversation = []; log.replaceChildren(); say(""); remember();
+    window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: null }));
+    input.focus();
+  }
+
+  async function post(url, payload) {
+    const response = await fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(payload),
+    });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new Error(body && body.error ? body.error.message : `HTTP ${response.status}`);
+    return body;
+  }
+  // The chat's settings (chat-settings.js keeps them); none by default.
+  function settings() { return window.SizzleChatSettings ? window.SizzleChatSettings.current() : {}; }
+
+  async function ask(text) {
+    say("");
+    if (!current) {
+      try {
+        current = await post("/chats", { session_id: live.dataset.sessionId, ...settings() });
+      } catch (error) { say(error.message); return; }
+      listed(current); remember();
+      window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: current }));
+    }
+    // attachments.js adds the files chosen: documents' text, images as content parts
+    const message = window.SizzleAttachments ? window.SizzleAttachments.take(text) : { content: text, shown: text };
+    conversation.push({ role: "user", content: message.content });
+    bubble(log, "user").textContent = message.shown;
+    const answer = bubble(log, "assistant");
+    const body = document.createElement("div"); body.className = "typing"; body.textContent = "Thinking";
+    const meta = document.createElement("div"); meta.className = "meta";
+    answer.append(body, meta);
+    controller = new AbortController();
+    send.disabled = true; stop.hidden = false;
+    const started = performance.now();
+    let firstAt = null, content = "", completion = null, failed = null, stopped = false;
+    try {
+      const response = await fetch(live.dataset.chatUrl, {
+        method: "POST", credentials: "same-origin", signal: controller.signal,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ messages: conversation, conversation_id: current.id, ...settings() }),
+      });
+      if (!response.ok) {
+        const err = await response.json().catch(() => null);
+        throw new Error(err && err.error ? err.error.message : `HTTP ${response.status}`);
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const event = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+          for (const line of event.split("\n")) {
+            if (!line.startsWith("data: ")) continue;
+            const data = line.slice(6);
+            if (data === "[DONE]") continue;
+            const chunk = JSON.parse(data);
+            if (chunk.error) { failed = chunk.error.message || "the model stopped with an error"; continue; }
+            if (chunk.usage) completion = chunk.usage.completion_tokens;
+            for (const choice of chunk.choices || []) {
+              const piece = (choice.delta && choice.delta.content) || "";
+              if (!piece) continue;
+              if (firstAt === null) { firstAt = performance.now(); body.className = ""; }
+              content += piece;
+              body.innerHTML = render(content);
+              log.scrollTop = log.scrollHeight;
+            }
+          }
+        }
+      }
+    } catch (error) {
+      if (error.name === "AbortError") stopped = true; else failed = error.message;
+    } finally {
+      controller = null; send.disabled = false; stop.hidden = true;
+    }
+    if (firstAt === null) { body.className = ""; body.textContent = stopped ? "(stopped before the first word)" : ""; }
+    if (content) conversation.push({ role: "assistant", content });
+    else if (!stopped) conversation.pop();  // refused: the question is not part of the chat
+    if (current.title === "New chat") { current.title = titleOf(text); listed(current); }
+    const ended = performance.now();
+    const parts = [];
+    if (firstAt !== null) parts.push(`first token after ${Math.round(firstAt - started)} ms`);
+    if (completion && firstAt !== null && ended > firstAt) parts.push(`${(completion / ((ended - firstAt) / 1000)).toFixed(1)} tokens/s`);
+    if (stopped) parts.push("stopped: the GPU stopped generating");
+    if (failed) parts.push(`error: ${failed}`);
+    meta.textContent = parts.join(" · ");
+  }
+  function titleOf(text) {  // as the server names a chat after its first question
+    const line = text.split(/\s+/).filter(Boolean).join(" ");
+    return line.length <= 80 ? line : line.slice(0, 79).trimEnd() + "…";
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text || controller) return;
+    input.value = "";
+    ask(text);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+  });
+  stop.addEventListener("click", () => { if (controller) controller.abort(); });
+  if (list) {
+    list.addEventListener("click", (event) => {
+      const link = event.target instanceof Element ? event.target.closest("a[data-chat-id]") : null;
+      if (!link) return;
+      event.preventDefault();
+      open(link.dataset.chatId);
+    });
+  }
+  const fresh = $("chat-new");
+  if (fresh) fresh.addEventListener("click", startNew);
+  const asked = new URL(window.location.href).searchParams.get("chat");
+  if (asked) open(asked);
+  window.SizzleChat = { current: () => current };
+})();
