@@ -277,6 +277,29 @@ async def test_chatting_with_the_model_in_the_browser(
         await page.locator("#chat-list a", has_text="Show me some Python").click()
         await expect(page.locator(".msg.assistant pre code").first).to_have_text("print('hi')")
         await shot(page, "12-saved-chats")
+
+        # Playground controls: kept with the chat, sent with each message, shown as code.
+        await page.get_by_text("Settings and code").click()
+        await page.get_by_label("System prompt").fill("Answer briefly.")
+        await page.get_by_role("spinbutton", name="Temperature").fill("0.3")
+        await expect(page.locator("#chat-settings-note")).to_have_text("Saved with this chat.")
+        await page.get_by_label("Your message").fill("Once more")
+        await page.get_by_role("button", name="Send").click()
+        await expect(page.locator(".msg.assistant").last.locator(".meta")).to_contain_text("ms")
+        sent = [body for kind, body in fake.requests if kind == "chat"][-1]
+        assert sent["messages"][0] == {"role": "system", "content": "Answer briefly."}
+        assert sent["temperature"] == 0.3 and sent["messages"][-1]["content"] == "Once more"
+        await page.get_by_text("View code").click()
+        curl = await page.locator("#chat-code-curl").input_value()
+        base = ollama_state.settings.public_base_url
+        assert f"curl {base}/v1/chat/completions" in curl
+        assert "$SIZZLE_API_KEY" in curl and "X-Sizzle-Conversation" in curl
+        assert '"temperature": 0.3' in curl and "Answer briefly." in curl
+        python = await page.locator("#chat-code-python").input_value()
+        assert "OpenAI(base_url=" in python and "temperature=0.3" in python
+        await shot(page, "13-chat-settings-code")
+        await page.reload()
+        await expect(page.get_by_label("System prompt")).to_have_value("Answer briefly.")
         await browser.close()
     await ollama_state.chat_proxy.close()
 

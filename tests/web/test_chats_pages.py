@@ -12,6 +12,7 @@ from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.services import conversations
 from sizzle.state import AppState
+from sizzle.web.routes.chats import WebChatIn, chat_request
 from tests.helpers import create_session, log_in
 from tests.web.pages import csrf_of, post_form, sign_in
 
@@ -126,3 +127,30 @@ async def test_another_users_chat_is_not_found_on_any_page(
     )
     assert chat.status_code == 404
     assert "Mine" not in (await browser.get("/chats")).text
+
+
+async def test_a_chats_settings_are_checked_kept_and_sent_with_each_message(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock, state: AppState
+) -> None:
+    user = await sign_in(browser, db, clock=clock)
+    session_id = await demo_session(browser, email=user.email)
+    chat_id = await make_chat(browser, state, session_id=session_id, title="Tuned")
+    headers = {"X-CSRF-Token": csrf_of(await browser.get("/chats"))}
+    settings = {"system_prompt": "Answer in French.", "temperature": 0.4, "max_tokens": 300}
+    kept = await browser.post(f"/chats/{chat_id}/settings", json=settings, headers=headers)
+    assert kept.status_code == 200, kept.text
+    assert {name: kept.json()[name] for name in settings} == settings
+    for bad in ({"temperature": 2.1}, {"max_tokens": 40_000}, {"temperature": "hot"}):
+        refused = await browser.post(f"/chats/{chat_id}/settings", json=bad, headers=headers)
+        assert refused.status_code == 422 and refused.json()["error"]["message"], bad
+        ask = {"messages": [{"role": "user", "content": "hi"}], **bad}
+        sent = await browser.post(f"/sessions/{session_id}/chat", json=ask, headers=headers)
+        assert sent.status_code == 422, bad
+
+    request = chat_request(WebChatIn(messages=[{"role": "user", "content": "Bonjour"}], **settings))
+    assert request["messages"] == [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "Bonjour"},
+    ]
+    assert (request["temperature"], request["max_tokens"], request["stream"]) == (0.4, 300, True)
+    assert "temperature" not in chat_request(WebChatIn(messages=[{"role": "user", "content": "x"}]))

@@ -29,7 +29,12 @@ _HEADINGS = {
 
 
 def wants_page(request: Request) -> bool:
-    return not request.url.path.startswith(_MACHINE_PREFIXES)
+    """Whether an error is answered with a page: not for the API, nor for a page's script,
+    which asks for JSON (a .json path, a JSON body) and shows the error's sentence itself."""
+    path = request.url.path
+    if path.startswith(_MACHINE_PREFIXES) or path.endswith(".json"):
+        return False
+    return not request.headers.get("content-type", "").startswith("application/json")
 
 
 def _actions(status: int, code: str) -> list[tuple[str, str]]:

@@ -146,6 +146,7 @@ async def live(
         paused_idle=paused_idle,
         can_pause=isinstance(provider, SupportsPause) and bool(found.instance_id),
         chats=chats,
+        api_base=state.settings.public_base_url,
     )
 
 

@@ -99,12 +99,12 @@
     say(body.model_name && sessionModel && body.model_name !== sessionModel
       ? `This chat was held with ${body.model_name}. Your next message goes to this session's model, ${sessionModel}, with the chat so far.` : "");
     remember();
-    window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: current }));
+    window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: { chat: current, made: false } }));
   }
   function startNew() {
     if (controller) return;
     current = null; conversation = []; log.replaceChildren(); say(""); remember();
-    window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: null }));
+    window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: { chat: null, made: false } }));
     input.focus();
   }
 
@@ -118,7 +118,7 @@
     if (!response.ok) throw new Error(body && body.error ? body.error.message : `HTTP ${response.status}`);
     return body;
   }
-  // The chat's settings (chat-settings.js keeps them); none by default.
+  // The chat's settings (chat_settings.js keeps them); none by default.
   function settings() { return window.SizzleChatSettings ? window.SizzleChatSettings.current() : {}; }
 
   async function ask(text) {
@@ -128,7 +128,7 @@
         current = await post("/chats", { session_id: live.dataset.sessionId, ...settings() });
       } catch (error) { say(error.message); return; }
       listed(current); remember();
-      window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: current }));
+      window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: { chat: current, made: true } }));
     }
     // attachments.js adds the files chosen: documents' text, images as content parts
     const message = window.SizzleAttachments ? window.SizzleAttachments.take(text) : { content: text, shown: text };
@@ -196,6 +196,7 @@
     if (stopped) parts.push("stopped: the GPU stopped generating");
     if (failed) parts.push(`error: ${failed}`);
     meta.textContent = parts.join(" · ");
+    window.dispatchEvent(new CustomEvent("sizzle:sent"));
   }
   function titleOf(text) {  // as the server names a chat after its first question
     const line = text.split(/\s+/).filter(Boolean).join(" ");
@@ -206,6 +207,8 @@
     event.preventDefault();
     const text = input.value.trim();
     if (!text || controller) return;
+    const wrong = window.SizzleChatSettings && window.SizzleChatSettings.problem();
+    if (wrong) { say(wrong); return; }  // the question stays in the box
     input.value = "";
     ask(text);
   });
@@ -225,5 +228,5 @@
   if (fresh) fresh.addEventListener("click", startNew);
   const asked = new URL(window.location.href).searchParams.get("chat");
   if (asked) open(asked);
-  window.SizzleChat = { current: () => current };
+  window.SizzleChat = { current: () => current, messages: () => conversation.slice() };
 })();
