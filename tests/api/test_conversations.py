@@ -16,10 +16,19 @@ from sqlalchemy import event
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.services import conversations
+from sizzle.services.carry_on import carry_on
 from sizzle.state import AppState
 from tests.api.test_chat_proxy import CHAT, content, events
-from tests.api.workspace_stack import HELLO, Stack, active_session
-from tests.helpers import PASSWORD, assert_error, launch_active_session, log_in, make_user, sign_up
+from tests.api.workspace_stack import HELLO, MODEL_TAG, Stack, active_session
+from tests.helpers import (
+    PASSWORD,
+    assert_error,
+    launch_active_session,
+    log_in,
+    make_user,
+    me,
+    sign_up,
+)
 
 API = "/api/v1/conversations"
 
@@ -253,3 +262,60 @@ async def test_the_account_export_holds_my_chats_and_deletion_erases_them(
         )
         assert (rows, total) == ([], 0)
         assert await conversations.messages_of(tx, chat["id"]) == []
+
+
+async def ask_in_chat(stack: Stack, auth: dict[str, str], chat_id: str, question: str) -> None:
+    """The next question of a saved chat, sent with the whole chat so far (as the page does)."""
+    saved = (await stack.http.get(f"{API}/{chat_id}", headers=auth)).json()["messages"]
+    history = [{"role": m["role"], "content": m["content"]} for m in saved]
+    request = {
+        "model": "llama3.1-8b",
+        "messages": [*history, {"role": "user", "content": question}],
+        "stream": True,
+    }
+    headers = {**auth, "X-Sizzle-Conversation": chat_id}
+    async with stack.http.stream("POST", CHAT, json=request, headers=headers) as response:
+        assert response.status_code == 200
+        assert events([line async for line in response.aiter_lines()])[-1] == "[DONE]"
+    await stack.state.chat_proxy.saver.flush()
+
+
+async def test_a_chat_outlives_pause_resume_and_stop_and_carries_on_in_a_new_session(
+    stack: Stack,
+) -> None:
+    auth = await sign_up(stack.http)
+    first = await active_session(stack, auth=auth)
+    chat = await new_chat(stack.http, auth, session_id=first)
+    owner = (await me(stack.http, auth=auth))["id"]
+    await ask_in_chat(stack, auth, chat["id"], "One")
+    for action in ("pause", "resume"):
+        acted = await stack.http.post(f"/api/v1/sessions/{first}/{action}", headers=auth)
+        assert acted.status_code == 200, acted.text
+    await ask_in_chat(stack, auth, chat["id"], "Two")
+    async with stack.state.db.read() as tx:
+        here = await carry_on(tx, user_id=owner, chat_id=chat["id"], model=MODEL_TAG)
+    assert here is not None and here.running and here.href == f"/sessions/{first}?chat={chat['id']}"
+
+    assert (
+        await stack.http.post(f"/api/v1/sessions/{first}/stop", headers=auth)
+    ).status_code == 200
+    kept = (await stack.http.get(f"{API}/{chat['id']}", headers=auth)).json()
+    assert [m["content"] for m in kept["messages"] if m["role"] == "user"] == ["One", "Two"]
+    async with stack.state.db.read() as tx:
+        elsewhere = await carry_on(tx, user_id=owner, chat_id=chat["id"], model=MODEL_TAG)
+    assert elsewhere is not None and not elsewhere.running
+    assert elsewhere.href == (
+        f"/launch?step=confirm&tier=starter&model=llama3.1%3A8b&chat={chat['id']}"
+    )
+
+    second = await active_session(stack, auth=auth)  # the launch the link leads to
+    await ask_in_chat(stack, auth, chat["id"], "Three")
+    sent = [body for kind, body in stack.node.requests if kind == "chat"][-1]
+    assert [m["content"] for m in sent["messages"] if m["role"] == "user"] == [
+        "One",
+        "Two",
+        "Three",
+    ]
+    carried = (await stack.http.get(f"{API}/{chat['id']}", headers=auth)).json()
+    assert carried["session_id"] == second and len(carried["messages"]) == 6
+    assert {m["status"] for m in carried["messages"]} == {"done"}

@@ -13,6 +13,7 @@ from sizzle.db.database import Database
 from sizzle.services import conversations
 from sizzle.state import AppState
 from sizzle.web.routes.chats import WebChatIn, chat_request
+from sizzle.web.routes.launch import carried_chat
 from tests.helpers import create_session, log_in
 from tests.web.pages import csrf_of, post_form, sign_in
 
@@ -147,10 +148,42 @@ async def test_a_chats_settings_are_checked_kept_and_sent_with_each_message(
         sent = await browser.post(f"/sessions/{session_id}/chat", json=ask, headers=headers)
         assert sent.status_code == 422, bad
 
-    request = chat_request(WebChatIn(messages=[{"role": "user", "content": "Bonjour"}], **settings))
+    request, dropped = chat_request(
+        WebChatIn(messages=[{"role": "user", "content": "Bonjour"}], **settings),
+        context_tokens=8192,
+    )
+    assert dropped == 0
     assert request["messages"] == [
         {"role": "system", "content": "Answer in French."},
         {"role": "user", "content": "Bonjour"},
     ]
     assert (request["temperature"], request["max_tokens"], request["stream"]) == (0.4, 300, True)
-    assert "temperature" not in chat_request(WebChatIn(messages=[{"role": "user", "content": "x"}]))
+    plain, _ = chat_request(
+        WebChatIn(messages=[{"role": "user", "content": "x"}]), context_tokens=8192
+    )
+    assert "temperature" not in plain
+
+
+async def test_carry_on_opens_the_wizard_with_the_model_and_its_tier_then_the_chat(
+    browser: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
+    await sign_in(browser, db, clock=clock, credit_usd="5")
+    token = csrf_of(await browser.get("/chats"))
+    made = await browser.post(
+        "/chats", json={"model": "llama3.1:8b"}, headers={"X-CSRF-Token": token}
+    )
+    chat_id = made.json()["id"]
+    page = (await browser.get(f"/chats/{chat_id}")).text
+    wizard = f"/launch?step=confirm&amp;tier=starter&amp;model=llama3.1%3A8b&amp;chat={chat_id}"
+    assert f'href="{wizard}"' in page and "Carry on: launch Llama 3.1 8B" in page
+    confirm = await browser.get(wizard.replace("&amp;", "&"))
+    assert f'name="chat" value="{chat_id}"' in confirm.text
+    launched = await post_form(
+        browser,
+        "/launch",
+        {"tier": "starter", "model": "llama3.1:8b", "chat": chat_id},
+        page=wizard.replace("&amp;", "&"),
+    )
+    assert launched.status_code == 303, launched.text
+    assert launched.headers["location"].endswith(f"?chat={chat_id}")
+    assert carried_chat("../x?y") is None and carried_chat(chat_id) == chat_id  # ids only

@@ -150,6 +150,13 @@ def _find_build(name: str) -> tuple[CatalogModel, list[Quantization]] | None:
     return None
 
 
+def chat_context(ollama_tag: str) -> int:
+    """How many tokens a workspace chat with this model holds: the default, or less where the
+    model itself reads less."""
+    found = _find_build(ollama_tag)
+    return min(found[0].context_length, DEFAULT_CONTEXT) if found else DEFAULT_CONTEXT
+
+
 def choose_session_model(name: str, tier: Tier, *, context: int = DEFAULT_CONTEXT) -> SessionModel:
     """Check `name` against the library for a session on `tier`.
 

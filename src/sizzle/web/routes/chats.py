@@ -24,7 +24,10 @@ from sizzle.api.routers.conversations import (
 )
 from sizzle.api.routers.sessions import SessionId
 from sizzle.api.schemas import CleanStr
+from sizzle.domain.context import fit_history
 from sizzle.services import conversations
+from sizzle.services.carry_on import carry_on
+from sizzle.services.model_library import chat_context
 from sizzle.services.workspace import chat_session
 from sizzle.web.deps import CsrfChecked, SignedIn
 from sizzle.web.render import render
@@ -63,16 +66,24 @@ async def live_chat(
             model=target.model,
             messages=body.messages,
         )
-    events = await state.chat_proxy.open_stream(target, chat_request(body), turn=turn)
-    return RelayResponse(events, stall_seconds=state.settings.chat_stall_seconds)
+    request, dropped = chat_request(body, context_tokens=chat_context(target.model))
+    events = await state.chat_proxy.open_stream(target, request, turn=turn)
+    answer = RelayResponse(events, stall_seconds=state.settings.chat_stall_seconds)
+    # the page says that the oldest turns were left out, and how many
+    answer.headers["X-Sizzle-Dropped-Messages"] = str(dropped)
+    return answer
 
 
-def chat_request(body: WebChatIn) -> dict[str, Any]:
+def chat_request(body: WebChatIn, *, context_tokens: int) -> tuple[dict[str, Any], int]:
     """What the page's chat sends the model: the messages (the system prompt first, if the
-    chat has one), the chat's settings, streamed with token counts."""
+    chat has one) that fit what the model reads at once, the chat's settings, streamed with
+    token counts; and how many of the oldest messages were left out."""
     messages = list(body.messages)
     if body.system_prompt:
         messages.insert(0, {"role": "system", "content": body.system_prompt})
+    messages, dropped = fit_history(
+        messages, context_tokens=context_tokens, answer_tokens=body.max_tokens
+    )
     request: dict[str, Any] = {
         "messages": messages,
         "stream": True,
@@ -82,7 +93,7 @@ def chat_request(body: WebChatIn) -> dict[str, Any]:
         request["temperature"] = body.temperature
     if body.max_tokens is not None:
         request["max_tokens"] = body.max_tokens
-    return request
+    return request, dropped
 
 
 # --- the Chats page and one chat's page ------------------------------------------------------
@@ -118,10 +129,17 @@ async def chats_page(
 async def chat_page(
     request: Request, state: StateDep, user: SignedIn, conversation_id: IdPath
 ) -> Response:
-    """One saved chat to read, export, rename or delete."""
+    """One saved chat to read, export, rename, delete or carry on."""
     chat = await read_conversation(state, conversation_id, user_id=user.id)
+    async with state.db.read() as tx:
+        go_on = await carry_on(tx, user_id=user.id, chat_id=chat.id, model=chat.model)
     return render(
-        request, "chats/view.html", user=user, chat=chat, chat_data=chat.model_dump(mode="json")
+        request,
+        "chats/view.html",
+        user=user,
+        chat=chat,
+        chat_data=chat.model_dump(mode="json"),
+        carry=go_on,
     )
 
 

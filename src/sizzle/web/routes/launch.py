@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,6 +24,7 @@ from sizzle.web.launch_form import LaunchChoice, read_choice
 from sizzle.web.render import render
 from sizzle.web.routes.public import tier_cards
 
+CHAT_ID = re.compile(r"[0-9a-f]{32}")
 router = APIRouter(include_in_schema=False)
 
 WIZARD_STEPS = (
@@ -173,6 +176,7 @@ async def launch_wizard(
     task: Annotated[str | None, Query(max_length=32)] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     category: Annotated[str | None, Query(max_length=32)] = None,
+    chat: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """Four steps, each a GET form that carries the earlier answers: tier, model, limits,
     confirm. Only the confirm step's POST changes anything. A limit that cannot be used sends
@@ -186,6 +190,7 @@ async def launch_wizard(
     if step == "confirm" and choice.problems:
         step = "options"
     context: dict[str, object] = {"steps": WIZARD_STEPS, "step": step, "choice": choice}
+    context["carry_chat"] = carried_chat(chat)
     status = 422 if choice.problems and step != "tier" or "tier" in choice.problems else 200
     if step == "tier":
         context.update(await _tier_step(state, user))
@@ -243,8 +248,10 @@ async def launch(
     spend_cap: Annotated[str, Form(max_length=32)] = "",
     idle: Annotated[str, Form(max_length=16)] = "",
     form_key: Annotated[str, Form(max_length=64)] = "",
+    chat: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    """Create the session and go to its live page; a refusal is explained on the confirm step.
+    """Create the session and go to its live page (which opens the saved chat carried on, if
+    one is); a refusal is explained on the confirm step.
 
     The confirm form carries a one-time key: sent twice (a double click, a reload, the back
     button), it leads to the session the first one made."""
@@ -292,7 +299,15 @@ async def launch(
         return await _refused(request, state, user, choice, exc)
     if not launched.replayed:
         state.jobs.poke()
-    return RedirectResponse(f"/sessions/{launched.session.id}", status_code=303)
+    carried = carried_chat(chat)
+    opens = f"?{urlencode({'chat': carried})}" if carried else ""
+    return RedirectResponse(f"/sessions/{launched.session.id}{opens}", status_code=303)
+
+
+def carried_chat(chat: str | None) -> str | None:
+    """The id of the saved chat a launch carries on (services/carry_on.py), if it looks like
+    one: its page checks whose it is."""
+    return chat if chat and CHAT_ID.fullmatch(chat) else None
 
 
 @router.post("/launch/queue", dependencies=[CsrfChecked])

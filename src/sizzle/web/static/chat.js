@@ -152,6 +152,10 @@
         const err = await response.json().catch(() => null);
         throw new Error(err && err.error ? err.error.message : `HTTP ${response.status}`);
       }
+      const dropped = parseInt(response.headers.get("X-Sizzle-Dropped-Messages") || "0", 10);
+      if (dropped > 0) {
+        say(`This chat is longer than ${sessionModel || "the model"} can read at once, so its ${dropped === 1 ? "oldest message was" : `${dropped} oldest messages were`} left out of this question. The chat itself keeps them.`);
+      }
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
