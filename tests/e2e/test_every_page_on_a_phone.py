@@ -27,7 +27,7 @@ pytestmark = needs_chromium
 
 LONG = "a-rather-long-name-that-someone-typed-without-any-spaces-at-all-" * 2
 # Pages that are not pages: streams, downloads, machine-read JSON, actions behind a GET.
-NOT_HTML = re.compile(r"(/events$|\.json$|\.csv$|\.pdf$|\.\{kind\}$|/favicon)")
+NOT_HTML = re.compile(r"(/events$|\.json$|\.md$|\.csv$|\.pdf$|\.\{kind\}$|/favicon)")
 
 
 # The innermost element that sticks out past the right edge, to say what to fix.
@@ -84,11 +84,18 @@ async def test_no_page_scrolls_sideways_on_a_phone(
     await run_for(state, clock, seconds=61, step=61)
     assert (await act(api, session_id=ended, action="stop", auth=auth)).status_code == 200
     running = await launch_active_session(api, state, clock, auth=auth)
+    chat = await api.post(
+        "/api/v1/conversations",
+        json={"title": LONG[:200], "session_id": running, "system_prompt": LONG},
+        headers=auth,
+    )
+    assert chat.status_code == 201, chat.text
     values = {  # each path parameter: the pages to walk with it
         "session_id": [running, ended],
         "user_id": [operator.id],
         "key_id": [key.json()["id"]],
         "slug": sorted(BY_SLUG),
+        "conversation_id": [chat.json()["id"]],
     }
 
     await page.goto("/signin")

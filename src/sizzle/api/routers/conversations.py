@@ -111,7 +111,7 @@ async def list_conversations(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ConversationOut,
-    responses=error_responses(413),
+    responses=error_responses(404, 413),
 )
 async def create(body: ConversationIn, user: ChatsUser, state: StateDep) -> ConversationOut:
     """A new, empty chat (its first question names it, unless a title is given)."""
