@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock
@@ -26,7 +28,23 @@ from tests import secret_logs
 from tests.helpers import NODE_TOKEN, PASSWORD, TEST_SECRET
 from tests.smtp_inbox import inbox  # noqa: F401 - the SMTP fixture, for every test module
 
-POSTGRES_URL = os.environ.get("SIZZLE_TEST_DATABASE_URL", "")
+SHARED_POSTGRES_URL = os.environ.get("SIZZLE_TEST_DATABASE_URL", "")
+# Run in parallel (pytest-xdist, as scripts/test does), each worker has a PostgreSQL database
+# of its own beside the one given, made for the run (`migrated_template`) and dropped after.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """The database beside `url` that the xdist `worker` uses: `<name>_<worker>`."""
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+
+
+POSTGRES_URL = (
+    _worker_database(SHARED_POSTGRES_URL, WORKER)
+    if SHARED_POSTGRES_URL and WORKER
+    else SHARED_POSTGRES_URL
+)
 # The in-process clients speak to sizzle.test (Starlette's TestClient to testserver): every
 # Settings a test makes allows those names besides loopback; production allows only loopback
 # and the public URL's host unless told.
@@ -82,15 +100,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+async def _on_postgres_server(statement: str) -> None:
+    """One statement outside any transaction, on the database the run was given."""
+    engine = create_async_engine(asyncpg_url(SHARED_POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Migrate once per test run: a SQLite file to copy, or the PostgreSQL test database."""
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Migrate once per test run (per worker): a SQLite file to copy, or the PostgreSQL test
+    database (a worker's own, made here and dropped at the end)."""
+    own_database = POSTGRES_URL != SHARED_POSTGRES_URL
     if POSTGRES_URL:
         url = asyncpg_url(POSTGRES_URL)
     else:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('template') / 'template.db'}"
+    name = make_url(url).database
 
     async def _migrate() -> None:
+        if own_database:
+            await _on_postgres_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await _on_postgres_server(f'CREATE DATABASE "{name}"')
         db = Database(url)
         try:
             await upgrade(db)
@@ -98,7 +132,9 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
             await db.dispose()
 
     asyncio.run(_migrate())
-    return url
+    yield url
+    if own_database:
+        asyncio.run(_on_postgres_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
