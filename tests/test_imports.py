@@ -1,11 +1,12 @@
-"""Starting Sizzle loads no PDF library: fpdf (and Pillow under it) load with the first PDF."""
+"""Starting Sizzle loads no PDF library: fpdf (and Pillow under it) load with the first PDF
+made, pypdf with the first one read."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-PDF_LIBRARIES = "{'fpdf', 'PIL'}"
+PDF_LIBRARIES = "{'fpdf', 'PIL', 'pypdf'}"
 
 # run in a fresh interpreter: this one has loaded everything some other test needed
 SCRIPT = f"""
@@ -20,6 +21,9 @@ from sizzle.services.statements import Statement, statement_pdf
 moment = datetime(2026, 3, 1, tzinfo=UTC)
 made = statement_pdf(Statement("a@example.com", "2026-03", moment, moment, 0, 0))
 assert made.startswith(b"%PDF") and "fpdf" in sys.modules
+from sizzle.services.attachments import extract
+
+assert extract("statement.pdf", made).kind == "pdf" and "pypdf" in sys.modules
 """
 
 

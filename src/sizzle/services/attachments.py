@@ -15,9 +15,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-import pypdf
-from pypdf.errors import PyPdfError
-
 from sizzle.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -126,6 +123,10 @@ def _decoded(name: str, data: bytes) -> str:
 def _pdf(name: str, data: bytes) -> Extracted:
     if not data.lstrip().startswith(b"%PDF-"):
         raise ValidationFailed(f"{name} is not a PDF file.", code="not_a_pdf")
+    # loaded with the first PDF read, not at start (a quarter of a second of imports)
+    import pypdf
+    from pypdf.errors import PyPdfError
+
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
