@@ -207,7 +207,14 @@ async def test_search_rename_settings_delete_and_export(
     )
     assert changed.status_code == 200, changed.text
     assert (changed.json()["title"], changed.json()["temperature"]) == ("Soup", 0.3)
-    for bad in ({"temperature": 2.5}, {"max_tokens": 0}, {"system_prompt": "x\x00"}):
+    bad_settings = (
+        {"temperature": 2.5},
+        {"temperature": False},
+        {"max_tokens": 0},
+        {"max_tokens": True},
+        {"system_prompt": "x\x00"},
+    )
+    for bad in bad_settings:
         assert_error(await client.patch(f"{API}/{soup['id']}", json=bad, headers=auth), 422)
 
     markdown = await client.get(f"{API}/{soup['id']}/export", headers=auth)

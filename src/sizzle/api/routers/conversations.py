@@ -30,10 +30,13 @@ class ChatSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     system_prompt: CleanStr | None = Field(None, max_length=SYSTEM_PROMPT_LENGTH)
+    # strict: a number, not true or "1" read as one
     temperature: float | None = Field(
-        None, ge=TEMPERATURE_RANGE[0], le=TEMPERATURE_RANGE[1], allow_inf_nan=False
+        None, ge=TEMPERATURE_RANGE[0], le=TEMPERATURE_RANGE[1], allow_inf_nan=False, strict=True
     )
-    max_tokens: int | None = Field(None, ge=MAX_TOKENS_RANGE[0], le=MAX_TOKENS_RANGE[1])
+    max_tokens: int | None = Field(
+        None, ge=MAX_TOKENS_RANGE[0], le=MAX_TOKENS_RANGE[1], strict=True
+    )
 
 
 class ConversationIn(ChatSettings):
