@@ -17,6 +17,8 @@ from sizzle.clock import FakeClock, to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import GpuSession
 from sizzle.providers.base import ProviderContext
+from sizzle.services import conversations
+from sizzle.services.carry_on import carry_on
 from sizzle.state import AppState
 from sizzle.workload.gpu import GPU_QUERY, MIB
 from tests.helpers import assert_error, log_in, make_user
@@ -198,3 +200,66 @@ async def test_an_instance_without_nvidia_smi_says_so_and_shows_no_numbers(
     gpu = response.json()["gpu"]
     assert gpu["gpus"] is None
     assert "a command on the instance failed (exit 127)" in gpu["error"]
+
+
+async def test_a_saved_chat_carries_on_in_a_session_on_another_provider(
+    client: httpx.AsyncClient,
+    state: AppState,
+    clock: FakeClock,
+    ollama: tuple[FakeOllama, int],
+    reachable: tuple[str, dict[str, str]],
+) -> None:
+    session_id, auth = reachable
+    async with state.db.transaction() as tx:  # the chat began on an Ollama node, since stopped
+        running = await tx.get(GpuSession, session_id)
+        assert running is not None
+        owner = running.user_id
+        before = GpuSession(
+            id="s-node",
+            user_id=owner,
+            tier="starter",
+            model=MODEL,
+            status="terminated",
+            provider="ollama",
+            price_micros_per_minute=1000,
+            created_at=clock.now(),
+        )
+        tx.add(before)
+        await tx.flush()
+        chat = await conversations.create(
+            tx,
+            user_id=owner,
+            now=clock.now(),
+            caps=conversations.caps_of(state.settings),
+            session_id=before.id,
+        )
+    turn = state.chat_proxy.saver.begin(
+        conversation_id=chat.id,
+        session_id="s-node",
+        model=MODEL,
+        messages=[{"role": "user", "content": "Remember 42."}],
+    )
+    turn.observe({"choices": [{"delta": {"content": "Noted: 42."}}]})
+    turn.finish("ok", prompt_tokens=3, completion=3)
+    await state.chat_proxy.saver.flush()
+
+    async with state.db.read() as tx:
+        there = await carry_on(tx, user_id=owner, chat_id=chat.id, model=MODEL)
+    assert there is not None and there.href == f"/sessions/{session_id}?chat={chat.id}"
+    saved = (await client.get(f"/api/v1/conversations/{chat.id}", headers=auth)).json()
+    history = [{"role": m["role"], "content": m["content"]} for m in saved["messages"]]
+    ask = {"model": MODEL, "messages": [*history, {"role": "user", "content": "Which number?"}]}
+    headers = {**auth, "X-Sizzle-Conversation": chat.id, "X-Sizzle-Session": session_id}
+    answer = await client.post(CHAT, json={**ask, "stream": True}, headers=headers)
+    assert answer.status_code == 200, answer.text  # through the tunnel to the instance
+    sent = [body for kind, body in ollama[0].requests if kind == "chat"][-1]
+    assert [m["content"] for m in sent["messages"]][:2] == ["Remember 42.", "Noted: 42."]
+    await state.chat_proxy.saver.flush()
+    carried = (await client.get(f"/api/v1/conversations/{chat.id}", headers=auth)).json()
+    assert carried["session_id"] == session_id
+    assert [m["content"] for m in carried["messages"]] == [
+        "Remember 42.",
+        "Noted: 42.",
+        "Which number?",
+        "Hello from the node.",
+    ]
