@@ -258,7 +258,9 @@ async def test_chatting_with_the_model_in_the_browser(
         fake.chat_endless = False
         fake.reply = ['<img src=x onerror="window.pwned=1">', "[click](javascript:window.pwned=2)"]
         hostile = '<img src=x onerror="window.pwned=3"> what?'
-        clock.advance(5)  # the newer chat lists first
+        # the first chat's last writes land before the clock moves: the newer chat lists first
+        await ollama_state.chat_proxy.saver.flush()
+        clock.advance(5)
         await page.get_by_role("button", name="New chat").click()
         await page.get_by_label("Your message").fill(hostile)
         await page.get_by_role("button", name="Send").click()

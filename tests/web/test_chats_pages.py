@@ -8,6 +8,7 @@ import re
 
 import httpx
 
+from sizzle.api.routers.openai import MAX_BODY_BYTES
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from sizzle.services import conversations
@@ -147,6 +148,11 @@ async def test_a_chats_settings_are_checked_kept_and_sent_with_each_message(
         ask = {"messages": [{"role": "user", "content": "hi"}], **bad}
         sent = await browser.post(f"/sessions/{session_id}/chat", json=ask, headers=headers)
         assert sent.status_code == 422, bad
+
+    huge = {"messages": [{"role": "user", "content": "x" * (MAX_BODY_BYTES + 1)}]}
+    too_big = await browser.post(f"/sessions/{session_id}/chat", json=huge, headers=headers)
+    assert too_big.status_code == 413, too_big.text
+    assert "fewer or smaller images" in too_big.json()["error"]["message"]
 
     request, dropped = chat_request(
         WebChatIn(messages=[{"role": "user", "content": "Bonjour"}], **settings),

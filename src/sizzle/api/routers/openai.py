@@ -62,7 +62,10 @@ async def read_raw_body(request: Request) -> bytes:
     async for part in request.stream():
         raw += part
         if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the request is over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+            raise PayloadTooLarge(
+                f"The request is over {MAX_BODY_BYTES // (1024 * 1024)} MB, the most a chat "
+                "takes: send fewer or smaller images, or a shorter conversation."
+            )
     return bytes(raw)
 
 
@@ -70,7 +73,7 @@ RawBody = Annotated[bytes, Depends(read_raw_body)]  # first: read before the tra
 SessionHeader = Annotated[str | None, Header(max_length=64)]  # X-Sizzle-Session
 
 
-def _parse_body(raw: bytes, schema: type[Checked]) -> tuple[dict[str, Any], Checked]:
+def parse_body(raw: bytes, schema: type[Checked]) -> tuple[dict[str, Any], Checked]:
     """The body as sent, and as `schema` reads it; 422 with sentences when it does not fit."""
     body = parse_json(raw)
     if not isinstance(body, dict):
@@ -105,7 +108,7 @@ async def _caller_session(
     chat checked to have room for the exchange."""
     async with state.db.read() as tx:
         user = await read_caller(state, tx, credential, INFERENCE_SCOPES)
-        body, checked = _parse_body(raw, schema)  # after the caller: a stranger learns nothing
+        body, checked = parse_body(raw, schema)  # after the caller: a stranger learns nothing
         session = await chat_session(
             tx,
             user_id=user.id,

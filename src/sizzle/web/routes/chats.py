@@ -22,6 +22,7 @@ from sizzle.api.routers.conversations import (
     export_response,
     read_conversation,
 )
+from sizzle.api.routers.openai import RawBody, parse_body
 from sizzle.api.routers.sessions import SessionId
 from sizzle.api.schemas import CleanStr
 from sizzle.domain.context import fit_history
@@ -44,10 +45,12 @@ class WebChatIn(ChatSettings):
 
 @router.post("/sessions/{session_id}/chat", dependencies=[CsrfChecked])
 async def live_chat(
-    body: WebChatIn, state: StateDep, user: SignedIn, session_id: SessionId
+    raw: RawBody, state: StateDep, user: SignedIn, session_id: SessionId
 ) -> Response:
     """The page's chat: the conversation so far, streamed back as the model writes; saved in
-    the chat named (the question, and the answer as it arrives)."""
+    the chat named (the question, and the answer as it arrives). Its body is read as the API's
+    chat reads it: 413 past the same limit (room for a few images), 422 in sentences."""
+    _, body = parse_body(raw, WebChatIn)
     async with state.db.read() as tx:
         session = await chat_session(tx, user_id=user.id, model=None, session_id=session_id)
         if body.conversation_id is not None:
