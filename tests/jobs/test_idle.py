@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
-from sizzle.db.models import Notification, SessionEvent
+from sizzle.db.models import LedgerEntry, Notification, SessionEvent
 from sizzle.state import AppState
 from tests.helpers import (
     act,
@@ -218,3 +218,81 @@ async def test_the_operators_default_applies_when_none_is_chosen(
     assert await made(45) == 45
     assert await made(45, idle_minutes=45) == 45  # the operator's own is a choice too
     assert await made(0) is None
+
+
+async def test_metering_at_the_idle_limit_before_the_idle_pass_charges_no_minute_past_it(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await _paying_user(client, db, clock)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    clock.advance(15 * MINUTE)  # the limit falls exactly where minute 16 would start
+    await state.jobs.meter()  # the metering pass comes before the idle pass
+    clock.advance(20)
+    await state.jobs.meter()
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["status"], body["charged_minutes"]) == ("active", 15)
+    await state.jobs.check_idle()
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["status"], body["active_seconds"], body["charged_minutes"]) == ("paused", 900, 15)
+    assert body["charged_usd"] == "2.25"
+    assert (await me(client, auth=auth))["balance_usd"] == "7.75"  # no minute paid in advance
+    async with db.read() as tx:
+        minutes = await tx.scalars(
+            select(LedgerEntry.minute).where(LedgerEntry.session_id == session_id)
+        )
+        assert sorted(minutes) == list(range(1, 16))
+    resumed = await act(client, auth=auth, session_id=session_id, action="resume")
+    assert resumed.json()["status"] == "active"
+    clock.advance(1)
+    await state.jobs.meter()  # minute 16 starts at the resume: charged now, once
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["charged_minutes"], body["charged_usd"]) == (16, "2.40")
+
+
+async def test_a_use_after_the_limit_but_before_the_idle_pass_is_charged_as_usual(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await _paying_user(client, db, clock)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    clock.advance(15 * MINUTE)
+    await state.jobs.meter()
+    clock.advance(10)
+    kept = await act(client, auth=auth, session_id=session_id, action="keep-alive")
+    assert kept.status_code == 200, kept.text
+    await state.jobs.meter()  # the limit moved: minute 16, begun before the use, is charged
+    await state.jobs.housekeep()
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["status"], body["charged_minutes"]) == ("active", 16)
+
+
+async def test_a_session_stopped_past_its_limit_before_the_idle_pass_is_billed_to_the_limit(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await _paying_user(client, db, clock)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    await run_for(state, clock, seconds=15 * MINUTE + 40, step=15)
+    stopped = await act(client, auth=auth, session_id=session_id, action="stop")
+    assert stopped.status_code == 200, stopped.text
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["active_seconds"], body["charged_minutes"], body["charged_usd"]) == (
+        900,
+        15,
+        "2.25",
+    )
+
+
+async def test_a_session_in_use_is_charged_every_minute_it_starts(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await _paying_user(client, db, clock)
+    session_id = await launch_active_session(client, state, clock, auth=auth, idle_minutes=5)
+    for second in range(1, 20 * MINUTE + 1, 15):
+        clock.advance(15)
+        if second % (4 * MINUTE) == 1:  # a use every 4 minutes keeps the 5-minute limit away
+            kept = await act(client, auth=auth, session_id=session_id, action="keep-alive")
+            assert kept.status_code == 200, kept.text
+        await state.jobs.meter()
+        await state.jobs.housekeep()
+        body = await get_session(client, auth=auth, session_id=session_id)
+        assert body["status"] == "active"
+        assert body["charged_minutes"] == -(-body["active_seconds"] // MINUTE)  # every started

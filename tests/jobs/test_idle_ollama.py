@@ -109,7 +109,9 @@ async def test_an_idle_session_on_a_node_is_stopped_at_its_limit_and_billed_exac
     stack: Stack, clock: FakeClock, db: Database
 ) -> None:
     auth, session_id = await _started(stack, clock, db)
-    await run_for(stack.state, clock, seconds=15 * MINUTE + 5)  # minute 16 charged in advance
+    # Metering passes the limit before the idle pass: minute 16, begun at the limit, is not
+    # charged (nor refunded later).
+    await run_for(stack.state, clock, seconds=15 * MINUTE + 5)
     await stack.state.jobs.housekeep()
     body = await get_session(stack.http, auth=auth, session_id=session_id)
     assert (body["status"], body["end_reason"]) == ("terminated", "idle")
@@ -118,7 +120,7 @@ async def test_an_idle_session_on_a_node_is_stopped_at_its_limit_and_billed_exac
         15,
         "2.25",
     )
-    assert (await me(stack.http, auth=auth))["balance_usd"] == "7.75"  # minute 16 given back
+    assert (await me(stack.http, auth=auth))["balance_usd"] == "7.75"
 
 
 async def test_a_chat_request_is_use(stack: Stack, clock: FakeClock, db: Database) -> None:
@@ -175,3 +177,17 @@ async def test_a_gpu_that_cannot_be_read_is_not_taken_for_use(
     await _after(stack, clock, seconds=15 * MINUTE)
     body = await get_session(stack.http, auth=auth, session_id=session_id)
     assert (body["end_reason"], body["active_seconds"]) == ("idle", 15 * MINUTE)
+
+
+async def test_a_busy_gpu_read_after_the_limit_has_the_held_back_minute_charged(
+    stack: Stack, clock: FakeClock, db: Database
+) -> None:
+    auth, session_id = await _started(stack, clock, db)
+    stack.node.utilization = 42
+    await run_for(stack.state, clock, seconds=15 * MINUTE + 30, step=15)  # no idle pass yet
+    body = await get_session(stack.http, auth=auth, session_id=session_id)
+    assert (body["status"], body["charged_minutes"]) == ("active", 15)  # none past the limit
+    await stack.state.jobs.housekeep()  # the GPU is read busy: in use, the limit moves
+    await stack.state.jobs.meter()  # minute 16, running since the limit, is charged
+    body = await get_session(stack.http, auth=auth, session_id=session_id)
+    assert (body["status"], body["charged_minutes"]) == ("active", 16)

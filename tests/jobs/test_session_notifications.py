@@ -88,7 +88,8 @@ async def test_still_running_is_told_once_per_reminder_hour(
     client: httpx.AsyncClient, db: Database, state: AppState, clock: FakeClock
 ) -> None:
     user, auth = await signed_in(client, db, clock, credit_usd="40", free_minutes=0)
-    session_id = await launch_active_session(client, state, clock, auth=auth)
+    # no idle limit: no idle pass runs here, and metering charges no minute past such a limit
+    session_id = await launch_active_session(client, state, clock, auth=auth, idle_minutes=None)
     await run_for(state, clock, seconds=3599, step=600)
     await state.jobs.notify()
     assert await told(db, "still_running") == []

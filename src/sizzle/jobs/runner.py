@@ -78,6 +78,10 @@ class JobRunner:
         self._queue_wake.set()
 
     async def meter(self) -> None:
+        if self.idle.activity is not None:
+            # Metering charges no minute past a session's idle limit: this process's latest
+            # uses move the limits first (a use it has not written would only charge late).
+            await self.idle.activity.flush()
         started = time.perf_counter()
         result = await run_metering_pass(self.db, self.providers, now=self.clock.now())
         self.metrics.metering_pass_seconds.observe(time.perf_counter() - started)

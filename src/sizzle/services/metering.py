@@ -8,6 +8,8 @@ charged twice), and the cached balances, `charged_minutes` and the session's spl
 (free minutes, Lab minutes, credit) are moved in the same transaction, as is the month's
 spend that the monthly budget caps (services/budget.py): a minute whose credit would take the
 month's spend over the budget is not charged, nor any minute of a user whose budget is reached.
+No minute that starts at or after a session's idle limit is charged: the idle job pauses the
+session there, and a pass that comes first must not have charged a minute of idleness.
 Sessions whose next minute cannot be paid are returned to the caller, which stops them at the
 end of their paid time.
 
@@ -119,10 +121,20 @@ SELECT session_id, user_id, minute, price,
 FROM judged
 """
 
-# ceil(active ms / 60 000), never below zero if the clock stepped back
+# The session's idle limit, as jobs/idle.py sets it (domain/idle.py `stop_at_ms`): its last use
+# (a request, "Keep it running", a busy GPU reading) plus its idle minutes; NULL for "never".
+_IDLE_LIMIT_MS = "(s.last_activity_ms + s.idle_minutes * 60000)"
+# Where billing has reached: now, or the idle limit if that came first. The idle pass pauses
+# the session at its limit; a minute that starts at or after it is not charged (a metering
+# pass may come between the limit and that pass) until a use moves the limit.
+_BILLED_TO_MS = (
+    f"CASE WHEN {_IDLE_LIMIT_MS} < CAST(:now_ms AS BIGINT) THEN {_IDLE_LIMIT_MS} "
+    "ELSE CAST(:now_ms AS BIGINT) END"
+)
+# ceil(active ms / 60 000) up to there, never below zero if the clock stepped back
 _STARTED_MINUTES = (
-    "((s.active_ms_before + CASE WHEN CAST(:now_ms AS BIGINT) > s.active_since_ms "
-    "THEN CAST(:now_ms AS BIGINT) - s.active_since_ms ELSE 0 END + 59999) / 60000)"
+    f"((s.active_ms_before + CASE WHEN {_BILLED_TO_MS} > s.active_since_ms "
+    f"THEN {_BILLED_TO_MS} - s.active_since_ms ELSE 0 END + 59999) / 60000)"
 )
 
 _WRITE_ENTRIES = """
