@@ -1,5 +1,6 @@
 """The money rules under random histories: a hypothesis state machine over sessions, jobs,
-clock moves, credit grants, paid Sizzle Lab months, monthly budgets and server crashes, checked
+clock moves, credit grants, paid Sizzle Lab months, monthly budgets, idle auto-stop (uses,
+time passing unused, the idle pass before or after metering) and server crashes, checked
 against its own model of active time. Histories start shortly before a month's end (UTC), so
 budgets meet a new month too.
 
@@ -35,7 +36,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
-from sizzle.clock import FakeClock
+from sizzle.clock import FakeClock, to_ms
 from sizzle.db.database import Database
 from sizzle.db.models import (
     GpuSession,
@@ -47,6 +48,7 @@ from sizzle.db.models import (
     User,
 )
 from sizzle.domain.budget import month_of, reached
+from sizzle.domain.idle import IDLE_ACTOR
 from sizzle.domain.lifecycle import SessionStatus, can_transition
 from sizzle.domain.money import MS_PER_MINUTE, minutes_affordable, minutes_started
 from sizzle.domain.tiers import PLANS, TIERS
@@ -59,7 +61,7 @@ from sizzle.errors import (
     NoCapacity,
     SizzleError,
 )
-from sizzle.services import accounts, budget, ledger, sessions
+from sizzle.services import accounts, activity, budget, ledger, sessions
 from sizzle.services.lifecycle import active_ms
 from sizzle.settings import Settings
 from sizzle.state import AppState
@@ -68,6 +70,7 @@ from tests.conftest import POSTGRES_URL, TEST_SECRET, _empty_postgres
 S = SessionStatus
 T = TypeVar("T")
 START = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
+START_MS = to_ms(START)
 PROVISION_SECONDS = 5
 ABANDON_MINUTES = 10
 
@@ -83,6 +86,11 @@ CLOCK_MOVES_MS = st.one_of(
 )
 # Mostly pick a session the action fits; sometimes any, to walk the refusals too.
 PICKS = st.tuples(st.sampled_from([True, True, True, False]), st.integers(0, 1_000))
+# Idle limits short next to the clock's moves, so sessions reach them often; None: never.
+IDLE_LIMITS = [None, 1, 5]
+# How far past a session's idle limit time goes unused: exactly to it (a minute's start when
+# nothing used it since it started), just past it, or well past it.
+PAST_THE_LIMIT_MS = [0, 1, 999, 30_000, 60_000, 150_000]
 
 
 class SequentialIds:
@@ -110,10 +118,27 @@ class ModelSession:
     lab_covered: bool = False  # Sizzle Lab's minutes may pay for it
     before_ms: int = 0
     since_ms: int | None = None
+    idle_minutes: int | None = None  # paused after this long unused; None: never
+    last_use_ms: int | None = None  # its last use while active (the start counts)
 
     def active_ms(self, now_ms: int) -> int:
         running = 0 if self.since_ms is None else now_ms - self.since_ms
         return self.before_ms + running
+
+    def idle_limit_ms(self) -> int | None:
+        """When the idle pass pauses it, if nothing uses it before (running sessions only)."""
+        if self.since_ms is None or self.idle_minutes is None or self.last_use_ms is None:
+            return None
+        return self.last_use_ms + self.idle_minutes * MS_PER_MINUTE
+
+    def billable_ms(self, now_ms: int) -> int:
+        """Active time that may be charged: none after the idle limit."""
+        limit = self.idle_limit_ms()
+        return self.active_ms(now_ms if limit is None else min(now_ms, limit))
+
+    def run_from(self, now_ms: int) -> None:
+        """Started or resumed now: active, and its idle time counts from here."""
+        self.status, self.since_ms, self.last_use_ms = S.ACTIVE, now_ms, now_ms
 
 
 class BillingMachine(RuleBasedStateMachine):
@@ -259,18 +284,24 @@ class BillingMachine(RuleBasedStateMachine):
                 return
         self.assert_broke(user_id, price=price, lab_covered=lab_covered)
 
-    def leave_active(self, model: ModelSession, stored: GpuSession) -> bool:
-        """Freeze the model's active time as the session left `active`; True if cut short.
+    def leave_active(
+        self, model: ModelSession, stored: GpuSession, *, at_ms: int | None = None
+    ) -> bool:
+        """Freeze the model's active time as the session left `active` (now, or at `at_ms`);
+        True if cut short for want of money or budget.
 
-        Every started minute was charged, or the time was cut back to the last paid minute.
+        Every minute started before its idle limit was charged, and none after; the time is
+        cut back to the last paid minute (so time past the idle limit that no minute paid for
+        is never counted).
         """
-        spent = model.active_ms(self.now_ms)
-        paid_ms = stored.charged_minutes * MS_PER_MINUTE
-        cut_short = paid_ms < spent
+        at_ms = self.now_ms if at_ms is None else at_ms
+        spent = model.active_ms(at_ms)
+        owed = minutes_started(model.billable_ms(at_ms))
+        cut_short = stored.charged_minutes < owed
         if not cut_short:
-            assert stored.charged_minutes == minutes_started(spent)
-        model.before_ms = min(spent, paid_ms)
-        model.since_ms = None
+            assert stored.charged_minutes == owed, (stored.charged_minutes, owed)
+        model.before_ms = min(spent, stored.charged_minutes * MS_PER_MINUTE)
+        model.since_ms = model.last_use_ms = None
         return cut_short
 
     def assert_broke(self, user_id: str, *, price: int, lab_covered: bool) -> None:
@@ -355,9 +386,13 @@ class BillingMachine(RuleBasedStateMachine):
 
     # -- rules ------------------------------------------------------------------------------
 
-    @rule(user_index=st.integers(0, 1), tier=st.sampled_from(sorted(TIERS)))
-    def create_session(self, user_index: int, tier: str) -> None:
-        self.create(self.users[user_index % len(self.users)], tier)
+    @rule(
+        user_index=st.integers(0, 1),
+        tier=st.sampled_from(sorted(TIERS)),
+        idle=st.sampled_from(IDLE_LIMITS),
+    )
+    def create_session(self, user_index: int, tier: str, idle: int | None) -> None:
+        self.create(self.users[user_index % len(self.users)], tier, idle)
 
     @rule()
     def run_provisioning(self) -> None:
@@ -367,15 +402,19 @@ class BillingMachine(RuleBasedStateMachine):
         self.run(self.app.jobs.housekeep())
         self.sync_after_housekeeping()
 
-    @rule(user_index=st.integers(0, 1), tier=st.sampled_from(sorted(TIERS)))
-    def rent_a_gpu(self, user_index: int, tier: str) -> None:
+    @rule(
+        user_index=st.integers(0, 1),
+        tier=st.sampled_from(sorted(TIERS)),
+        idle=st.sampled_from(IDLE_LIMITS),
+    )
+    def rent_a_gpu(self, user_index: int, tier: str, idle: int | None) -> None:
         """What a user does in one go: ask for a session, wait until ready, start it."""
-        model = self.create(self.users[user_index % len(self.users)], tier)
+        model = self.create(self.users[user_index % len(self.users)], tier, idle)
         self.run_provisioning()
         if model is not None and model.status is S.READY:
             self.start_session(model)
 
-    def create(self, user: User, tier: str) -> ModelSession | None:
+    def create(self, user: User, tier: str, idle: int | None) -> ModelSession | None:
         plan, price = PLANS[user.plan], TIERS[tier].price_micros_per_minute
         assert self.settings is not None
         covered = self.settings.lab.covers(tier)
@@ -398,6 +437,7 @@ class BillingMachine(RuleBasedStateMachine):
                     tier_name=tier,
                     model=None,
                     max_minutes=None,
+                    idle_minutes=idle,
                     now=self.clock.now(),
                     lab_tiers=self.settings.lab.tiers,
                 )
@@ -409,7 +449,9 @@ class BillingMachine(RuleBasedStateMachine):
         assert expected is None, f"expected {expected.__name__}"
         assert created.status == S.PENDING.value
         assert created.lab_covered is covered
-        model = ModelSession(created.id, user.id, price, S.PENDING, lab_covered=covered)
+        model = ModelSession(
+            created.id, user.id, price, S.PENDING, lab_covered=covered, idle_minutes=idle
+        )
         self.sessions[created.id] = model
         return model
 
@@ -431,7 +473,7 @@ class BillingMachine(RuleBasedStateMachine):
             self.app.db, session_id=model.id, user=user, now=self.clock.now()
         )
         if self.expect(action, expected):
-            model.status, model.since_ms = S.ACTIVE, self.now_ms
+            model.run_from(self.now_ms)
         assert self.load(model.id).status == model.status.value
 
     @precondition(lambda self: self.sessions)
@@ -476,7 +518,7 @@ class BillingMachine(RuleBasedStateMachine):
             now=self.clock.now(),
         )
         if self.expect(action, expected):
-            model.status, model.since_ms = S.ACTIVE, self.now_ms
+            model.run_from(self.now_ms)
         assert self.load(model.id).status == model.status.value
 
     @precondition(lambda self: self.sessions)
@@ -507,6 +549,69 @@ class BillingMachine(RuleBasedStateMachine):
     def meter(self) -> None:
         self.metering_pass()
 
+    @precondition(lambda self: self.sessions)
+    @rule(choice=PICKS, how=st.sampled_from(["request", "keep_alive"]))
+    def use(self, choice: tuple[bool, int], how: str) -> None:
+        """The user chats with the session (a request, counted off its path and written in a
+        batch) or presses "Keep it running": either is use while it runs."""
+        model = self.pick(choice, S.ACTIVE)
+        if how == "request":
+            self.app.activity.touch(model.id)
+            self.run(self.app.activity.flush())
+        else:
+            action = activity.keep_alive(
+                self.app.db,
+                session_id=model.id,
+                user=self.user(model.user_id),
+                now_ms=to_ms(self.clock.now()),
+            )
+            self.expect(action, None if model.status is S.ACTIVE else Conflict)
+        if model.status is S.ACTIVE:
+            model.last_use_ms = self.now_ms
+
+    @rule()
+    def idle_pass(self) -> None:
+        self.run(self.app.jobs.check_idle())
+        self.sync_idle_pauses()
+
+    @precondition(lambda self: any(m.idle_limit_ms() is not None for m in self.sessions.values()))
+    @rule(
+        index=st.integers(0, 1_000),
+        past=st.sampled_from(PAST_THE_LIMIT_MS),
+        meter_first=st.booleans(),
+    )
+    def leave_it_unused(self, index: int, past: int, meter_first: bool) -> None:
+        """Nobody uses a running session up to its idle limit (or past it); the metering pass
+        may come first, then the idle pass."""
+        running = [m for m in self.sessions.values() if m.idle_limit_ms() is not None]
+        self.walk_away(running[index % len(running)], past=past, meter_first=meter_first)
+
+    @rule(
+        user_index=st.integers(0, 1),
+        tier=st.sampled_from(sorted(TIERS)),
+        idle=st.sampled_from([i for i in IDLE_LIMITS if i is not None]),
+        past=st.sampled_from(PAST_THE_LIMIT_MS),
+        meter_first=st.booleans(),
+    )
+    def rent_a_gpu_and_walk_away(
+        self, user_index: int, tier: str, idle: int, past: int, meter_first: bool
+    ) -> None:
+        """What a forgetful user does: rent a GPU with an idle limit, start it, never use it."""
+        model = self.create(self.users[user_index % len(self.users)], tier, idle)
+        self.run_provisioning()
+        if model is not None and model.status is S.READY:
+            self.start_session(model)
+        if model is not None and model.status is S.ACTIVE:
+            self.walk_away(model, past=past, meter_first=meter_first)
+
+    def walk_away(self, model: ModelSession, *, past: int, meter_first: bool) -> None:
+        limit = model.idle_limit_ms()
+        assert limit is not None
+        self.advance(max(limit + past - self.now_ms, 0))
+        if meter_first:
+            self.metering_pass()
+        self.idle_pass()
+
     @rule(
         seconds=st.integers(min_value=0, max_value=400),
         interval=st.sampled_from([15, 60]),
@@ -525,7 +630,8 @@ class BillingMachine(RuleBasedStateMachine):
                 continue
             stored = self.load(model.id)
             if stored.status == S.ACTIVE.value:
-                assert stored.charged_minutes == minutes_started(model.active_ms(self.now_ms))
+                # every minute started before its idle limit, none at or after it
+                assert stored.charged_minutes == minutes_started(model.billable_ms(self.now_ms))
                 continue
             assert stored.status == S.TERMINATED.value
             assert stored.end_reason in ("insufficient_credits", "budget"), stored.end_reason
@@ -657,8 +763,44 @@ class BillingMachine(RuleBasedStateMachine):
 
     # -- syncing after jobs that change statuses on their own ---------------------------------
 
+    def sync_idle_pauses(self) -> None:
+        """The idle pass paused every running session past its idle limit, at the limit itself,
+        charged every minute started before it and none after; it left the others running."""
+        for model in self.sessions.values():
+            limit = model.idle_limit_ms()
+            if model.status is not S.ACTIVE:
+                continue
+            stored = self.load(model.id)
+            if limit is None or limit > self.now_ms:
+                assert stored.status == S.ACTIVE.value, (model.id, stored.status)
+                continue
+            assert stored.status == S.PAUSED.value, (model.id, stored.status)
+            assert stored.paused_at == START + timedelta(milliseconds=limit)
+            assert self.last_event(model.id) == (IDLE_ACTOR, "idle")
+            if self.leave_active(model, stored, at_ms=limit):
+                self.assert_out_of_money_or_budget(
+                    model.user_id, price=model.price, lab_covered=model.lab_covered
+                )
+            model.status = S.PAUSED
+
+    def last_event(self, session_id: str) -> tuple[str, str | None]:
+        async def read() -> tuple[str, str | None]:
+            async with self.app.db.transaction() as tx:
+                event = await tx.scalar(
+                    select(SessionEvent)
+                    .where(SessionEvent.session_id == session_id)
+                    .order_by(SessionEvent.id.desc())
+                    .limit(1)
+                )
+                assert event is not None
+                return event.actor, event.reason
+
+        return self.run(read())
+
     def sync_after_housekeeping(self) -> None:
-        """Provisioning and the reaper moved some sessions; check each move, then follow it."""
+        """Provisioning, the reaper and the idle pass moved some sessions; check each move,
+        then follow it."""
+        self.sync_idle_pauses()
         now = self.clock.now()
         for stored in self.load_all():
             model = self.sessions[stored.id]
@@ -684,7 +826,8 @@ class BillingMachine(RuleBasedStateMachine):
         for stored in self.load_all():
             model = self.sessions[stored.id]
             assert active_ms(stored, now) == model.active_ms(self.now_ms), stored.id
-            assert stored.charged_minutes == minutes_started(active_ms(stored, now)), stored.id
+            owed = minutes_started(model.billable_ms(self.now_ms))
+            assert stored.charged_minutes == owed, stored.id
 
     @invariant()
     def active_time_is_what_the_model_expects(self) -> None:
@@ -698,9 +841,14 @@ class BillingMachine(RuleBasedStateMachine):
             assert active_ms(stored, now) == model.active_ms(self.now_ms), stored.id
             spent = minutes_started(active_ms(stored, now))
             if model.status is S.ACTIVE:
-                assert stored.charged_minutes <= spent  # never charged ahead of started time
+                # never charged ahead of started time, nor for a minute begun unused past
+                # the idle limit
+                assert stored.charged_minutes <= minutes_started(model.billable_ms(self.now_ms))
+                assert model.last_use_ms is not None
+                assert stored.last_activity_ms == START_MS + model.last_use_ms, stored.id
+                assert stored.idle_minutes == model.idle_minutes, stored.id
             else:
-                assert stored.charged_minutes == spent
+                assert stored.charged_minutes == spent  # paused or ended: what ran, no more
 
     @invariant()
     def no_charge_takes_a_month_over_the_budget(self) -> None:
