@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     queue_max_per_user: int = Field(
         3, ge=1, le=100, description="Queued launches one account may have waiting at once."
     )
+    queue_hold_minutes: float = Field(
+        30,
+        gt=0,
+        le=24 * 60,
+        description="How long a GPU launched from the queue is kept ready for its user to "
+        "start, at no charge, before it is given back: they were told by mail and may be away "
+        "(a launch made at the page is kept abandon_minutes).",
+    )
     queue_interval_seconds: float = Field(
         15,
         gt=0,

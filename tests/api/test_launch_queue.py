@@ -384,3 +384,76 @@ async def test_the_session_a_queued_launch_makes_keeps_the_idle_limit_asked_for(
         launched = await _entry(client, auth, queued[tier]["id"])
         session = await get_session(client, auth=auth, session_id=launched["session_id"])
         assert (session["tier"], session["idle_minutes"]) == (tier, expected)
+
+
+async def _ready_from_the_queue(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, auth: dict[str, str]
+) -> tuple[dict[str, Any], str]:
+    """A launch queued while the tier is full, launched and ready once its GPU frees up: the
+    queue entry and its session's id."""
+    taken, holder = await _fill_starter(client, state, clock)
+    queued = await _queue(client, auth)
+    await act(client, auth=holder, session_id=taken, action="stop")
+    await state.jobs.run_once()
+    clock.advance(state.settings.demo_provision_seconds)
+    await state.jobs.run_once()
+    entry = await _entry(client, auth, queued["id"])
+    assert entry["status"] == "ready"
+    return entry, entry["session_id"]
+
+
+async def test_a_gpu_ready_from_the_queue_is_held_for_its_away_user_at_no_charge(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await signed_in_user(client, db, clock=clock, free_minutes=0, credit_usd="5")
+    entry, session_id = await _ready_from_the_queue(client, state, clock, auth)
+    told = await _notification(db, f"queued_ready:{entry['id']}")
+    assert told is not None and told.mail_status == "pending"
+    assert "holds it for you for 30 minutes, until 12:30 UTC" in told.body
+    assert "Nothing is charged until you start it" in told.body
+    clock.advance(state.settings.abandon_minutes * 60)  # a launch made at the page: released
+    await state.jobs.run_once()
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["status"], body["charged_minutes"]) == ("ready", 0)  # held: they were away
+    clock.advance(20 * 60 - 1)
+    await state.jobs.run_once()
+    assert (await get_session(client, auth=auth, session_id=session_id))["status"] == "ready"
+    clock.advance(1)
+    await state.jobs.run_once()
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["status"], body["end_reason"], body["charged_minutes"]) == (
+        "terminated",
+        "abandoned",
+        0,
+    )
+    released = await _notification(db, f"session_auto_stopped:{session_id}")
+    assert released is not None and "Nothing was charged" in released.body
+    assert (await client.get("/api/v1/auth/me", headers=auth)).json()["balance_usd"] == "5.00"
+
+
+async def test_a_gpu_ready_from_the_queue_started_within_its_hold_is_billed_from_the_start(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await signed_in_user(client, db, clock=clock, free_minutes=0, credit_usd="5")
+    _, session_id = await _ready_from_the_queue(client, state, clock, auth)
+    clock.advance(25 * 60)
+    await state.jobs.run_once()
+    started = await act(client, auth=auth, session_id=session_id, action="start")
+    assert started.json()["status"] == "active", started.text
+    clock.advance(30)
+    await state.jobs.run_once()
+    body = await get_session(client, auth=auth, session_id=session_id)
+    assert (body["status"], body["active_seconds"], body["charged_minutes"]) == ("active", 30, 1)
+
+
+async def test_the_hold_of_a_gpu_ready_from_the_queue_is_a_setting(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    state.settings.queue_hold_minutes = 60
+    auth = await signed_in_user(client, db, clock=clock)
+    entry, session_id = await _ready_from_the_queue(client, state, clock, auth)
+    told = await _notification(db, f"queued_ready:{entry['id']}")
+    assert told is not None and "for 1 hour, until 13:00 UTC" in told.body
+    clock.advance(60 * 60 - 1)
+    await state.jobs.run_once()
+    assert (await get_session(client, auth=auth, session_id=session_id))["status"] == "ready"

@@ -58,6 +58,7 @@ async def test_no_gpu_free_offers_to_wait_keeping_the_tier_model_and_limits(
     assert refused.status_code == 503
     assert "Tell me when it&#39;s free" in refused.text or "Tell me when it's free" in refused.text
     assert "Waiting costs nothing" in refused.text and "within 24 hours" in refused.text
+    assert "the GPU is held for you 30 minutes at no charge" in refused.text
     offer = _hidden(refused, QUEUE_FORM)
     assert (offer["tier"], offer["model"], offer["max_minutes"], offer["idle"]) == (
         "pro",

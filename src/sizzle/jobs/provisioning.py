@@ -192,6 +192,7 @@ async def mark_ready(
     provision_timeout: timedelta,
     secret: str,
     readiness: ReadinessProbe,
+    queue_hold: timedelta,
 ) -> int:
     """Ask providers about provisioning sessions: the running ones become ready; an instance
     that failed, vanished or is not ready in time is destroyed and the next offer tried.
@@ -223,6 +224,7 @@ async def mark_ready(
                     provision_timeout=provision_timeout,
                     secret=secret,
                     readiness=readiness,
+                    queue_hold=queue_hold,
                 )
             finally:
                 await leases.give_back(session_lease(session_id))
@@ -238,6 +240,7 @@ async def _check_launch(
     provision_timeout: timedelta,
     secret: str,
     readiness: ReadinessProbe,
+    queue_hold: timedelta,
 ) -> int:
     """One provisioning session, read afresh under its lease (the list above may be stale)."""
     async with db.transaction() as tx:
@@ -254,7 +257,7 @@ async def _check_launch(
     problem: str | None = None
     if instance is not None and instance.state is InstanceState.RUNNING:
         if not isinstance(provider, SupportsSsh):
-            return await _to_ready(db, session, now=now)
+            return await _to_ready(db, session, now=now, queue_hold=queue_hold)
         boot = await readiness.check(
             provider,
             session_id=session.id,
@@ -264,7 +267,7 @@ async def _check_launch(
             boot=functools.partial(_boot, db, session, now=now, secret=secret),
         )
         if boot.ready:
-            return await _to_ready(db, session, now=now)
+            return await _to_ready(db, session, now=now, queue_hold=queue_hold)
         if boot.phase is not None:
             await record_progress(db, session.id, boot.phase, boot.percent)
         problem = boot.failure
@@ -282,7 +285,9 @@ async def _check_launch(
     return 0
 
 
-async def _to_ready(db: Database, session: GpuSession, *, now: datetime) -> int:
+async def _to_ready(
+    db: Database, session: GpuSession, *, now: datetime, queue_hold: timedelta
+) -> int:
     async with db.transaction() as tx:
         await lock_billing(tx)
         fresh = await tx.get(GpuSession, session.id, with_for_update=True)
@@ -291,8 +296,9 @@ async def _to_ready(db: Database, session: GpuSession, *, now: datetime) -> int:
         fresh.last_seen_running_ms = to_ms(now)
         await switch_status(tx, fresh, S.READY, actor=ACTOR, now=now)
         # A launch that waited in the queue tells its user in its own words (mailed: they
-        # were not watching); any other session gets the general "ready".
-        if not await launch_queue.tell_ready(tx, fresh, now=now):
+        # were not watching), and how long the GPU is kept for them; any other session gets
+        # the general "ready".
+        if not await launch_queue.tell_ready(tx, fresh, now=now, hold=queue_hold):
             await notification_events.session_ready(tx, fresh, now=now)
         return 1
 

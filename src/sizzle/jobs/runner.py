@@ -105,6 +105,7 @@ class JobRunner:
             provision_timeout=timedelta(seconds=self.settings.provision_timeout_seconds),
             secret=secret,
             readiness=self.readiness,
+            queue_hold=timedelta(minutes=self.settings.queue_hold_minutes),
         )
         await reap(self.db, self.providers, self.settings, now=self.clock.now())
         await self.check_idle()

@@ -334,10 +334,13 @@ async def back_to_waiting(
     log.info("launch.queue_requeued", queue_id=entry.id, session_id=session.id)
 
 
-async def tell_ready(tx: AsyncSession, session: GpuSession, *, now: datetime) -> bool:
+async def tell_ready(
+    tx: AsyncSession, session: GpuSession, *, now: datetime, hold: timedelta
+) -> bool:
     """If `session` was launched from the queue, mark that launch done and tell its user the
-    GPU is ready, by mail too (they were not watching): True. Called in the transaction that
-    makes the session ready."""
+    GPU is ready, by mail too (they were not watching), and until when it is kept for them
+    (`hold`, the reaper's word for sessions from the queue): True. Called in the transaction
+    that makes the session ready."""
     entry = await tx.scalar(
         select(QueuedLaunch)
         .where(QueuedLaunch.session_id == session.id, QueuedLaunch.status == Q.LAUNCHED.value)
@@ -353,9 +356,10 @@ async def tell_ready(tx: AsyncSession, session: GpuSession, *, now: datetime) ->
         kind=Kind.QUEUED_LAUNCH_READY,
         key=f"queued_ready:{entry.id}",
         title=f"Your {entry.tier} GPU is ready",
-        body=f"The {entry.tier} GPU you waited for is ready, after {waited}. Open the session "
-        "and start it: nothing is charged until you do, and a GPU that is not started soon is "
-        "given back.",
+        body=f"The {entry.tier} GPU you waited for is ready, after {waited}. Nothing is charged "
+        f"until you start it. Sizzle holds it for you for {_hours(hold.total_seconds() / 3600)}, "
+        f"until {(now + hold).astimezone(UTC):%H:%M} UTC: open the session and press Start. If "
+        "it is not started by then, it is given back, still at no charge, and you can ask again.",
         now=now,
         link=f"/sessions/{session.id}",
         session_id=session.id,

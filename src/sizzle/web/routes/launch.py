@@ -154,6 +154,7 @@ async def _confirm_context(state: AppState, user: User, choice: LaunchChoice) ->
         "limits": limits,
         "form_key": uuid.uuid4().hex,
         "queue_wait": _hours_text(state.settings.queue_max_hours),
+        "queue_hold": f"{state.settings.queue_hold_minutes:g} minutes",
     }
 
 
