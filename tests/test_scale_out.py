@@ -30,12 +30,16 @@ from sizzle.db.models import (
     LaunchAttempt,
     LedgerAccount,
     LedgerEntry,
+    Notification,
     ProviderInstance,
+    QueuedLaunch,
     SessionEvent,
+    User,
 )
 from tests.conftest import POSTGRES_URL
 from tests.helpers import PASSWORD, confirm_address
 from tests.processes import SizzleProcesses
+from tests.smtp_inbox import Inbox
 
 pytestmark = [
     pytest.mark.slow,
@@ -446,3 +450,183 @@ async def _assert_ledger_balances(db: Database) -> None:
             assert account.balance >= 0, account.name
     for unit in {a.unit for a in accounts.values()}:
         assert sum(a.balance for a in accounts.values() if a.unit == unit) == 0, unit
+
+
+# --- notifications mailed once, a queued launch launched once ---------------------------------
+
+QUEUE_SETTINGS = {  # one starter GPU, and every job racing at short intervals
+    "SIZZLE_DEMO_CAPACITY": "1",
+    "SIZZLE_DEMO_PROVISION_SECONDS": str(PROVISION_SECONDS),
+    "SIZZLE_METER_INTERVAL_SECONDS": "0.2",
+    "SIZZLE_JOBS_INTERVAL_SECONDS": "0.1",
+    "SIZZLE_RECONCILE_INTERVAL_SECONDS": "0.5",
+    "SIZZLE_NOTIFICATION_INTERVAL_SECONDS": "0.1",
+    "SIZZLE_QUEUE_INTERVAL_SECONDS": "0.1",
+    "SIZZLE_FREE_MINUTES": "0",
+    "SIZZLE_RATE_LIMITS_ENABLED": "false",
+}
+# What each user is told, by mail, in the scenario below (the kinds of notification).
+TOLD = {
+    "holder@example.com": ["idle_stopped", "idle_warning", "session_ready"],
+    "waiter@example.com": ["queued_launch_ready", "session_auto_stopped"],
+}
+
+
+@pytest.fixture
+async def mail_cluster(
+    db: Database, database_url: str, tmp_path: Path, inbox: tuple[Inbox, int]
+) -> AsyncIterator[Cluster]:
+    """Like `cluster`, with one GPU of a tier and mail through the SMTP server on loopback."""
+    _, port = inbox
+    smtp = {"SIZZLE_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+    with Cluster(tmp_path, database_url, **QUEUE_SETTINGS, **smtp) as processes:
+        processes.set_clock(T0)
+        yield processes
+
+
+async def test_two_workers_mail_each_notification_once_and_launch_a_queued_launch_once(
+    mail_cluster: Cluster, db: Database, inbox: tuple[Inbox, int]
+) -> None:
+    cluster, (mailbox, _) = mail_cluster, inbox
+    cluster.cli("db", "upgrade")
+    for email in TOLD:
+        cluster.cli("admin", "create-user", email, "--password", PASSWORD)
+        cluster.cli("admin", "grant-credits", email, "5")
+    url_a, url_b = await asyncio.gather(cluster.replica("api_a"), cluster.replica("api_b"))
+    cluster.worker("worker1")
+    cluster.worker("worker2")
+
+    async with (
+        httpx.AsyncClient(base_url=url_a, timeout=WAIT_SECONDS) as a,
+        httpx.AsyncClient(base_url=url_b, timeout=WAIT_SECONDS) as b,
+    ):
+        holder, waiter = [
+            {"Authorization": f"Bearer {body['access_token']}"}
+            for body in [
+                await _json(
+                    await http.post(
+                        "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+                    )
+                )
+                for http, email in zip((a, b), TOLD, strict=True)
+            ]
+        ]
+
+        async def status_of(session_id: str, auth: dict[str, str]) -> str:
+            body = await _json(await b.get(f"/api/v1/sessions/{session_id}", headers=auth))
+            return str(body["status"])
+
+        async def until_status(session_id: str, auth: dict[str, str], status: str) -> None:
+            async def reached() -> bool:
+                return await status_of(session_id, auth) == status
+
+            await cluster.until(reached, f"session {session_id} {status}")
+
+        # The holder takes the one starter GPU, starts it, and leaves it unused: warned at
+        # 3 minutes, paused at 5 (mails: ready, the warning, the pause).
+        held = await a.post(
+            "/api/v1/sessions", json={"tier": "starter", "idle_minutes": 5}, headers=holder
+        )
+        held_id = (await _json(held, 201))["id"]
+        await cluster.until(lambda: _launched(b, held_id, holder), "the holder's GPU launched")
+        cluster.set_clock(T1)
+        await until_status(held_id, holder, "ready")
+        assert (await _json(await b.post(f"/api/v1/sessions/{held_id}/start", headers=holder)))[
+            "status"
+        ] == "active"
+
+        # None free for the waiter: the launch is queued (and waits, at no charge).
+        refused = await b.post("/api/v1/sessions", json={"tier": "starter"}, headers=waiter)
+        assert refused.status_code == 503, refused.text
+        queued = await _json(
+            await a.post("/api/v1/launch-queue", json={"tier": "starter"}, headers=waiter), 201
+        )
+        assert queued["status"] == "waiting"
+
+        cluster.set_clock(T1 + 180)
+        await cluster.until(lambda: _told(db, "idle_warning"), "the idle warning")
+        cluster.set_clock(T1 + 300)
+        await until_status(held_id, holder, "paused")
+        stopped = await a.post(f"/api/v1/sessions/{held_id}/stop", headers=holder)
+        assert (await _json(stopped))["status"] == "terminated"
+
+        # The GPU is free: one worker launches the queued launch; ready, the waiter is told.
+        async def entry() -> dict[str, Any]:
+            path = f"/api/v1/launch-queue/{queued['id']}"
+            return dict(await _json(await b.get(path, headers=waiter)))
+
+        async def launched_from_queue() -> bool:
+            return (await entry())["status"] == "launched"
+
+        await cluster.until(launched_from_queue, "the queued launch launched")
+        session_id = (await entry())["session_id"]
+        await cluster.until(lambda: _launched(b, session_id, waiter), "the waiter's GPU launched")
+        cluster.set_clock(T1 + 300 + PROVISION_SECONDS)
+        await until_status(session_id, waiter, "ready")
+        assert (await entry())["status"] == "ready"
+        # The waiter stays away: the GPU is held for them 30 minutes, then given back.
+        cluster.set_clock(T1 + 300 + PROVISION_SECONDS + 30 * 60)
+        await until_status(session_id, waiter, "terminated")
+
+        async def all_mailed() -> bool:
+            return await _mailed(db) == TOLD
+
+        await cluster.until(all_mailed, "every notification mailed")
+        await asyncio.sleep(1)  # ten more rounds of each worker's mail job: none mails again
+
+    async with db.read() as tx:
+        titles = {
+            (email, title)
+            for email, title in await tx.execute(
+                select(User.email, Notification.title).join(
+                    Notification, Notification.user_id == User.id
+                )
+            )
+        }
+        waiters = list(
+            await tx.scalars(
+                select(GpuSession).join(User).where(User.email == "waiter@example.com")
+            )
+        )
+        instances = Counter(i.session_id for i in await tx.scalars(select(ProviderInstance)))
+        demo = Counter(d.name for d in await tx.scalars(select(DemoInstance)))
+        attempts = Counter(
+            outcome
+            for (outcome,) in await tx.execute(
+                select(LaunchAttempt.outcome).where(LaunchAttempt.session_id == session_id)
+            )
+        )
+        entry_row = await tx.get(QueuedLaunch, queued["id"])
+    received = Counter((m["To"], m["Subject"]) for m in mailbox.messages)
+    assert received == dict.fromkeys(titles, 1)  # each notification mailed, and only once
+    assert [s.id for s in waiters] == [session_id]  # one session for the queued launch
+    assert (waiters[0].end_reason, waiters[0].charged_minutes) == ("abandoned", 0)
+    assert instances[session_id] == 1 and demo[f"sizzle-{session_id}"] == 1
+    assert attempts["launched"] == 1, attempts
+    assert entry_row is not None and (entry_row.status, entry_row.tries) == ("ready", 1)
+    assert len(cluster.log_events("launch.queue_launched")) == 1
+    assert len(cluster.log_events("idle.ended")) == 1
+
+
+async def _launched(http: httpx.AsyncClient, session_id: str, auth: dict[str, str]) -> bool:
+    body = await _json(await http.get(f"/api/v1/sessions/{session_id}", headers=auth))
+    return body["status"] == "provisioning" and body["gpu_type"] is not None
+
+
+async def _told(db: Database, kind: str) -> bool:
+    async with db.read() as tx:
+        return bool(await tx.scalar(select(func.count()).where(Notification.kind == kind)))
+
+
+async def _mailed(db: Database) -> dict[str, list[str]]:
+    """The kinds of notification mailed to each user so far (sorted)."""
+    async with db.read() as tx:
+        rows = await tx.execute(
+            select(User.email, Notification.kind)
+            .join(Notification, Notification.user_id == User.id)
+            .where(Notification.mail_status == "sent")
+        )
+        mailed: dict[str, list[str]] = {}
+        for email, kind in rows:
+            mailed.setdefault(email, []).append(kind)
+    return {email: sorted(kinds) for email, kinds in mailed.items()}
