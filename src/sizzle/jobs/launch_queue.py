@@ -21,7 +21,7 @@ from sizzle.db.database import Database
 from sizzle.db.models import GpuSession, QueuedLaunch, User
 from sizzle.domain.lifecycle import SessionStatus
 from sizzle.domain.tiers import TIERS
-from sizzle.services import launch_queue
+from sizzle.services import queue_outcomes
 from sizzle.services.launch_queue import QueueStatus
 from sizzle.services.orchestrator import Orchestrator
 
@@ -105,7 +105,7 @@ async def _launch_oldest(
         )
         if entry is None:
             return None
-        session = await launch_queue.launch_entry(tx, entry, now=now, lab_tiers=lab_tiers)
+        session = await queue_outcomes.launch_entry(tx, entry, now=now, lab_tiers=lab_tiers)
         return session is not None
 
 
@@ -126,7 +126,7 @@ async def _put_back_failed(db: Database, *, now: datetime) -> tuple[int, int]:
             .with_for_update(of=QueuedLaunch, skip_locked=True)
         )
         for entry, session in rows:
-            await launch_queue.back_to_waiting(tx, entry, session, now=now)
+            await queue_outcomes.back_to_waiting(tx, entry, session, now=now)
             if entry.status == Q.WAITING.value:
                 put_back += 1
             else:
@@ -147,7 +147,7 @@ async def _end_overdue(db: Database, *, now: datetime) -> tuple[int, int]:
             )
         )
         for entry in overdue:
-            await launch_queue.expire(tx, entry, now=now)
+            await queue_outcomes.expire(tx, entry, now=now)
         barred = list(
             await tx.scalars(
                 select(QueuedLaunch)
@@ -161,7 +161,7 @@ async def _end_overdue(db: Database, *, now: datetime) -> tuple[int, int]:
             )
         )
         for entry in barred:
-            await launch_queue.refuse(
+            await queue_outcomes.refuse(
                 tx, entry, "the account is no longer active", now=now, tell=False
             )
     return len(overdue), len(barred)

@@ -28,7 +28,7 @@ from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.tiers import TIERS
 from sizzle.errors import SizzleError
 from sizzle.providers.base import Boot, InstanceState, SupportsSsh, instance_name
-from sizzle.services import launch_queue, notification_events, ssh_keys
+from sizzle.services import notification_events, queue_outcomes, ssh_keys
 from sizzle.services.lifecycle import switch_status
 from sizzle.services.metering import lock_billing
 from sizzle.services.orchestrator import Attempt, Launch, Orchestrator
@@ -298,7 +298,7 @@ async def _to_ready(
         # A launch that waited in the queue tells its user in its own words (mailed: they
         # were not watching), and how long the GPU is kept for them; any other session gets
         # the general "ready".
-        if not await launch_queue.tell_ready(tx, fresh, now=now, hold=queue_hold):
+        if not await queue_outcomes.tell_ready(tx, fresh, now=now, hold=queue_hold):
             await notification_events.session_ready(tx, fresh, now=now)
         return 1
 
