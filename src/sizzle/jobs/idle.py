@@ -21,7 +21,6 @@ from sizzle.clock import from_ms, to_ms
 from sizzle.db.database import Database
 from sizzle.db.leases import lease, session_lease
 from sizzle.db.models import GpuSession
-from sizzle.domain.charges import SessionCharges
 from sizzle.domain.idle import (
     IDLE_ACTOR,
     WARN_BEFORE_MS,
@@ -34,9 +33,9 @@ from sizzle.domain.lifecycle import EndReason, SessionStatus
 from sizzle.domain.money import MS_PER_MINUTE
 from sizzle.errors import SizzleError
 from sizzle.providers.base import Provider, SupportsPause
+from sizzle.services import idle_notices
 from sizzle.services.activity import ActivityRecorder, mark_used
 from sizzle.services.lifecycle import switch_status
-from sizzle.services.notifications import Kind, notify, page_open
 from sizzle.services.sessions import lock_session, release_session
 from sizzle.settings import Settings
 
@@ -155,17 +154,8 @@ class IdleCheck:
                 IdlePhase.WARN
             ):
                 return False
-            told = await notify(
-                tx,
-                user_id=session.user_id,
-                kind=Kind.IDLE_WARNING,
-                key=f"idle_warning:{session.id}:{session.last_activity_ms}",
-                title=f"Your {session.tier} GPU {_will(self.providers, session)} in 2 minutes",
-                body=_warning_body(self.providers, session),
-                now=now,
-                link=f"/sessions/{session.id}",
-                session_id=session.id,
-                mail=not page_open(session, now),
+            told = await idle_notices.warn(
+                tx, session, can_pause=_can_pause(self.providers, session), now=now
             )
         if told:
             log.info("idle.warned", session_id=session_id)
@@ -214,21 +204,7 @@ class IdleCheck:
             await switch_status(
                 tx, session, S.STOPPING, actor=ACTOR, now=at, end_reason=EndReason.IDLE
             )
-        await notify(
-            tx,
-            user_id=session.user_id,
-            kind=Kind.IDLE_STOPPED,
-            key=f"idle_stopped:{session.id}:{session.last_activity_ms}",
-            title=(
-                f"Your {session.tier} GPU was paused because nobody used it"
-                if target is S.PAUSED
-                else f"Your {session.tier} GPU was stopped because nobody used it"
-            ),
-            body=_stopped_body(session, paused=target is S.PAUSED),
-            now=now,
-            link=f"/sessions/{session.id}",
-            session_id=session.id,
-        )
+        await idle_notices.ended(tx, session, paused=target is S.PAUSED, now=now)
         log.info("idle.ended", session_id=session.id, to_status=target, at=at.isoformat())
         return session
 
@@ -244,34 +220,6 @@ def _near_limit(now_ms: int) -> Any:
     )
 
 
-def _will(providers: dict[str, Provider], session: GpuSession) -> str:
+def _can_pause(providers: dict[str, Provider], session: GpuSession) -> bool:
     provider = providers.get(session.provider or "")
-    return "pauses" if isinstance(provider, SupportsPause) and session.instance_id else "stops"
-
-
-def _warning_body(providers: dict[str, Provider], session: GpuSession) -> str:
-    minutes = session.idle_minutes or 0
-    ending = (
-        "Paused time is free, and you can resume it whenever you like."
-        if _will(providers, session) == "pauses"
-        else "Stopping it ends the session and gives the GPU back."
-    )
-    return (
-        f"Nobody has used this session for {minutes - 2} minutes: no chat, no request, "
-        f"and its GPU is not busy. So that it does not cost you money for nothing, Sizzle "
-        f"{_will(providers, session)} it after {minutes} minutes without use. {ending} To keep "
-        'it running, open its page and press "Keep it running", or send it a request.'
-    )
-
-
-def _stopped_body(session: GpuSession, *, paused: bool) -> str:
-    charges = SessionCharges.of_session(session)
-    what = (
-        "Sizzle paused it, so it costs nothing now. Resume it from its page whenever you like."
-        if paused
-        else "Sizzle stopped it and gave the GPU back; nothing more is charged for it."
-    )
-    return (
-        f"Nobody used this session for {session.idle_minutes} minutes. {what} "
-        f"So far: {charges.text}."
-    )
+    return isinstance(provider, SupportsPause) and bool(session.instance_id)
