@@ -1,9 +1,12 @@
 """Idle auto-stop in a real browser (Debian's chromium, Playwright, Sizzle on loopback HTTP):
 two minutes before a running GPU nobody uses is paused, its live page counts down with "Keep
 it running"; pressing it hides the countdown without reloading the page; left alone, the page
-turns to "paused" and says why. Server time is the test's fake clock."""
+turns to "paused" and says why, and the inbox in the header tells the same, newest first.
+Server time is the test's fake clock."""
 
 from __future__ import annotations
+
+import re
 
 from sizzle.api.app import create_app
 from sizzle.clock import FakeClock, to_ms
@@ -63,3 +66,14 @@ async def test_the_idle_countdown_appears_and_keep_it_running_works(
         await expect(page.locator("#status-words")).to_contain_text("Paused", timeout=20_000)
         await expect(page.locator("#paused-idle")).to_contain_text("nobody used it for 15 minutes")
         await shot(page, "idle-04-paused")
+
+        await page.reload()  # the bell's count comes with each page
+        bell = page.locator("#notifications-bell")
+        unread = re.compile(r"^Notifications, \d+ unread$")
+        await expect(bell).to_have_attribute("aria-label", unread)
+        await bell.click()
+        told = page.locator("#inbox > li")
+        await expect(told.first).to_contain_text("was paused because nobody used it")
+        await expect(told.first).to_contain_text("it costs nothing now")
+        await expect(told.filter(has_text="pauses in 2 minutes")).to_have_count(1)
+        await shot(page, "idle-05-inbox")
