@@ -564,6 +564,13 @@ async def test_two_workers_mail_each_notification_once_and_launch_a_queued_launc
         cluster.set_clock(T1 + 300 + PROVISION_SECONDS)
         await until_status(session_id, waiter, "ready")
         assert (await entry())["status"] == "ready"
+
+        async def ready_mailed() -> bool:
+            return "queued_launch_ready" in (await _mailed(db)).get("waiter@example.com", [])
+
+        # Mailed before the clock jumps past the mail's sending lease: a send still under way
+        # then would be one whose lease ran out, which another worker takes up again by design.
+        await cluster.until(ready_mailed, "the ready mail sent")
         # The waiter stays away: the GPU is held for them 30 minutes, then given back.
         cluster.set_clock(T1 + 300 + PROVISION_SECONDS + 30 * 60)
         await until_status(session_id, waiter, "terminated")
