@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_only
 
+from sizzle.db import sqlite_driver
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A pooled PostgreSQL connection is replaced once this old, before a firewall or a proxy
 # between here and the server forgets it.
@@ -57,6 +59,8 @@ class Database:
             kwargs.update(pool_recycle=POOL_RECYCLE_SECONDS)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
+            if parsed.get_driver_name() == "aiosqlite":
+                sqlite_driver.install(self.engine)
             _tune_sqlite(self.engine)
         else:
             _refuse_closed_connections(self.engine)
