@@ -12,6 +12,10 @@ Two servers run side by side on loopback, each a uvicorn process of its own, on 
 - The floor: a bare Starlette app that reads the same user and session rows in one SELECT with
   SQLAlchemy Core on the same driver (aiosqlite or asyncpg) and the same pool size, and answers
   them as JSON. No auth, no middleware.
+- On SQLite, a second floor (`bare_one_trip`): the same bare app on Sizzle's own SQLite driver
+  (db/sqlite_driver.py: one trip to aiosqlite's thread per statement, where SQLAlchemy's stock
+  adapter makes four). The goal is set against the stock floor; the ratio to this one
+  (`ratio_to_one_trip`) shows what Sizzle's own layers cost over the same driver.
 
 Each is loaded in turn at each concurrency for `--duration` seconds (after a short warm-up),
 with wrk when it is installed, else with a bounded asyncio client of keep-alive connections.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -56,6 +61,7 @@ from starlette.routing import Route
 sys.path.insert(0, str(Path(__file__).parent))
 from support import active_session, bench_user, free_port, running  # noqa: E402
 
+from sizzle.db import sqlite_driver  # noqa: E402
 from sizzle.db.database import POOL_SIZE, Database  # noqa: E402
 from sizzle.db.migrate import upgrade  # noqa: E402
 from sizzle.security import create_access_token  # noqa: E402
@@ -82,8 +88,10 @@ def pool_options() -> dict[str, Any]:
     return {"pool_size": POOL_SIZE, "max_overflow": 0}
 
 
-def bare_app(database_url: str, user_id: str) -> Starlette:
+def bare_app(database_url: str, user_id: str, *, one_trip: bool = False) -> Starlette:
     engine: AsyncEngine = create_async_engine(database_url, **pool_options())
+    if one_trip:
+        sqlite_driver.install(engine)
 
     def plain(value: Any) -> Any:
         return value.isoformat() if isinstance(value, datetime | date) else value
@@ -249,7 +257,7 @@ def measure(
     load = load_with_wrk if client == "wrk" else load_with_asyncio
     results = []
     for connections in concurrencies:
-        floor_rps = 0.0
+        floors: dict[str, float] = {}
         for name, (url, headers) in servers.items():
             load(url, headers, connections=connections, seconds=min(2.0, seconds))  # warm up
             figures, errors = load(url, headers, connections=connections, seconds=seconds)
@@ -261,11 +269,18 @@ def measure(
                 "errors": errors,
                 "client": client,
             }
-            if name == "bare":
-                floor_rps = figures["rps"]
+            if name.startswith("bare"):
+                floors[name] = figures["rps"]
             else:
-                line["ratio_to_bare"] = round(figures["rps"] / floor_rps, 2) if floor_rps else None
-                line["goal"] = "ratio >= 0.5" + (", p99 <= 50 ms" if connections == 16 else "")
+                for floor, key in (
+                    ("bare", "ratio_to_bare"),
+                    ("bare_one_trip", "ratio_to_one_trip"),
+                ):
+                    if floors.get(floor):
+                        line[key] = round(figures["rps"] / floors[floor], 2)
+                line["goal"] = "ratio_to_bare >= 0.5" + (
+                    ", p99 <= 50 ms" if connections == 16 else ""
+                )
             print(json.dumps(line), flush=True)
             results.append(line)
     return results
@@ -275,7 +290,7 @@ def run(database_url: str, home: str, args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     user_id, session_id = asyncio.run(prepare(database_url, now))
     token = create_access_token(user_id, secret=SECRET, now=now, lifetime=timedelta(hours=2))
-    sizzle_port, bare_port = free_port(), free_port()
+    sizzle_port, bare_port, one_trip_port = free_port(), free_port(), free_port()
     env = {
         "SIZZLE_HOME": home,
         "SIZZLE_DATABASE_URL": database_url,
@@ -289,16 +304,20 @@ def run(database_url: str, home: str, args: argparse.Namespace) -> None:
     sizzle_command += ["--port", str(sizzle_port)]
     bare_command = [sys.executable, __file__, "--serve-bare", str(bare_port)]
     bare_command += ["--bare-database", database_url, "--bare-user", user_id]
+    one_trip_command = [*bare_command, "--bare-one-trip"]
+    one_trip_command[one_trip_command.index(str(bare_port))] = str(one_trip_port)
     sizzle_url, bare_url = f"http://127.0.0.1:{sizzle_port}", f"http://127.0.0.1:{bare_port}"
+    one_trip_url = f"http://127.0.0.1:{one_trip_port}"
+    is_sqlite = make_url(database_url).get_backend_name() == "sqlite"
     path = f"/api/v1/sessions/{session_id}"
-    with (
-        running(sizzle_command, url=f"{sizzle_url}/healthz", env=env),
-        running(bare_command, url=f"{bare_url}/healthz"),
-    ):
-        servers = {
-            "bare": (bare_url + path, {}),
-            "sizzle": (sizzle_url + path, {"Authorization": f"Bearer {token}"}),
-        }
+    with contextlib.ExitStack() as servers_running:
+        servers_running.enter_context(running(sizzle_command, url=f"{sizzle_url}/healthz", env=env))
+        servers_running.enter_context(running(bare_command, url=f"{bare_url}/healthz"))
+        servers = {"bare": (bare_url + path, {})}
+        if is_sqlite:
+            servers_running.enter_context(running(one_trip_command, url=f"{one_trip_url}/healthz"))
+            servers["bare_one_trip"] = (one_trip_url + path, {})
+        servers["sizzle"] = (sizzle_url + path, {"Authorization": f"Bearer {token}"})
         measure(
             servers,
             concurrencies=args.concurrency,
@@ -331,9 +350,10 @@ def main() -> None:
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--bare-database", help=argparse.SUPPRESS)
     parser.add_argument("--bare-user", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-one-trip", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:  # the floor, in a process of its own
-        app = bare_app(args.bare_database, args.bare_user)
+        app = bare_app(args.bare_database, args.bare_user, one_trip=args.bare_one_trip)
         uvicorn.run(
             app, host="127.0.0.1", port=args.serve_bare, log_level="warning", access_log=False
         )
