@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 
@@ -15,6 +18,7 @@ from sizzle.api.uploads import MAX_UPLOAD_BYTES
 from sizzle.clock import FakeClock
 from sizzle.db.database import Database
 from tests.api.workspace_stack import Stack, active_session
+from tests.domain.test_images import data_url
 from tests.helpers import PASSWORD, assert_error, log_in, make_user, sign_up
 from tests.services.test_attachments import pdf_of
 from tests.web.pages import csrf_of, post_form
@@ -147,3 +151,109 @@ async def page_checks(browser: httpx.AsyncClient, email: str, session_id: str) -
     assert read.json()["note"] == f"{hostile}: 2 rows, 8 characters included"
     forged = await browser.post("/attachments/extract", files=upload)
     assert forged.status_code == 403  # no CSRF token: refused before the file is read
+
+
+@asynccontextmanager
+async def signed_in_page(stack: Stack, email: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The site, as the live page's script reaches it: signed in by cookie; (client, token)."""
+    app = create_app(state=stack.state, run_jobs=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://sizzle.test") as page:
+        signed_in = await post_form(page, "/signin", {"email": email, "password": PASSWORD})
+        assert signed_in.status_code == 303, signed_in.text
+        yield page, csrf_of(await page.get("/chats"))
+
+
+PHOTO = data_url(1024, 768, "JPEG")
+HOSTILE_PDF = '<img src=x onerror="alert(1)">report.pdf'
+
+
+async def with_vision_session(
+    stack: Stack, db: Database, clock: FakeClock
+) -> tuple[str, dict[str, str], str]:
+    """A user with an active session of a model that sees images: (email, auth, session id)."""
+    user = await make_user(db, now=clock.now())
+    auth = await log_in(stack.http, email=user.email)
+    return user.email, auth, await active_session(stack, auth=auth, model="gemma3-4b")
+
+
+def question_with_files(pdf_prompt: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A question sent from the page with a PDF and a photo: (the message, its `attached`)."""
+    message = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": f"{pdf_prompt}\n\nWhat do these show?"},
+            {"type": "image_url", "image_url": {"url": PHOTO}},
+        ],
+    }
+    attached = {
+        "question": "What do these show?",
+        "files": [
+            {"name": HOSTILE_PDF, "kind": "pdf", "note": f"{HOSTILE_PDF}: 1 page, 30 characters"},
+            {"name": "photo.png", "kind": "image", "note": "photo.png: image, 1024 × 768"},
+        ],
+    }
+    return message, attached
+
+
+async def test_a_question_is_saved_with_its_image_and_its_files_notes_as_the_page_sent_it(
+    stack: Stack, db: Database, clock: FakeClock
+) -> None:
+    email, _, session_id = await with_vision_session(stack, db, clock)
+    pdf_prompt = 'Attached file "x.pdf":\n\nSales rose 9%.\n\n(End of "x.pdf".)'
+    message, attached = question_with_files(pdf_prompt)
+    async with signed_in_page(stack, email) as (page, token):
+        headers = {"X-CSRF-Token": token}
+        chat = (await page.post("/chats", json={"session_id": session_id}, headers=headers)).json()
+        ask = {"messages": [message], "conversation_id": chat["id"], "attached": attached}
+        wrong = {**ask, "attached": {**attached, "question": "Something else"}}
+        refused = await page.post(f"/sessions/{session_id}/chat", json=wrong, headers=headers)
+        assert_error(refused, 422, "attached_mismatch")
+        answer = await page.post(f"/sessions/{session_id}/chat", json=ask, headers=headers)
+        assert answer.status_code == 200, answer.text
+        await stack.state.chat_proxy.saver.flush()
+        saved = (await page.get(f"/chats/{chat['id']}/data.json")).json()
+        markdown = (await page.get(f"/chats/{chat['id']}/export.md")).text
+    assert len([body for kind, body in stack.node.requests if kind == "chat"]) == 1
+    assert saved["title"] == "What do these show?"  # named after the question as typed
+    question = saved["messages"][0]
+    assert question["attached"] == attached
+    assert question["parts"] == message["content"]  # the image as it was sent
+    assert question["content"] == f"{pdf_prompt}\n\nWhat do these show?"  # what the model read
+    assert saved["size_bytes"] == len(question["content"]) + len(PHOTO) + len(
+        "Hello from the node."
+    )
+    # the download says what went with the question, as the page does
+    notes = f"[file: {HOSTILE_PDF}: 1 page, 30 characters]\n[image: 1024×768 JPEG]"
+    assert f"## You\n\n{notes}\n\nWhat do these show?\n" in markdown
+    assert "Sales rose 9%." not in markdown and "base64" not in markdown
+
+
+async def test_a_chat_with_images_carries_on_without_them_for_a_model_that_cannot_see(
+    stack: Stack, db: Database, clock: FakeClock
+) -> None:
+    email, auth, seeing = await with_vision_session(stack, db, clock)
+    message, attached = question_with_files("The PDF's text.")
+    async with signed_in_page(stack, email) as (page, token):
+        headers = {"X-CSRF-Token": token}
+        chat = (await page.post("/chats", json={"session_id": seeing}, headers=headers)).json()
+        ask = {"messages": [message], "conversation_id": chat["id"], "attached": attached}
+        first = await page.post(f"/sessions/{seeing}/chat", json=ask, headers=headers)
+        assert first.headers["X-Sizzle-Dropped-Images"] == "0"
+        assert (await stack.http.post(f"/api/v1/sessions/{seeing}/stop", headers=auth)).is_success
+        blind = await active_session(stack, auth=auth)  # Llama 3.1 8B sees no images
+        await stack.state.chat_proxy.saver.flush()
+        saved = (await page.get(f"/chats/{chat['id']}/data.json")).json()["messages"]
+        history = [{"role": m["role"], "content": m["parts"] or m["content"]} for m in saved]
+        follow_up = {"role": "user", "content": "And in one word?"}
+        ask = {"messages": [*history, follow_up], "conversation_id": chat["id"]}
+        carried = await page.post(f"/sessions/{blind}/chat", json=ask, headers=headers)
+    assert carried.status_code == 200, carried.text
+    assert carried.headers["X-Sizzle-Dropped-Images"] == "1"
+    sent = [body for kind, body in stack.node.requests if kind == "chat"][-1]
+    assert [m["content"] for m in sent["messages"]] == [
+        "The PDF's text.\n\nWhat do these show?",  # the text the first model read, no image
+        "Hello from the node.",
+        "And in one word?",
+    ]
+    assert stack.node.images_seen == [base64.b64decode(PHOTO.split(",", 1)[1])]  # once only

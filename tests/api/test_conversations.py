@@ -20,6 +20,7 @@ from sizzle.services.carry_on import carry_on
 from sizzle.state import AppState
 from tests.api.test_chat_proxy import CHAT, content, events
 from tests.api.workspace_stack import HELLO, MODEL_TAG, Stack, active_session
+from tests.domain.test_images import data_url
 from tests.helpers import (
     PASSWORD,
     assert_error,
@@ -326,3 +327,37 @@ async def test_a_chat_outlives_pause_resume_and_stop_and_carries_on_in_a_new_ses
     carried = (await stack.http.get(f"{API}/{chat['id']}", headers=auth)).json()
     assert carried["session_id"] == second and len(carried["messages"]) == 6
     assert {m["status"] for m in carried["messages"]} == {"done"}
+
+
+async def test_an_image_is_kept_counted_toward_the_cap_and_exported_in_words(stack: Stack) -> None:
+    auth = await sign_up(stack.http)
+    await active_session(stack, auth=auth, model="gemma3-4b")
+    chat = await new_chat(stack.http, auth)
+    headers = {**auth, "X-Sizzle-Conversation": chat["id"]}
+    photo = data_url(1024, 768, "JPEG")
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": photo}},
+    ]
+    ask = {"model": "gemma3-4b", "messages": [{"role": "user", "content": parts}]}
+    assert (await stack.http.post(CHAT, json=ask, headers=headers)).status_code == 200
+    await stack.state.chat_proxy.saver.flush()
+    saved = (await stack.http.get(f"{API}/{chat['id']}", headers=auth)).json()
+    assert saved["messages"][0]["parts"] == parts
+    assert saved["size_bytes"] == len("What is this?") + len(photo) + len("Hello from the node.")
+
+    markdown = (await stack.http.get(f"{API}/{chat['id']}/export", headers=auth)).text
+    assert "## You\n\n[image: 1024×768 JPEG]\n\nWhat is this?\n" in markdown
+    assert "base64" not in markdown
+    exported = await stack.http.get(
+        f"{API}/{chat['id']}/export", params={"format": "json"}, headers=auth
+    )
+    assert json.loads(exported.text)["messages"][0]["parts"] == parts
+
+    # room for another question's text, not for its image too
+    stack.state.settings.chat_max_bytes_per_conversation = saved["size_bytes"] + len(photo) - 1
+    full = await stack.http.post(CHAT, json=ask, headers=headers)
+    assert "This chat has reached its limit" in assert_error(full, 413, "chat_full")["message"]
+    text_only = {"model": "gemma3-4b", "messages": [{"role": "user", "content": "And now?"}]}
+    assert (await stack.http.post(CHAT, json=text_only, headers=headers)).status_code == 200
+    assert len([kind for kind, _ in stack.node.requests if kind == "chat"]) == 2

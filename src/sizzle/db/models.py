@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -615,7 +616,12 @@ class Conversation(Base):
 class ConversationMessage(Base):
     """One message of a saved chat, in the order written (`id`). An answer is saved while it
     streams: `status` is streaming until it ends, then done, stopped (the reader went away) or
-    failed. Token counts are what the model server reported for the answer."""
+    failed. Token counts are what the model server reported for the answer.
+
+    `content` is the text the model read (an attached document's text included). A question
+    sent with images keeps its content parts in `parts` (domain/images.py says which), to be
+    sent again when the chat carries on; `attached` is what the page showed of a question
+    with files: the question as typed and each file's note, so a reload shows it the same."""
 
     __tablename__ = "conversation_messages"
     __table_args__ = (
@@ -631,4 +637,6 @@ class ConversationMessage(Base):
     session_id: Mapped[str | None] = mapped_column(String(32))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    parts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    attached: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

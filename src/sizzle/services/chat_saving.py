@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sizzle.clock import Clock
 from sizzle.db.database import Database
 from sizzle.db.models import Conversation, ConversationMessage
+from sizzle.domain.images import images_size, kept_parts
 from sizzle.services.batched import BatchedWrites
 from sizzle.services.conversations import DEFAULT_TITLE, title_from
 
@@ -39,6 +40,23 @@ def question_text(messages: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def question_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The content parts of the request's last message, as kept, when the user sent images."""
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    return kept_parts(last.get("content"))
+
+
+def question_size(messages: list[dict[str, Any]]) -> int:
+    """The bytes saving the request's question adds to its chat: its text and its images."""
+    return _size(question_text(messages), question_parts(messages))
+
+
+def _size(question: str | None, parts: list[dict[str, Any]] | None) -> int:
+    return 0 if question is None else len(question.encode()) + images_size(parts)
+
+
 class SavedTurn:
     """One exchange being saved: the question (if any) and the answer as it arrives."""
 
@@ -51,10 +69,12 @@ class SavedTurn:
         model: str,
         question: str | None,
         now: datetime,
+        parts: list[dict[str, Any]] | None = None,
+        attached: dict[str, Any] | None = None,
     ) -> None:
         self.saver = saver
         self.conversation_id, self.session_id, self.model = conversation_id, session_id, model
-        self.question = question
+        self.question, self.parts, self.attached = question, parts, attached
         self.started_at = now
         self.pieces: list[str] = []
         self.status = "streaming"
@@ -85,6 +105,16 @@ class SavedTurn:
         self.saver.flush_now()
 
     @property
+    def typed(self) -> str:
+        """The question as the user typed it (without the text of the files it went with)."""
+        return str((self.attached or {}).get("question") or self.question or "")
+
+    @property
+    def question_size(self) -> int:
+        """The bytes its question holds: its text and its images."""
+        return _size(self.question, self.parts)
+
+    @property
     def ended(self) -> bool:
         return self.status != "streaming"
 
@@ -107,8 +137,10 @@ class ChatSaver(BatchedWrites):
         session_id: str,
         model: str,
         messages: list[dict[str, Any]],
+        attached: dict[str, Any] | None = None,
     ) -> SavedTurn:
-        """A turn of `conversation_id`, saved from now on (nothing is written here)."""
+        """A turn of `conversation_id`, saved from now on (nothing is written here). The
+        question keeps its images, and `attached`: what the page showed of it with files."""
         turn = SavedTurn(
             self,
             conversation_id=conversation_id,
@@ -116,6 +148,8 @@ class ChatSaver(BatchedWrites):
             model=model,
             question=question_text(messages),
             now=self.clock.now(),
+            parts=question_parts(messages),
+            attached=attached,
         )
         self._turns.append(turn)
         self.flush_soon()
@@ -176,7 +210,7 @@ async def _write_turn(
 ) -> tuple[int | None, int]:
     """Insert the turn's rows (the first time) or update its answer; the conversation's size
     and last use follow. Returns the answer's id and the size the rows now hold."""
-    size = len(answer.encode()) + (len(turn.question.encode()) if turn.question else 0)
+    size = len(answer.encode()) + turn.question_size
     values = {
         "content": answer,
         "status": status,
@@ -193,14 +227,19 @@ async def _write_turn(
         if turn.question is not None:
             await tx.execute(
                 insert(ConversationMessage).values(
-                    role="user", content=turn.question, status="done", **common
+                    role="user",
+                    content=turn.question,
+                    status="done",
+                    parts=turn.parts,
+                    attached=turn.attached,
+                    **common,
                 )
             )
             await tx.execute(
                 update(Conversation)
                 .where(Conversation.id == turn.conversation_id)
                 .where(Conversation.title == DEFAULT_TITLE)
-                .values(title=title_from(turn.question))
+                .values(title=title_from(turn.typed))
             )
         answer_id = await tx.scalar(
             insert(ConversationMessage)

@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import Conversation, ConversationMessage, GpuSession
+from sizzle.domain.images import describe, image_url
 from sizzle.errors import NotFound, PayloadTooLarge
 from sizzle.settings import Settings
 
@@ -59,8 +60,11 @@ async def user_size(tx: AsyncSession, user_id: str) -> int:
     return int(total or 0)
 
 
-async def _require_user_room(tx: AsyncSession, user_id: str, caps: Caps) -> None:
-    if await user_size(tx, user_id) >= caps.per_user:
+async def _require_user_room(
+    tx: AsyncSession, user_id: str, caps: Caps, *, adding: int = 0
+) -> None:
+    used = await user_size(tx, user_id)
+    if used >= caps.per_user or used + adding > caps.per_user:
         raise PayloadTooLarge(
             f"Your saved chats have reached their limit of {_megabytes(caps.per_user)}. "
             "Delete some old chats on the Chats page to save new messages.",
@@ -77,18 +81,20 @@ async def get_conversation(tx: AsyncSession, conversation_id: str, *, user_id: s
 
 
 async def check_room(
-    tx: AsyncSession, conversation_id: str, *, user_id: str, caps: Caps
+    tx: AsyncSession, conversation_id: str, *, user_id: str, caps: Caps, adding: int = 0
 ) -> Conversation:
-    """The user's conversation, if it may take another exchange; 413 with what to do when
-    it, or all the user's chats together, are full."""
+    """The user's conversation, if it may take another exchange whose question holds `adding`
+    bytes (its text and images); 413 with what to do when it, or all the user's chats
+    together, are full or would be."""
     found = await get_conversation(tx, conversation_id, user_id=user_id)
-    if found.size_bytes >= caps.per_conversation:
+    used = found.size_bytes
+    if used >= caps.per_conversation or used + adding > caps.per_conversation:
         raise PayloadTooLarge(
             f"This chat has reached its limit of {_megabytes(caps.per_conversation)}. "
             "Start a new chat to carry on.",
             code="chat_full",
         )
-    await _require_user_room(tx, user_id, caps)
+    await _require_user_room(tx, user_id, caps, adding=adding)
     return found
 
 
@@ -205,6 +211,8 @@ def message_data(message: ConversationMessage) -> dict[str, Any]:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "created_at": message.created_at.isoformat(),
+        "parts": message.parts,
+        "attached": message.attached,
     }
 
 
@@ -247,10 +255,24 @@ def as_markdown(row: Conversation, messages: list[ConversationMessage]) -> str:
     if row.system_prompt:
         lines += ["## System prompt", "", row.system_prompt, ""]
     for message in messages:
-        lines += [f"## {_SPEAKERS.get(message.role, message.role)}", "", message.content, ""]
+        lines += [f"## {_SPEAKERS.get(message.role, message.role)}", "", *_markdown_body(message)]
         if message.status in _ENDINGS:
             lines += [f"_{_ENDINGS[message.status]}_", ""]
     return "\n".join(lines)
+
+
+def _markdown_body(message: ConversationMessage) -> list[str]:
+    """A message's lines: what went with a question in words (a note for each file and image,
+    not a document's text again nor a picture's base64), then its text as written."""
+    notes = [f"[file: {note}]" for note in _file_notes(message)]
+    notes += [f"[{describe(url)}]" for url in map(image_url, message.parts or []) if url]
+    text = (message.attached or {}).get("question", message.content)
+    return [*notes, "", text, ""] if notes else [message.content, ""]
+
+
+def _file_notes(message: ConversationMessage) -> list[str]:
+    files = (message.attached or {}).get("files") or []
+    return [f["note"] for f in files if f.get("kind") != "image"]
 
 
 def export_filename(row: Conversation, extension: str) -> str:

@@ -5,7 +5,7 @@ export as Markdown or JSON. A chat's messages are saved by the chat relay: send
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, Security, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +59,16 @@ class MessageOut(BaseModel):
     model: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    parts: list[dict[str, Any]] | None = Field(
+        None,
+        description="A question sent with images: its content parts, as sent again when the "
+        "chat carries on (only inline PNG, JPEG, WebP and GIF images are kept).",
+    )
+    attached: dict[str, Any] | None = Field(
+        None,
+        description="A question sent from the page with files: `question` as typed and "
+        "`files`, each with its `name`, `kind` and `note` (`content` holds the files' text).",
+    )
     created_at: datetime
 
 

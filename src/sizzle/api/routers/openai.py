@@ -27,6 +27,7 @@ from sizzle.db.models import GpuSession
 from sizzle.errors import PayloadTooLarge, ValidationFailed
 from sizzle.safe_json import parse_json
 from sizzle.services import conversations, embeddings
+from sizzle.services.chat_saving import question_size
 from sizzle.services.embeddings import EmbeddingsIn
 from sizzle.services.workspace import chat_session
 from sizzle.state import AppState
@@ -124,6 +125,7 @@ async def _caller_session(
                 conversation_id,
                 user_id=user.id,
                 caps=conversations.caps_of(state.settings),
+                adding=question_size(body["messages"]),
             )
     return body, checked, session
 

@@ -4,12 +4,12 @@ makes chats through the JSON routes here, signed in by the session cookie."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sizzle.api.deps import IdPath, PagingDep, StateDep
 from sizzle.api.relay import RelayResponse
@@ -22,18 +22,40 @@ from sizzle.api.routers.conversations import (
     export_response,
     read_conversation,
 )
-from sizzle.api.routers.openai import RawBody, parse_body
+from sizzle.api.routers.openai import MAX_BODY_BYTES, RawBody, parse_body
 from sizzle.api.routers.sessions import SessionId
 from sizzle.api.schemas import CleanStr
 from sizzle.domain.context import fit_history
+from sizzle.domain.images import without_earlier_images
+from sizzle.errors import ValidationFailed
 from sizzle.services import conversations
+from sizzle.services.attachments import MAX_NAME_CHARS
 from sizzle.services.carry_on import carry_on
+from sizzle.services.chat_saving import question_size, question_text
 from sizzle.services.model_library import chat_context
-from sizzle.services.workspace import chat_session
+from sizzle.services.workspace import chat_session, sees_images
 from sizzle.web.deps import CsrfChecked, SignedIn
 from sizzle.web.render import render
 
 router = APIRouter(include_in_schema=False)
+
+
+class AttachedFile(BaseModel):
+    """A file that went with the question, as the page listed it (the note Sizzle wrote)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: CleanStr = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    kind: Literal["text", "markdown", "csv", "pdf", "image"]
+    note: CleanStr = Field(min_length=1, max_length=400)
+
+
+class Attached(BaseModel):
+    """What the page shows of a question sent with files: the question as typed (the end of
+    the message's text; the documents' text comes before it) and the files' notes."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: CleanStr = Field(max_length=MAX_BODY_BYTES)
+    files: list[AttachedFile] = Field(min_length=1, max_length=20)
 
 
 class WebChatIn(ChatSettings):
@@ -41,6 +63,22 @@ class WebChatIn(ChatSettings):
 
     messages: list[dict[str, Any]] = Field(min_length=1, max_length=500)
     conversation_id: CleanStr | None = Field(None, max_length=64)
+    attached: Attached | None = None
+
+
+def attached_of(body: WebChatIn) -> dict[str, Any] | None:
+    """The files the question went with, to keep with it; 422 when `attached` does not
+    describe the message sent (its question must be what the message's text ends with)."""
+    if body.attached is None:
+        return None
+    text = question_text(body.messages)
+    question = body.attached.question
+    if text is None or not (text == question or text.endswith("\n\n" + question)):
+        raise ValidationFailed(
+            "attached.question must be the end of the last message, which the user wrote.",
+            code="attached_mismatch",
+        )
+    return body.attached.model_dump()
 
 
 @router.post("/sessions/{session_id}/chat", dependencies=[CsrfChecked])
@@ -51,6 +89,7 @@ async def live_chat(
     the chat named (the question, and the answer as it arrives). Its body is read as the API's
     chat reads it: 413 past the same limit (room for a few images), 422 in sentences."""
     _, body = parse_body(raw, WebChatIn)
+    attached = attached_of(body)
     async with state.db.read() as tx:
         session = await chat_session(tx, user_id=user.id, model=None, session_id=session_id)
         if body.conversation_id is not None:
@@ -59,6 +98,7 @@ async def live_chat(
                 body.conversation_id,
                 user_id=user.id,
                 caps=conversations.caps_of(state.settings),
+                adding=question_size(body.messages),
             )
     target = await state.workspace.target_of(session)
     turn = None
@@ -68,12 +108,18 @@ async def live_chat(
             session_id=session.id,
             model=target.model,
             messages=body.messages,
+            attached=attached,
         )
+    images_left_out = 0
+    if sees_images(target.model) is False:  # a chat carried on from a model that sees them
+        messages, images_left_out = without_earlier_images(body.messages)
+        body = body.model_copy(update={"messages": messages})
     request, dropped = chat_request(body, context_tokens=chat_context(target.model))
     events = await state.chat_proxy.open_stream(target, request, turn=turn)
     answer = RelayResponse(events, stall_seconds=state.settings.chat_stall_seconds)
-    # the page says that the oldest turns were left out, and how many
+    # the page says that the oldest turns, or earlier images, were left out, and how many
     answer.headers["X-Sizzle-Dropped-Messages"] = str(dropped)
+    answer.headers["X-Sizzle-Dropped-Images"] = str(images_left_out)
     return answer
 
 
