@@ -50,7 +50,7 @@
       say(answer && answer.error ? answer.error.message : `${file.name} could not be read (HTTP ${response.status}).`);
       return;
     }
-    const item = { kind: "document", name: answer.name, note: answer.note, prompt: answer.prompt };
+    const item = { kind: "document", fileKind: answer.kind, name: answer.name, note: answer.note, prompt: answer.prompt };
     pending.push(item); show(item);
   }
 
@@ -74,7 +74,8 @@
     paint.fillStyle = "#fff"; paint.fillRect(0, 0, width, height);  // JPEG has no transparency
     paint.drawImage(picture, 0, 0, width, height);
     const url = canvas.toDataURL("image/jpeg", 0.85);
-    const item = { kind: "image", name: file.name, url, note: `${file.name}: image, sent as ${width} × ${height} pixels` };
+    const name = Array.from(file.name).slice(0, 120).join("") || "image";  // as Sizzle keeps a name
+    const item = { kind: "image", fileKind: "image", name, url, note: `${name}: image, sent as ${width} × ${height} pixels` };
     pending.push(item); show(item);
   }
 
@@ -116,20 +117,21 @@
 
   window.SizzleAttachments = {
     // The next message's content (a string, or OpenAI content parts when images go with it),
-    // and what the page shows of it; the attachments are used up.
+    // and what went with it, kept with the saved chat so that a reload shows the question as
+    // typed with a note for each file (`attached`, null without files); the files are used up.
     take(text) {
-      if (!pending.length) return { content: text, shown: text };
+      if (!pending.length) return { content: text, attached: null };
       const documents = pending.filter((item) => item.kind === "document");
       const images = pending.filter((item) => item.kind === "image");
       const prompt = documents.map((item) => item.prompt).concat([text]).join("\n\n");
-      const notes = pending.map((item) => `Attached ${item.note}`);
+      const files = pending.map((item) => ({ name: item.name, kind: item.fileKind, note: item.note }));
       for (const item of pending) item.row.remove();
       pending.length = 0;
       say("");
       const content = images.length
         ? [{ type: "text", text: prompt }].concat(images.map((item) => ({ type: "image_url", image_url: { url: item.url } })))
         : prompt;
-      return { content, shown: `${notes.join("\n")}\n\n${text}` };
+      return { content, attached: { question: text, files } };
     },
   };
 })();

@@ -24,8 +24,54 @@
     log.scrollTop = log.scrollHeight;
     return el;
   }
+  // Only an inline picture in one of four formats is shown: never an address to fetch, never
+  // an SVG (it can carry script). Mirrors domain/images.py.
+  const SAFE_IMAGE = /^data:image\/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/]*={0,2}$/;
+  function imagesOf(content) {
+    if (!Array.isArray(content)) return [];
+    return content.filter((part) => part && part.type === "image_url" && part.image_url)
+      .map((part) => (typeof part.image_url === "string" ? part.image_url : part.image_url.url))
+      .filter((url) => typeof url === "string" && SAFE_IMAGE.test(url));
+  }
+  function textOf(content) {
+    if (!Array.isArray(content)) return typeof content === "string" ? content : "";
+    return content.filter((part) => part && part.type === "text" && typeof part.text === "string")
+      .map((part) => part.text).join("\n\n");
+  }
+  // The user's bubble: a note for each file that went with the question, the question as typed
+  // (not the documents' text before it), then its pictures. All of it text, never HTML.
+  function showQuestion(log, { text, attached, images }) {
+    const el = bubble(log, "user");
+    if (attached && Array.isArray(attached.files)) {
+      for (const file of attached.files) {
+        const note = document.createElement("div");
+        note.className = "attached-note";
+        note.textContent = `Attached ${file.note}`;
+        el.appendChild(note);
+      }
+      text = attached.question;
+    }
+    const words = document.createElement("div");
+    words.textContent = text;
+    el.appendChild(words);
+    if (images.length) {
+      const row = document.createElement("div");
+      row.className = "msg-images";
+      images.forEach((url, index) => {
+        const picture = document.createElement("img");
+        picture.src = url;  // checked against SAFE_IMAGE above
+        picture.alt = `Image ${index + 1} sent with this message`;
+        row.appendChild(picture);
+      });
+      el.appendChild(row);
+    }
+    return el;
+  }
   function showSaved(log, message) {
-    if (message.role === "user") { bubble(log, "user").textContent = message.content; return; }
+    if (message.role === "user") {
+      showQuestion(log, { text: message.content, attached: message.attached, images: imagesOf(message.parts) });
+      return;
+    }
     const el = bubble(log, "assistant");
     const body = document.createElement("div"); body.innerHTML = render(message.content);
     const meta = document.createElement("div"); meta.className = "meta";
@@ -94,7 +140,9 @@
     conversation = [];
     for (const message of body.messages) {
       showSaved(log, message);
-      if (message.content) conversation.push({ role: message.role, content: message.content });
+      // a question sent with images is sent again with them (the server leaves them out for a
+      // model that cannot see, and says so)
+      if (message.content || message.parts) conversation.push({ role: message.role, content: message.parts || message.content });
     }
     say(body.model_name && sessionModel && body.model_name !== sessionModel
       ? `This chat was held with ${body.model_name}. Your next message goes to this session's model, ${sessionModel}, with the chat so far.` : "");
@@ -131,9 +179,9 @@
       window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: { chat: current, made: true } }));
     }
     // attachments.js adds the files chosen: documents' text, images as content parts
-    const message = window.SizzleAttachments ? window.SizzleAttachments.take(text) : { content: text, shown: text };
+    const message = window.SizzleAttachments ? window.SizzleAttachments.take(text) : { content: text, attached: null };
     conversation.push({ role: "user", content: message.content });
-    bubble(log, "user").textContent = message.shown;
+    showQuestion(log, { text, attached: message.attached, images: imagesOf(message.content) });
     const answer = bubble(log, "assistant");
     const body = document.createElement("div"); body.className = "typing"; body.textContent = "Thinking";
     const meta = document.createElement("div"); meta.className = "meta";
@@ -146,16 +194,16 @@
       const response = await fetch(live.dataset.chatUrl, {
         method: "POST", credentials: "same-origin", signal: controller.signal,
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ messages: conversation, conversation_id: current.id, ...settings() }),
+        body: JSON.stringify({
+          messages: conversation, conversation_id: current.id, ...settings(),
+          ...(message.attached ? { attached: message.attached } : {}),
+        }),
       });
       if (!response.ok) {
         const err = await response.json().catch(() => null);
         throw new Error(err && err.error ? err.error.message : `HTTP ${response.status}`);
       }
-      const dropped = parseInt(response.headers.get("X-Sizzle-Dropped-Messages") || "0", 10);
-      if (dropped > 0) {
-        say(`This chat is longer than ${sessionModel || "the model"} can read at once, so its ${dropped === 1 ? "oldest message was" : `${dropped} oldest messages were`} left out of this question. The chat itself keeps them.`);
-      }
+      say(leftOut(response.headers));
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
@@ -201,6 +249,16 @@
     if (failed) parts.push(`error: ${failed}`);
     meta.textContent = parts.join(" · ");
     window.dispatchEvent(new CustomEvent("sizzle:sent"));
+  }
+  // What the server left out of this question, in words ("" when nothing was).
+  function leftOut(headers) {
+    const count = (name) => parseInt(headers.get(name) || "0", 10) || 0;
+    const dropped = count("X-Sizzle-Dropped-Messages"), images = count("X-Sizzle-Dropped-Images");
+    const model = sessionModel || "the model";
+    const said = [];
+    if (dropped > 0) said.push(`This chat is longer than ${model} can read at once, so its ${dropped === 1 ? "oldest message was" : `${dropped} oldest messages were`} left out of this question.`);
+    if (images > 0) said.push(`${model} cannot see images, so ${images === 1 ? "the image" : `the ${images} images`} sent earlier in this chat ${images === 1 ? "was" : "were"} left out.`);
+    return said.length ? `${said.join(" ")} The chat itself keeps ${dropped + images === 1 ? "it" : "them"}.` : "";
   }
   function titleOf(text) {  // as the server names a chat after its first question
     const line = text.split(/\s+/).filter(Boolean).join(" ");
