@@ -296,3 +296,19 @@ async def test_a_session_in_use_is_charged_every_minute_it_starts(
         body = await get_session(client, auth=auth, session_id=session_id)
         assert body["status"] == "active"
         assert body["charged_minutes"] == -(-body["active_seconds"] // MINUTE)  # every started
+
+
+async def test_every_notice_about_a_gpu_names_it_in_sentence_case(
+    client: httpx.AsyncClient, state: AppState, clock: FakeClock, db: Database
+) -> None:
+    auth = await _paying_user(client, db, clock)
+    session_id = await launch_active_session(client, state, clock, auth=auth)
+    await _after(state, clock, seconds=13 * MINUTE)  # the idle warning
+    async with db.read() as tx:
+        titles = list(
+            await tx.scalars(
+                select(Notification.title).where(Notification.session_id == session_id)
+            )
+        )
+    assert len(titles) >= 2  # it was ready; it is about to pause
+    assert all(title.startswith("Your starter GPU ") for title in titles), titles

@@ -133,6 +133,7 @@ async def test_the_model_step_opens_on_the_recommended_model(
     checked = re.findall(r'name="model" value="([^"]+)" checked', page.text)
     assert checked and checked[0] != "none", checked
     assert "Best pick" in page.text and "Search the library" in page.text
+    assert "should run on your <strong>starter</strong> GPU?" in page.text  # as the notices say
     coding = await browser.get("/launch?step=model&tier=starter&task=code")
     pick = re.findall(r'name="model" value="([^"]+)" checked', coding.text)[0]
     assert pick in {"devstral-24b", "qwen2.5-coder-14b", "codestral-22b"}, pick

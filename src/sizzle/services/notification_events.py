@@ -32,9 +32,9 @@ def session_link(session: GpuSession) -> str:
 
 
 def _what(session: GpuSession) -> str:
-    """'Your Pro GPU (llama3.1:8b)'."""
+    """'Your pro GPU (llama3.1:8b)': sentence case, as every notice names a GPU."""
     model = f" ({session.model})" if session.model else ""
-    return f"Your {session.tier.capitalize()} GPU{model}"
+    return f"Your {session.tier} GPU{model}"
 
 
 async def session_ready(tx: AsyncSession, session: GpuSession, *, now: datetime) -> None:
