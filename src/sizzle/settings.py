@@ -165,14 +165,14 @@ class Settings(BaseSettings):
     chat_max_bytes_per_conversation: int = Field(
         2_000_000,
         ge=1_000,
-        description="Text one saved chat may hold (bytes); past it, the chat takes no new "
-        "messages and the user is asked to start a new one.",
+        description="Text and images one saved chat may hold (bytes); past it, the chat takes "
+        "no new messages and the user is asked to start a new one.",
     )
     chat_max_bytes_per_user: int = Field(
         50_000_000,
         ge=1_000,
-        description="Text all of one account's saved chats may hold together (bytes); past "
-        "it, no chat takes new messages until some are deleted.",
+        description="Text and images all of one account's saved chats may hold together "
+        "(bytes); past it, no chat takes new messages until some are deleted.",
     )
     chat_read_timeout_seconds: float = Field(
         300,
