@@ -127,6 +127,12 @@ async def test_a_document_and_a_photo_go_with_the_message(
     await shows_the_question_as_sent(page, page.locator(".msg.user").last)
     await expect(page.locator(".msg.assistant").last).to_contain_text("Hello from the node.")
     await shot(page, "17-chat-attachments-reloaded")
+    await page.get_by_label("Your message").fill("And the colour?")  # carried on: the photo too
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".msg.assistant")).to_have_count(2)
+    await expect(page.locator(".msg.assistant").last).to_contain_text("Hello from the node.")
+    first, again = [body["messages"] for kind, body in fake.requests if kind == "chat"]
+    assert again[0] == first[0] and again[-1] == {"role": "user", "content": "And the colour?"}
     chat_id = new_url_chat(page.url)
     await hostile_saved_parts_stay_out(db, clock, chat_id)
     await page.goto(f"/chats/{chat_id}")  # the chat's own page shows it the same way
@@ -136,8 +142,7 @@ async def test_a_document_and_a_photo_go_with_the_message(
     await expect(hostile.locator("img")).to_have_count(0)  # no address, no SVG shown
     assert await page.evaluate("window.pwned === undefined")
     await shot(page, "17-saved-chat-with-attachments")
-    sent = [body for kind, body in fake.requests if kind == "chat"][-1]
-    text, image = sent["messages"][-1]["content"]
+    text, image = first[-1]["content"]
     assert "Sales rose 9%." in text["text"] and text["text"].endswith("What do these show?")
     assert image["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert base64.b64decode(image["image_url"]["url"].split(",", 1)[1])[:2] == b"\xff\xd8"
