@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import httpx
 
@@ -32,6 +33,7 @@ async def make_chat(
     session_id: str,
     title: str,
     answer: str = "Fine.",
+    attached: dict[str, Any] | None = None,
 ) -> str:
     """A chat made as the live page's script makes one, with one saved exchange."""
     token = csrf_of(await browser.get("/chats"))
@@ -47,6 +49,7 @@ async def make_chat(
         session_id=session_id,
         model="llama3.1:8b",
         messages=[{"role": "user", "content": f"About {title}"}],
+        attached=attached,
     )
     turn.observe({"choices": [{"delta": {"content": answer}}]})
     turn.finish("ok", prompt_tokens=2, completion=1)
@@ -61,8 +64,14 @@ async def test_the_chats_page_lists_searches_and_keeps_hostile_titles_as_text(
     session_id = await demo_session(browser, email=user.email)
     empty = await browser.get("/chats")
     assert 'href="/chats"' in empty.text and "No chats yet" in empty.text
+    files = [{"name": HOSTILE, "kind": "pdf", "note": f"{HOSTILE}: 1 page, 9 characters"}]
     hostile_id = await make_chat(
-        browser, state, session_id=session_id, title=HOSTILE, answer=HOSTILE
+        browser,
+        state,
+        session_id=session_id,
+        title=HOSTILE,
+        answer=HOSTILE,
+        attached={"question": f"About {HOSTILE}", "files": files},
     )
     clock.advance(5)
     soup_id = await make_chat(browser, state, session_id=session_id, title="Tomato soup")
@@ -77,7 +86,8 @@ async def test_the_chats_page_lists_searches_and_keeps_hostile_titles_as_text(
     assert HOSTILE not in one  # the title as text; the messages as JSON that cannot end a script
     data = re.search(r'<script type="application/json" id="chat-data">(.*?)</script>', one, re.S)
     assert data is not None
-    assert json.loads(data.group(1))["messages"][1]["content"] == HOSTILE
+    question, answer = json.loads(data.group(1))["messages"]
+    assert answer["content"] == HOSTILE and question["attached"]["files"] == files
 
 
 async def test_rename_delete_and_download_a_chat(
