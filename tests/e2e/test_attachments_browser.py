@@ -134,6 +134,8 @@ async def test_a_document_and_a_photo_go_with_the_message(
     first, again = [body["messages"] for kind, body in fake.requests if kind == "chat"]
     assert again[0] == first[0] and again[-1] == {"role": "user", "content": "And the colour?"}
     chat_id = new_url_chat(page.url)
+    # the second question is written before the hostile one, which must come last
+    await state.chat_proxy.saver.flush()
     await hostile_saved_parts_stay_out(db, clock, chat_id)
     await page.goto(f"/chats/{chat_id}")  # the chat's own page shows it the same way
     await shows_the_question_as_sent(page, page.locator(".msg.user").first)
