@@ -22,6 +22,7 @@ from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_only
 
 from sizzle.db import sqlite_driver
+from sizzle.db.fair_pool import FairPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A pooled PostgreSQL connection is replaced once this old, before a firewall or a proxy
@@ -46,8 +47,9 @@ class Database:
         # Up to POOL_SIZE connections, all kept: an overflow connection is closed when handed
         # back, so with a small pool most requests beyond it paid for a new connection (on
         # SQLite a new thread and four PRAGMAs).
+        # Waiting checkouts are served first come, first served (db/fair_pool.py).
         if not in_memory:  # which is one connection
-            kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
+            kwargs.update(pool_size=POOL_SIZE, max_overflow=0, poolclass=FairPool)
         if self.is_sqlite:
             # the pool's rollback of every returned connection is a hop to aiosqlite's thread,
             # usually after a rollback that already ended the transaction: `_tune_sqlite`
