@@ -12,14 +12,14 @@ streamed (`yield_per`) stays bounded in memory.
 SQLAlchemy's aiosqlite adapter is used as it is; only the driver connection it wraps is ours
 (`install` swaps the driver module its dialect connects through). It relies on
 `aiosqlite.Connection._execute`, the way aiosqlite's own cursor reaches the thread; the
-dependency is pinned below its next minor version for that reason, and tests/test_database.py
-runs the whole suite's storage through it.
+dependency is pinned below its next minor version for that reason. tests/test_sqlite_driver.py
+checks the cursor against what aiosqlite's own gives; every SQLite test runs through it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -199,6 +199,3 @@ def install(engine: AsyncEngine) -> None:
     if getattr(adapter, "aiosqlite", None) is None:
         raise TypeError(f"not an aiosqlite engine: {engine.url!r}")
     adapter.aiosqlite = _Driver()
-
-
-__all__: Sequence[str] = ("OneTripConnection", "OneTripCursor", "install")
