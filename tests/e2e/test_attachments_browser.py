@@ -170,6 +170,11 @@ async def test_a_chat_carried_on_with_a_model_that_cannot_see_says_its_photo_was
     await started(site, "llama3.1-8b")
     await page.goto(f"{urlsplit(page.url).path}?chat={chat_id}")
     await expect(page.locator(".msg.user img")).to_have_count(1)  # the chat keeps the photo
+    # said as the chat opens, before anything is sent
+    await expect(page.locator("#chat-note")).to_contain_text(
+        "Llama 3.1 8B cannot see images, so the image in this chat will be left out of what it "
+        "reads. The chat itself keeps it."
+    )
     await page.get_by_label("Your message").fill("And in one word?")
     await page.get_by_role("button", name="Send").click()
     await expect(page.locator("#chat-note")).to_have_text(

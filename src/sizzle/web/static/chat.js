@@ -144,8 +144,15 @@
       // model that cannot see, and says so)
       if (message.content || message.parts) conversation.push({ role: message.role, content: message.parts || message.content });
     }
-    say(body.model_name && sessionModel && body.model_name !== sessionModel
-      ? `This chat was held with ${body.model_name}. Your next message goes to this session's model, ${sessionModel}, with the chat so far.` : "");
+    const said = [];
+    if (body.model_name && sessionModel && body.model_name !== sessionModel) said.push(`This chat was held with ${body.model_name}. Your next message goes to this session's model, ${sessionModel}, with the chat so far.`);
+    // said on opening, not only after the next question: this model will not get the images
+    const images = body.messages.reduce((sum, message) => sum + imagesOf(message.parts).length, 0);
+    const attachments = $("attachments");
+    if (images > 0 && attachments && attachments.dataset.seesImages === "no") {
+      said.push(`${sessionModel || "This model"} cannot see images, so ${images === 1 ? "the image" : `the ${images} images`} in this chat will be left out of what it reads. The chat itself keeps ${images === 1 ? "it" : "them"}.`);
+    }
+    say(said.join(" "));
     remember();
     window.dispatchEvent(new CustomEvent("sizzle:chat", { detail: { chat: current, made: false } }));
   }
