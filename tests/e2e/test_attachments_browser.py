@@ -165,6 +165,8 @@ async def test_a_chat_carried_on_with_a_model_that_cannot_see_says_its_photo_was
     chat_id = new_url_chat(page.url)
     page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await page.get_by_role("button", name="Stop").click()
+    # the stop's own navigation has landed (the summary), so the next page load is not cut off
+    await expect(page.locator("#summary")).to_contain_text("You stopped it.")
     await expect(page.locator("#chat-input")).to_have_count(0)  # ended: no chat
 
     await started(site, "llama3.1-8b")
