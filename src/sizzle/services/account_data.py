@@ -41,7 +41,7 @@ from sizzle.domain.lifecycle import EndReason
 from sizzle.errors import Conflict, Unauthorized
 from sizzle.providers.base import Provider
 from sizzle.security import verify_password
-from sizzle.services import audit, conversations, free_minutes, launch_queue, ledger
+from sizzle.services import audit, chat_export, conversations, free_minutes, launch_queue, ledger
 from sizzle.services.payments.lab import LIVE_STATUSES as LAB_LIVE_STATUSES
 from sizzle.services.sessions import stop_sessions_of_user
 
@@ -142,7 +142,7 @@ async def _conversations(tx: AsyncSession, user_id: str) -> list[dict[str, Any]]
         )
     )
     return [
-        conversations.conversation_data(row, await conversations.messages_of(tx, row.id))
+        chat_export.conversation_data(row, await conversations.messages_of(tx, row.id))
         for row in rows
     ]
 

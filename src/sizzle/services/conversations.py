@@ -1,10 +1,10 @@
-"""Saved chats: a user's conversations with their messages, listed, searched, renamed, deleted
-and exported; and the size caps that keep them within bounds. The messages themselves are
-written by the chat relay's batched writer (services/chat_saving.py), off the answer's path."""
+"""Saved chats: a user's conversations with their messages, listed, searched, renamed and
+deleted; and the size caps that keep them within bounds. The messages themselves are written
+by the chat relay's batched writer (services/chat_saving.py), off the answer's path; a chat is
+exported by services/chat_export.py."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +14,6 @@ from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sizzle.db.models import Conversation, ConversationMessage, GpuSession
-from sizzle.domain.images import describe, image_url
 from sizzle.errors import NotFound, PayloadTooLarge
 from sizzle.settings import Settings
 
@@ -197,86 +196,3 @@ async def _delete_where(tx: AsyncSession, condition: Any) -> None:
         delete(ConversationMessage).where(ConversationMessage.conversation_id.in_(ids))
     )
     await tx.execute(delete(Conversation).where(condition))
-
-
-# --- export ------------------------------------------------------------------------------
-
-
-def message_data(message: ConversationMessage) -> dict[str, Any]:
-    return {
-        "role": message.role,
-        "content": message.content,
-        "status": message.status,
-        "model": message.model,
-        "prompt_tokens": message.prompt_tokens,
-        "completion_tokens": message.completion_tokens,
-        "created_at": message.created_at.isoformat(),
-        "parts": message.parts,
-        "attached": message.attached,
-    }
-
-
-def conversation_data(row: Conversation, messages: list[ConversationMessage]) -> dict[str, Any]:
-    """The conversation and its messages as JSON-ready data (the export, the account export)."""
-    return {
-        "id": row.id,
-        "title": row.title,
-        "model": row.model,
-        "session_id": row.session_id,
-        "system_prompt": row.system_prompt,
-        "temperature": row.temperature,
-        "max_tokens": row.max_tokens,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-        "messages": [message_data(m) for m in messages],
-    }
-
-
-def as_json(row: Conversation, messages: list[ConversationMessage]) -> str:
-    return json.dumps(conversation_data(row, messages), indent=2, ensure_ascii=False) + "\n"
-
-
-_SPEAKERS = {"user": "You", "assistant": "Assistant", "system": "System"}
-_ENDINGS = {
-    "streaming": "(the answer was still being written when this was saved)",
-    "stopped": "(stopped before the end)",
-    "failed": "(the answer failed here)",
-}
-
-
-def as_markdown(row: Conversation, messages: list[ConversationMessage]) -> str:
-    """The conversation as a Markdown document: the title, then each message under its
-    speaker. Message text is kept as written (it is Markdown already)."""
-    lines = [f"# {' '.join(row.title.split())}", ""]
-    about = [f"Saved {row.created_at:%Y-%m-%d %H:%M} UTC"]
-    if row.model:
-        about.append(f"model {row.model}")
-    lines += [" · ".join(about), ""]
-    if row.system_prompt:
-        lines += ["## System prompt", "", row.system_prompt, ""]
-    for message in messages:
-        lines += [f"## {_SPEAKERS.get(message.role, message.role)}", "", *_markdown_body(message)]
-        if message.status in _ENDINGS:
-            lines += [f"_{_ENDINGS[message.status]}_", ""]
-    return "\n".join(lines)
-
-
-def _markdown_body(message: ConversationMessage) -> list[str]:
-    """A message's lines: what went with a question in words (a note for each file and image,
-    not a document's text again nor a picture's base64), then its text as written."""
-    notes = [f"[file: {note}]" for note in _file_notes(message)]
-    notes += [f"[{describe(url)}]" for url in map(image_url, message.parts or []) if url]
-    text = (message.attached or {}).get("question", message.content)
-    return [*notes, "", text, ""] if notes else [message.content, ""]
-
-
-def _file_notes(message: ConversationMessage) -> list[str]:
-    files = (message.attached or {}).get("files") or []
-    return [f["note"] for f in files if f.get("kind") != "image"]
-
-
-def export_filename(row: Conversation, extension: str) -> str:
-    """A safe file name for a download: letters, digits and dashes of the title."""
-    words = "".join(c if c.isascii() and c.isalnum() else " " for c in row.title.lower()).split()
-    stem = "-".join(words)[:60].strip("-") or "chat"
-    return f"{stem}.{extension}"

@@ -14,7 +14,7 @@ from sizzle.api.deps import IdPath, PagingDep, StateDep, get_current_user
 from sizzle.api.openapi import error_responses
 from sizzle.api.schemas import CleanStr, Page
 from sizzle.db.models import Conversation, ConversationMessage, User
-from sizzle.services import conversations
+from sizzle.services import chat_export, conversations
 from sizzle.services.conversations import MAX_TOKENS_RANGE, SYSTEM_PROMPT_LENGTH, TEMPERATURE_RANGE
 from sizzle.services.model_library import model_name
 from sizzle.state import AppState
@@ -218,10 +218,10 @@ async def export_response(
         row = await conversations.get_conversation(tx, conversation_id, user_id=user_id)
         messages = await conversations.messages_of(tx, row.id)
     if kind == "json":
-        text, media, extension = conversations.as_json(row, messages), "application/json", "json"
+        text, media, extension = chat_export.as_json(row, messages), "application/json", "json"
     else:
-        text, media, extension = conversations.as_markdown(row, messages), "text/markdown", "md"
-    name = conversations.export_filename(row, extension)
+        text, media, extension = chat_export.as_markdown(row, messages), "text/markdown", "md"
+    name = chat_export.export_filename(row, extension)
     return Response(
         text,
         media_type=f"{media}; charset=utf-8",
